@@ -1,0 +1,117 @@
+//! Handler errors and their problem+json form (RFC 9457).
+
+use std::fmt;
+
+use crate::Response;
+
+/// The result type of handlers: `Ok` is the response, `Err` an [`Error`].
+pub type Result<T = Response, E = Error> = std::result::Result<T, E>;
+
+/// An error a handler returns; it becomes an `application/problem+json`
+/// response with this status, a title derived from it, and the detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    status: u16,
+    detail: String,
+}
+
+impl Error {
+    /// An error with any status (400..=599) and a detail message for the client.
+    pub fn new(status: u16, detail: impl Into<String>) -> Self {
+        let status = if (400..=599).contains(&status) {
+            status
+        } else {
+            500
+        };
+        Error {
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Error::new(400, detail)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Error::new(404, detail)
+    }
+
+    /// 409 Conflict.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Error::new(409, detail)
+    }
+
+    /// 422 Unprocessable Content.
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Error::new(422, detail)
+    }
+
+    /// 500 Internal Server Error.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Error::new(500, detail)
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The detail message.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The problem+json response for this error.
+    pub fn into_response(self, request_id: &str) -> Response {
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": title(self.status),
+            "status": self.status,
+            "detail": self.detail,
+            "request_id": request_id,
+        });
+        Response::new(self.status)
+            .header("content-type", "application/problem+json")
+            .body(body.to_string())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, title(self.status), self.detail)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Self {
+        Error::bad_request(format!("invalid JSON: {err}"))
+    }
+}
+
+fn title(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        400..=499 => "Client Error",
+        _ => "Server Error",
+    }
+}

@@ -1,0 +1,77 @@
+//! The response a handler builds.
+
+use serde::Serialize;
+
+use crate::Result;
+use crate::bindings::trellis::plugin::types::Response as RawResponse;
+
+/// An HTTP response under construction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// 200 with a `text/plain` body.
+    pub fn text(body: impl Into<String>) -> Self {
+        Response::new(200)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(body.into())
+    }
+
+    /// 200 with `value` serialized as JSON.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        let body = serde_json::to_vec(value)
+            .map_err(|err| crate::Error::internal(format!("cannot serialize response: {err}")))?;
+        Ok(Response::new(200)
+            .header("content-type", "application/json")
+            .body(body))
+    }
+
+    /// 204 No Content.
+    pub fn no_content() -> Self {
+        Response::new(204)
+    }
+
+    /// Replaces the status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Replaces the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub(crate) fn into_raw(self) -> RawResponse {
+        RawResponse {
+            status: self.status,
+            headers: self.headers,
+            body: self.body,
+        }
+    }
+}

@@ -1,0 +1,667 @@
+//! Configuration: `trellis.toml` plus `TRELLIS_*` environment overrides,
+//! validated strictly before anything starts.
+//!
+//! Cross-cutting; depends on nothing else in the crate. Every key has a
+//! default in code (see [`Config::default`]), unknown keys are errors, and an
+//! error names the key, and the line where the file has one.
+//!
+//! Environment overrides: `TRELLIS_<KEY>` with `__` between nesting levels,
+//! e.g. `TRELLIS_SERVER__LISTEN=127.0.0.1:9000` or
+//! `TRELLIS_LIMITS__DEADLINE=2s`. A value that parses as a TOML value
+//! (number, boolean, quoted string) is taken as such; anything else as a
+//! string. `TRELLIS_CONFIG` (the config path) and `TRELLIS_LOG` (a log
+//! filter) are not overrides.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use crate::examples;
+
+/// Environment variables with the `TRELLIS_` prefix that are not overrides.
+const NOT_OVERRIDES: &[&str] = &["TRELLIS_CONFIG", "TRELLIS_LOG"];
+
+/// Capabilities a plugin may be granted.
+pub const CAPABILITIES: &[&str] = &["log", "config"];
+
+/// A configuration error: what is wrong and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema; the message
+    /// carries the line, column and key.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line and key.
+        message: String,
+    },
+    /// An environment override does not fit the schema.
+    #[error("invalid environment override ({key}): {message}")]
+    Env {
+        /// The config key the overrides touched, as a dotted path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is well-formed but not acceptable.
+    #[error("invalid config value `{key}`: {message}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where runtime state lives (compile cache, later databases).
+    pub data_dir: PathBuf,
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// The WebAssembly engine.
+    pub engine: EngineConfig,
+    /// Default limits of every plugin; `[plugins.<name>.limits]` overrides.
+    pub limits: Limits,
+    /// The plugins to serve, by name. Absent: the embedded examples.
+    pub plugins: Option<BTreeMap<String, PluginConfig>>,
+}
+
+/// `[server]`: the listener and the HTTP connection limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Connections served at once; further ones wait in the accept backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (slowloris guard).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Largest request head (HTTP/1) or header list (HTTP/2); larger is 431.
+    pub max_header_bytes: ByteSize,
+    /// Time in-flight requests get to finish on shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// `[log]`: how logs are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `pretty` (for people) or `json` (for machines).
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `info,trellis=debug`. `TRELLIS_LOG`
+    /// wins over it.
+    pub level: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[engine]`: the wasmtime engine shared by all plugins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Cache compiled components on disk (keyed by wasm hash and engine
+    /// settings) so restarts skip compilation.
+    pub compile_cache: bool,
+    /// The cache directory; default `<data_dir>/compile-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Epoch tick: how often a running guest yields to the scheduler and has
+    /// its deadline checked.
+    #[serde(with = "humantime_serde")]
+    pub epoch_tick: Duration,
+    /// Instances alive at once across all plugins (sizes the pooling allocator).
+    pub max_instances: u32,
+}
+
+/// Per-plugin limits. Each exceeded limit has its own error (see README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wall-clock time per request; exceeded → 504.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    /// Linear memory per instance; exceeded → 500.
+    pub memory: ByteSize,
+    /// Instances of this plugin at once; more → 503 with `Retry-After`.
+    pub max_concurrency: u32,
+    /// Request body size; larger → 413.
+    pub max_request_body: ByteSize,
+    /// Response body size; larger → 500.
+    pub max_response_body: ByteSize,
+}
+
+/// `[plugins.<name>.limits]`: overrides of the default limits.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitOverrides {
+    /// See [`Limits::deadline`].
+    #[serde(with = "humantime_serde")]
+    pub deadline: Option<Duration>,
+    /// See [`Limits::memory`].
+    pub memory: Option<ByteSize>,
+    /// See [`Limits::max_concurrency`].
+    pub max_concurrency: Option<u32>,
+    /// See [`Limits::max_request_body`].
+    pub max_request_body: Option<ByteSize>,
+    /// See [`Limits::max_response_body`].
+    pub max_response_body: Option<ByteSize>,
+}
+
+/// `[plugins.<name>]`: one plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// A component file. Exactly one of `path` and `builtin`.
+    pub path: Option<PathBuf>,
+    /// An example plugin embedded in the binary (`hello`, `echo`).
+    pub builtin: Option<String>,
+    /// Capabilities granted to the plugin.
+    #[serde(default = "default_grants")]
+    pub grants: Vec<String>,
+    /// Limit overrides.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    /// Settings the plugin reads through the `config` capability.
+    #[serde(default)]
+    pub config: BTreeMap<String, SettingValue>,
+}
+
+/// A plugin setting: any TOML scalar, handed to the plugin as a string.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SettingValue {
+    /// A string.
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl std::fmt::Display for SettingValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingValue::String(s) => f.write_str(s),
+            SettingValue::Integer(i) => write!(f, "{i}"),
+            SettingValue::Float(x) => write!(f, "{x}"),
+            SettingValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+fn default_grants() -> Vec<String> {
+    vec!["log".into(), "config".into()]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(".trellis"),
+            server: ServerConfig::default(),
+            log: LogConfig::default(),
+            engine: EngineConfig::default(),
+            limits: Limits::default(),
+            plugins: None,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: ByteSize::kib(16),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            compile_cache: true,
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(10),
+            max_instances: 1000,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_secs(10),
+            memory: ByteSize::mib(64),
+            max_concurrency: 100,
+            max_request_body: ByteSize::mib(1),
+            max_response_body: ByteSize::mib(8),
+        }
+    }
+}
+
+impl Limits {
+    /// These limits with `overrides` applied.
+    pub fn with(self, overrides: &LimitOverrides) -> Limits {
+        Limits {
+            deadline: overrides.deadline.unwrap_or(self.deadline),
+            memory: overrides.memory.unwrap_or(self.memory),
+            max_concurrency: overrides.max_concurrency.unwrap_or(self.max_concurrency),
+            max_request_body: overrides.max_request_body.unwrap_or(self.max_request_body),
+            max_response_body: overrides.max_response_body.unwrap_or(self.max_response_body),
+        }
+    }
+}
+
+impl PluginConfig {
+    /// A plugin config serving the embedded example `name`.
+    pub fn builtin(name: &str) -> Self {
+        PluginConfig {
+            path: None,
+            builtin: Some(name.to_string()),
+            grants: default_grants(),
+            limits: LimitOverrides::default(),
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone)]
+pub enum PluginSource {
+    /// A file on disk.
+    File(PathBuf),
+    /// An example embedded in the binary.
+    Builtin(&'static [u8]),
+}
+
+impl Config {
+    /// Loads `path` (or the defaults when `None`), applies the `TRELLIS_*`
+    /// variables of the process environment, and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let shown = path.unwrap_or(Path::new("<defaults>"));
+        Config::parse(&text, shown, env)
+    }
+
+    /// Parses and validates config `text`; `path` is only used in messages
+    /// and to resolve relative plugin paths.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_error = |err: toml::de::Error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        };
+        // First the file alone, so errors point at its lines.
+        let mut config: Config = toml::from_str(text).map_err(parse_error)?;
+        let overrides = env_overrides(env);
+        if !overrides.is_empty() {
+            let mut table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+            let keys: Vec<String> = overrides.iter().map(|(k, _)| k.join(".")).collect();
+            for (key, value) in overrides {
+                apply_override(&mut table, &key, value)?;
+            }
+            config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|err| {
+                ConfigError::Env {
+                    key: env_error_key(err.path().to_string(), &keys),
+                    message: err.into_inner().to_string(),
+                }
+            })?;
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The plugins to serve: the configured ones, or the embedded examples.
+    pub fn plugins(&self) -> BTreeMap<String, PluginConfig> {
+        self.plugins.clone().unwrap_or_else(|| {
+            examples::EXAMPLES
+                .iter()
+                .map(|(name, _)| (name.to_string(), PluginConfig::builtin(name)))
+                .collect()
+        })
+    }
+
+    /// The compile cache directory (absolute), if the cache is on.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.engine.compile_cache.then(|| {
+            let dir = self
+                .engine
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("compile-cache"));
+            std::path::absolute(&dir).unwrap_or(dir)
+        })
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(plugins) = &mut self.plugins {
+            for plugin in plugins.values_mut() {
+                if let Some(path) = &mut plugin.path
+                    && path.is_relative()
+                {
+                    *path = base.join(&*path);
+                }
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        if server.max_connections == 0 {
+            return invalid("server.max_connections", "must be at least 1");
+        }
+        if server.max_header_bytes.as_u64() < 8192 {
+            return invalid("server.max_header_bytes", "must be at least 8 KiB");
+        }
+        if server.header_read_timeout.is_zero() {
+            return invalid("server.header_read_timeout", "must be more than 0");
+        }
+        if self.engine.epoch_tick.is_zero() || self.engine.epoch_tick > Duration::from_secs(1) {
+            return invalid("engine.epoch_tick", "must be between 1ms and 1s");
+        }
+        if self.engine.max_instances == 0 {
+            return invalid("engine.max_instances", "must be at least 1");
+        }
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return invalid("log.level", &format!("not a valid filter: {err}"));
+        }
+        self.limits.validate("limits")?;
+        for (name, plugin) in self.plugins() {
+            self.validate_plugin(&name, &plugin)?;
+        }
+        Ok(())
+    }
+
+    fn validate_plugin(&self, name: &str, plugin: &PluginConfig) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("plugins.{name}.{field}");
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid_name {
+            return invalid(
+                &format!("plugins.{name}"),
+                "a plugin name is 1 to 64 of a-z, 0-9, `-` and `_`",
+            );
+        }
+        plugin.source().map_err(|message| ConfigError::Invalid {
+            key: key("path"),
+            message,
+        })?;
+        for grant in &plugin.grants {
+            if !CAPABILITIES.contains(&grant.as_str()) {
+                return invalid(
+                    &key("grants"),
+                    &format!(
+                        "unknown capability `{grant}`; known: {}",
+                        CAPABILITIES.join(", ")
+                    ),
+                );
+            }
+        }
+        self.limits
+            .with(&plugin.limits)
+            .validate(&format!("plugins.{name}.limits"))
+    }
+}
+
+impl PluginConfig {
+    /// Where the component comes from; an error says why it is unusable.
+    pub fn source(&self) -> Result<PluginSource, String> {
+        match (&self.path, &self.builtin) {
+            (Some(path), None) => {
+                if path.is_file() {
+                    Ok(PluginSource::File(path.clone()))
+                } else {
+                    Err(format!("{} is not a readable file", path.display()))
+                }
+            }
+            (None, Some(name)) => examples::example(name)
+                .map(PluginSource::Builtin)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = examples::EXAMPLES.iter().map(|(n, _)| *n).collect();
+                    format!(
+                        "no builtin plugin `{name}`; builtins: {}",
+                        known.join(", ")
+                    )
+                }),
+            _ => Err("set exactly one of `path` and `builtin`".into()),
+        }
+    }
+}
+
+impl Limits {
+    fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        if self.deadline.is_zero() {
+            return invalid(&format!("{prefix}.deadline"), "must be more than 0");
+        }
+        if self.memory < ByteSize::mib(1) || self.memory > ByteSize::gib(4) {
+            return invalid(&format!("{prefix}.memory"), "must be between 1 MiB and 4 GiB");
+        }
+        if self.max_concurrency == 0 {
+            return invalid(&format!("{prefix}.max_concurrency"), "must be at least 1");
+        }
+        if self.max_response_body.as_u64() == 0 {
+            return invalid(&format!("{prefix}.max_response_body"), "must be more than 0");
+        }
+        Ok(())
+    }
+}
+
+fn invalid<T>(key: &str, message: &str) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.to_string(),
+    })
+}
+
+/// `TRELLIS_A__B_C=v` → (["a", "b_c"], v), for every override variable.
+fn env_overrides(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(Vec<String>, toml::Value)> {
+    let mut overrides: Vec<_> = env
+        .into_iter()
+        .filter(|(k, _)| !NOT_OVERRIDES.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            let rest = k.strip_prefix("TRELLIS_")?;
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            Some((path, parse_env_value(&v)))
+        })
+        .collect();
+    overrides.sort_by(|a, b| a.0.cmp(&b.0));
+    overrides
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn apply_override(
+    table: &mut toml::Table,
+    key: &[String],
+    value: toml::Value,
+) -> Result<(), ConfigError> {
+    let (last, parents) = key.split_last().ok_or_else(|| ConfigError::Env {
+        key: String::new(),
+        message: "empty key".into(),
+    })?;
+    let mut current = table;
+    for (i, part) in parents.iter().enumerate() {
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+            key: key[..=i].join("."),
+            message: "is not a table, so it has no keys to override".into(),
+        })?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Names the override behind a schema error: the variable whose key the
+/// error path starts with, else the path itself.
+fn env_error_key(path: String, keys: &[String]) -> String {
+    keys.iter()
+        .find(|k| path.starts_with(k.as_str()) || k.starts_with(path.as_str()))
+        .map(|k| format!("TRELLIS_{}", k.to_ascii_uppercase().replace('.', "__")))
+        .map(|var| format!("{var} → {path}"))
+        .unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::parse(text, Path::new("trellis.toml"), env)
+    }
+
+    #[test]
+    fn defaults_serve_the_examples() {
+        let config = parse("", &[]).expect("defaults are valid");
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        let plugins = config.plugins();
+        assert!(plugins.contains_key("hello"));
+        assert!(!plugins.contains_key("misbehave"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &[])
+            .expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("lisen"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let msg = parse("[server]\nmax_connections = \"many\"\n", &[])
+            .expect_err("wrong type")
+            .to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn env_overrides_apply_and_name_the_variable() {
+        let config = parse(
+            "",
+            &[
+                ("TRELLIS_SERVER__LISTEN", "127.0.0.1:9999"),
+                ("TRELLIS_LIMITS__DEADLINE", "250ms"),
+                ("TRELLIS_CONFIG", "ignored.toml"),
+            ],
+        )
+        .expect("valid overrides");
+        assert_eq!(config.server.listen.port(), 9999);
+        assert_eq!(config.limits.deadline, Duration::from_millis(250));
+
+        let msg = parse("", &[("TRELLIS_SERVER__MAX_CONECTIONS", "3")])
+            .expect_err("unknown key")
+            .to_string();
+        assert!(msg.contains("TRELLIS_SERVER__MAX_CONECTIONS"), "{msg}");
+    }
+
+    #[test]
+    fn plugin_needs_exactly_one_source() {
+        let msg = parse("[plugins.x]\ngrants = []\n", &[])
+            .expect_err("no source")
+            .to_string();
+        assert!(msg.contains("plugins.x.path"), "{msg}");
+        let msg = parse("[plugins.x]\npath = \"/nonexistent.wasm\"\n", &[])
+            .expect_err("missing file")
+            .to_string();
+        assert!(msg.contains("/nonexistent.wasm"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_grant_is_rejected() {
+        let msg = parse("[plugins.h]\nbuiltin = \"hello\"\ngrants = [\"sql\"]\n", &[])
+            .expect_err("unknown grant")
+            .to_string();
+        assert!(msg.contains("plugins.h.grants"), "{msg}");
+    }
+
+    #[test]
+    fn limits_merge_and_validate() {
+        let config = parse(
+            "[limits]\ndeadline = \"2s\"\n[plugins.h]\nbuiltin = \"hello\"\n[plugins.h.limits]\nmemory = \"16MiB\"\n",
+            &[],
+        )
+        .expect("valid");
+        let plugins = config.plugins();
+        let limits = config.limits.with(&plugins["h"].limits);
+        assert_eq!(limits.deadline, Duration::from_secs(2));
+        assert_eq!(limits.memory, ByteSize::mib(16));
+        let msg = parse("[limits]\nmemory = \"10KiB\"\n", &[])
+            .expect_err("too small")
+            .to_string();
+        assert!(msg.contains("limits.memory"), "{msg}");
+    }
+}

@@ -1,0 +1,164 @@
+//! Errors a request can end in, and their one mapping to HTTP: status,
+//! headers and an `application/problem+json` body (RFC 9457) that carries the
+//! request id. Cross-cutting; the `http` layer renders, lower layers produce.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+/// Why a request failed. Each variant owns its status in [`ApiError::status`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No route matches the path.
+    #[error("no route matches {path}")]
+    NotFound {
+        /// The request path.
+        path: String,
+    },
+    /// The path matches, the method does not.
+    #[error("{method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed {
+        /// The request method.
+        method: String,
+        /// The methods that are, for the `Allow` header.
+        allow: String,
+    },
+    /// The request body is over the plugin's limit.
+    #[error("the request body is over the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The client took too long to send the request body.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    /// The plugin already runs its maximum of instances.
+    #[error("plugin `{plugin}` is at its limit of {limit} concurrent requests")]
+    Overloaded {
+        /// The plugin.
+        plugin: String,
+        /// Its concurrency limit.
+        limit: u32,
+    },
+    /// The plugin did not answer within its deadline.
+    #[error("plugin `{plugin}` did not answer within {}", humantime::format_duration(*deadline))]
+    DeadlineExceeded {
+        /// The plugin.
+        plugin: String,
+        /// Its deadline.
+        deadline: Duration,
+    },
+    /// The plugin tried to grow its memory over its cap.
+    #[error("plugin `{plugin}` exceeded its memory limit of {limit} bytes")]
+    MemoryLimit {
+        /// The plugin.
+        plugin: String,
+        /// The cap in bytes.
+        limit: u64,
+    },
+    /// The plugin trapped (panic, unreachable, out-of-bounds access, ...).
+    #[error("plugin `{plugin}` failed: {reason}")]
+    GuestFault {
+        /// The plugin.
+        plugin: String,
+        /// The trap, as wasmtime describes it.
+        reason: String,
+    },
+    /// The plugin's response body is over its limit.
+    #[error("plugin `{plugin}` returned {size} bytes, over its limit of {limit}")]
+    ResponseTooLarge {
+        /// The plugin.
+        plugin: String,
+        /// The body size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The plugin's response is not valid HTTP (status, header).
+    #[error("plugin `{plugin}` returned an invalid response: {reason}")]
+    InvalidResponse {
+        /// The plugin.
+        plugin: String,
+        /// What is invalid.
+        reason: String,
+    },
+    /// The runtime itself failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status of this error: the only place it is decided.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::MemoryLimit { .. }
+            | ApiError::GuestFault { .. }
+            | ApiError::ResponseTooLarge { .. }
+            | ApiError::InvalidResponse { .. }
+            | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable, machine-readable name of the error kind (`code` in the body).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::BodyTimeout => "request_timeout",
+            ApiError::Overloaded { .. } => "overloaded",
+            ApiError::DeadlineExceeded { .. } => "deadline_exceeded",
+            ApiError::MemoryLimit { .. } => "memory_limit",
+            ApiError::GuestFault { .. } => "guest_fault",
+            ApiError::ResponseTooLarge { .. } => "response_too_large",
+            ApiError::InvalidResponse { .. } => "invalid_response",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The problem+json response, with `request_id` in body and header.
+    pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": self.to_string(),
+            "code": self.code(),
+            "request_id": request_id,
+        });
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match &self {
+            ApiError::MethodNotAllowed { allow, .. } => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    headers.insert(header::ALLOW, value);
+                }
+            }
+            ApiError::Overloaded { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

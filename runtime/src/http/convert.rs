@@ -1,0 +1,101 @@
+//! hyper ↔ guest: the request body under its limit, query and headers as
+//! pairs, and the guest's response checked into a hyper response.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body;
+
+use crate::error::ApiError;
+use crate::plugin::GuestResponse;
+
+/// Headers a guest may not set: the connection's business, not the plugin's.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+];
+
+/// Reads the whole body, refusing more than `limit` bytes (413) and a client
+/// that takes longer than `timeout` to send it (408).
+pub async fn read_body<B>(
+    body: B,
+    headers: &HeaderMap,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Vec<u8>, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Ok(Err(err)) => Err(ApiError::BadRequest(format!(
+            "cannot read the request body: {err}"
+        ))),
+        Err(_) => Err(ApiError::BodyTimeout),
+    }
+}
+
+/// `a=1&b=x%20y` → [("a", "1"), ("b", "x y")].
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// Header pairs with lower-case names; non-UTF-8 values lossily decoded.
+pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The guest's response as a hyper response; an invalid header is the
+/// plugin's fault (500), hop-by-hop headers are dropped.
+pub fn into_http(plugin: &str, guest: GuestResponse) -> Result<Response<Full<Bytes>>, ApiError> {
+    let invalid = |reason: String| ApiError::InvalidResponse {
+        plugin: plugin.to_string(),
+        reason,
+    };
+    let status = StatusCode::from_u16(guest.status)
+        .map_err(|_| invalid(format!("status {} is not an HTTP status", guest.status)))?;
+    let mut response = Response::new(Full::new(Bytes::from(guest.body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    for (name, value) in guest.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| invalid(format!("invalid value for header {name}")))?;
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            headers.append(name, value);
+        }
+    }
+    Ok(response)
+}

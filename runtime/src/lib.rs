@@ -1,0 +1,28 @@
+//! Trellis: an HTTP runtime whose endpoint logic lives in sandboxed
+//! WebAssembly components.
+//!
+//! The layers, top to bottom (arrows point down only):
+//!
+//! - [`server`]: hyper connections, connection limits, timeouts, shutdown.
+//! - [`http`]: the per-request pipeline: request id, body limits, routing,
+//!   the plugin call, problem+json errors.
+//! - [`router`]: method + path pattern → plugin route, built from manifests.
+//! - [`plugin`]: the wasmtime engine, loading, limits and the guest call.
+//! - [`capability`]: the host side of the WIT imports (`log`, `config`).
+//!
+//! Cross-cutting: [`config`], [`telemetry`], [`error`].
+
+#![deny(missing_docs)]
+
+pub mod capability;
+pub mod config;
+pub mod error;
+pub mod examples;
+pub mod http;
+pub mod plugin;
+pub mod router;
+pub mod server;
+pub mod telemetry;
+
+pub use config::Config;
+pub use server::{Server, ServerHandle};

@@ -1,0 +1,99 @@
+//! The `trellis` binary: `serve` and `check`. The only place that uses
+//! `anyhow`; everything below returns typed errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use trellis::{Config, Server, telemetry};
+
+#[derive(Parser)]
+#[command(name = "trellis", version, about = "Serve HTTP APIs from WebAssembly components")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured plugins (the embedded examples without a config).
+    Serve {
+        /// The config file.
+        #[arg(long, short, env = "TRELLIS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config and load every plugin it names, without serving.
+    Check {
+        /// The config file.
+        #[arg(long, short, env = "TRELLIS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { config } => {
+            let config = Config::load(config.as_deref())?;
+            telemetry::init(&config.log);
+            let server = Server::start(&config).await?;
+            server.run(shutdown_signal()).await;
+            Ok(())
+        }
+        Command::Check { config } => {
+            let shown = config
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the default config".into());
+            let config = Config::load(config.as_deref())?;
+            let routes = trellis::server::check(&config)
+                .await
+                .with_context(|| format!("{shown} is not servable"))?;
+            println!("{shown} is valid: {routes} routes");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM. A second signal exits at once.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("signal received; draining (send another to exit at once)");
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+}

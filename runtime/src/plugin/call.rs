@@ -1,0 +1,129 @@
+//! One request in a fresh instance: take the permits, make a store with the
+//! plugin's limits, instantiate from the pre-instantiated component, call
+//! `handle`, and turn every way that can fail into an [`ApiError`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::SemaphorePermit;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::{GuestRequest, GuestResponse};
+use super::state::{HostState, PluginContext};
+use super::{LoadedPlugin, PluginHost};
+use crate::error::ApiError;
+
+impl LoadedPlugin {
+    /// Runs `request` in a fresh instance of this plugin.
+    pub async fn handle(&self, request: &GuestRequest) -> Result<GuestResponse, ApiError> {
+        let _permits = self.permits()?;
+        let mut store = new_store(&self.host, self.context.clone(), request.request_id.clone());
+        let call = async {
+            let plugin = self.pre.instantiate_async(&mut store).await?;
+            plugin
+                .trellis_plugin_http_handler()
+                .call_handle(&mut store, request)
+                .await
+        };
+        let outcome = tokio::time::timeout(self.context.limits.deadline, call).await;
+        match outcome {
+            Ok(Ok(response)) => self.check(response),
+            Ok(Err(err)) => Err(self.fault(err, &store)),
+            Err(_elapsed) => Err(self.deadline_exceeded()),
+        }
+    }
+
+    /// A place in this plugin's and the host's instance budgets, or 503.
+    fn permits(&self) -> Result<(SemaphorePermit<'_>, SemaphorePermit<'_>), ApiError> {
+        let plugin = self
+            .concurrency
+            .try_acquire()
+            .map_err(|_| ApiError::Overloaded {
+                plugin: self.context.name.clone(),
+                limit: self.context.limits.max_concurrency,
+            })?;
+        let host = self
+            .host
+            .instances
+            .try_acquire()
+            .map_err(|_| ApiError::Overloaded {
+                plugin: self.context.name.clone(),
+                limit: self.host.max_instances,
+            })?;
+        Ok((plugin, host))
+    }
+
+    fn check(&self, response: GuestResponse) -> Result<GuestResponse, ApiError> {
+        let limit = self.context.limits.max_response_body.as_u64();
+        let size = response.body.len() as u64;
+        if size > limit {
+            return Err(ApiError::ResponseTooLarge {
+                plugin: self.context.name.clone(),
+                size,
+                limit,
+            });
+        }
+        if !(200..=599).contains(&response.status) {
+            return Err(ApiError::InvalidResponse {
+                plugin: self.context.name.clone(),
+                reason: format!("status {} is not a final HTTP status", response.status),
+            });
+        }
+        Ok(response)
+    }
+
+    fn fault(&self, err: wasmtime::Error, store: &Store<HostState>) -> ApiError {
+        let plugin = self.context.name.clone();
+        let state = store.data();
+        if state.memory.exceeded {
+            return ApiError::MemoryLimit {
+                plugin,
+                limit: self.context.limits.memory.as_u64(),
+            };
+        }
+        let trap = err.downcast_ref::<Trap>();
+        if trap == Some(&Trap::Interrupt) {
+            return self.deadline_exceeded();
+        }
+        tracing::warn!(
+            plugin = %plugin,
+            request_id = %state.request_id,
+            error = %format!("{err:#}"),
+            guest_stderr = state.stderr_tail().unwrap_or_default(),
+            "guest fault"
+        );
+        let reason = match trap {
+            Some(trap) => format!("wasm trap: {trap}"),
+            None => err.to_string(),
+        };
+        ApiError::GuestFault { plugin, reason }
+    }
+
+    fn deadline_exceeded(&self) -> ApiError {
+        ApiError::DeadlineExceeded {
+            plugin: self.context.name.clone(),
+            deadline: self.context.limits.deadline,
+        }
+    }
+}
+
+/// A store for one instance: memory limiter, and an epoch callback that
+/// yields to tokio at every tick and interrupts the guest at its deadline.
+pub(super) fn new_store(
+    host: &PluginHost,
+    context: Arc<PluginContext>,
+    request_id: String,
+) -> Store<HostState> {
+    let deadline = Instant::now() + context.limits.deadline;
+    let mut store = Store::new(&host.engine, HostState::new(context, request_id));
+    store.limiter(|state| &mut state.memory);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}

@@ -1,0 +1,77 @@
+//! The one wasmtime engine: component model, pooling allocator tuned as
+//! `PERF_NOTES.md` measured, epoch interruption driven by a ticker thread,
+//! and the on-disk compile cache.
+
+use std::path::Path;
+use std::time::Duration;
+
+use wasmtime::{
+    Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
+    PoolingAllocationConfig,
+};
+
+use crate::config::EngineConfig;
+
+/// Builds the engine, and the compile cache when `cache_dir` is set (kept to
+/// read its hit and miss counts). `max_memory` is the largest memory cap of
+/// any plugin.
+pub fn build(
+    config: &EngineConfig,
+    max_memory: u64,
+    cache_dir: Option<&Path>,
+) -> wasmtime::Result<(Engine, Option<Cache>)> {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(
+            config.max_instances,
+            max_memory,
+        )));
+    let cache = match cache_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let mut cache_config = CacheConfig::new();
+            cache_config.with_directory(dir);
+            Some(Cache::new(cache_config)?)
+        }
+        None => None,
+    };
+    wasm.cache(cache.clone());
+    Ok((Engine::new(&wasm)?, cache))
+}
+
+/// Pool sizes for `instances` component instances. A Rust wasip2 component
+/// has a handful of core instances (the module plus canonical-ABI shims), one
+/// memory and a few tables. The keep-resident settings avoid the
+/// `madvise(DONTNEED)` TLB shootdowns that dominate slot reuse on a VM.
+fn pooling(instances: u32, max_memory: u64) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(instances)
+        .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX))
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(64 << 10)
+        .async_stack_keep_resident(1 << 20);
+    pool
+}
+
+/// Advances the engine's epoch every `tick` until the engine is dropped.
+/// A running guest yields (and has its deadline checked) at each tick.
+pub fn start_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("trellis-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        })
+        .map(drop)
+}

@@ -1,0 +1,261 @@
+//! Loading a plugin version: read the component, compile it (on the blocking
+//! pool, through the compile cache), check its imports against the grants,
+//! pre-instantiate it, read its manifest in a sandboxed call, validate it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::Store;
+use wasmtime::component::Component;
+
+use super::bindings::{Plugin, PluginManifest, PluginPre};
+use super::state::{HostState, PluginContext};
+use super::{LoadedPlugin, PluginHost};
+use crate::config::{CAPABILITIES, Limits, PluginConfig, PluginSource};
+
+/// HTTP methods a route may declare.
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// The WIT package whose interfaces are capabilities.
+const CAPABILITY_PACKAGE: &str = "trellis:plugin/";
+
+/// Why a plugin version did not load. The message names the plugin and says
+/// what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin `{plugin}` ({source_name}): {kind}")]
+pub struct LoadError {
+    /// The operator's name for the plugin.
+    pub plugin: String,
+    /// Where the component came from (a path or `builtin:<name>`).
+    pub source_name: String,
+    /// What went wrong.
+    pub kind: LoadErrorKind,
+}
+
+/// What went wrong while loading.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadErrorKind {
+    /// The config names no usable component.
+    #[error("{0}")]
+    Source(String),
+    /// The file could not be read.
+    #[error("cannot read the component: {0}")]
+    Read(std::io::Error),
+    /// The bytes are not a WebAssembly component.
+    #[error("not a WebAssembly component: {0}")]
+    NotComponent(String),
+    /// The component imports a capability the operator did not grant.
+    #[error(
+        "uses capability `{capability}`, which is not granted; to grant it, add \"{capability}\" \
+         to `grants` under [plugins.{plugin}] in trellis.toml"
+    )]
+    NotGranted {
+        /// The capability.
+        capability: String,
+        /// The plugin, for the config hint.
+        plugin: String,
+    },
+    /// The component does not fit the world (missing export, unknown import).
+    #[error("does not implement the trellis:plugin world: {0}")]
+    World(String),
+    /// Reading the manifest failed (trap, deadline, ...).
+    #[error("reading its manifest failed: {0}")]
+    Manifest(String),
+    /// The manifest is not acceptable.
+    #[error("invalid manifest: {0}")]
+    InvalidManifest(String),
+}
+
+impl PluginHost {
+    /// Loads one plugin version; see the module docs for the steps.
+    pub async fn load(
+        &self,
+        name: &str,
+        config: &PluginConfig,
+        limits: Limits,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let (source_name, source) = match &config.builtin {
+            Some(builtin) => (format!("builtin:{builtin}"), config.source()),
+            None => (
+                config
+                    .path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                config.source(),
+            ),
+        };
+        let fail = |kind| LoadError {
+            plugin: name.to_string(),
+            source_name: source_name.clone(),
+            kind,
+        };
+        let started = Instant::now();
+        let bytes = match source.map_err(|m| fail(LoadErrorKind::Source(m)))? {
+            PluginSource::Builtin(bytes) => bytes.to_vec(),
+            PluginSource::File(path) => tokio::fs::read(&path)
+                .await
+                .map_err(|e| fail(LoadErrorKind::Read(e)))?,
+        };
+        let hash = hex(&Sha256::digest(&bytes));
+        let component = self.compile(bytes).await.map_err(fail)?;
+        check_grants(&component, self, name, &config.grants).map_err(fail)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| fail(LoadErrorKind::World(format!("{e:#}"))))?;
+
+        let settings = config
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        let context = Arc::new(PluginContext {
+            name: name.to_string(),
+            settings,
+            limits,
+        });
+        let manifest = read_manifest(self, &pre, &context)
+            .await
+            .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
+        validate_manifest(&manifest, &config.grants).map_err(fail)?;
+        tracing::info!(
+            plugin = name,
+            source = %source_name,
+            version = %manifest.version,
+            routes = manifest.routes.len(),
+            hash = &hash[..12],
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "plugin loaded"
+        );
+        Ok(Arc::new(LoadedPlugin {
+            concurrency: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+            context,
+            manifest,
+            hash,
+            pre,
+            host: self.clone(),
+        }))
+    }
+
+    async fn compile(&self, bytes: Vec<u8>) -> Result<Component, LoadErrorKind> {
+        if !bytes.starts_with(b"\0asm") {
+            return Err(LoadErrorKind::NotComponent(
+                "the file is not WebAssembly (no `\\0asm` header)".into(),
+            ));
+        }
+        if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            return Err(LoadErrorKind::NotComponent(
+                "this is a core WebAssembly module; build the plugin for wasm32-wasip2 so it \
+                 is a component"
+                    .into(),
+            ));
+        }
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .map_err(|e| LoadErrorKind::NotComponent(format!("compilation panicked: {e}")))?
+            .map_err(|e| LoadErrorKind::NotComponent(format!("{e:#}")))
+    }
+}
+
+/// Every `trellis:plugin/*` interface the component imports must be granted.
+fn check_grants(
+    component: &Component,
+    host: &PluginHost,
+    plugin: &str,
+    grants: &[String],
+) -> Result<(), LoadErrorKind> {
+    for (import, _) in component.component_type().imports(&host.engine) {
+        let Some(capability) = capability_of(import) else {
+            continue;
+        };
+        if capability != "types" && !grants.iter().any(|g| g == capability) {
+            return Err(LoadErrorKind::NotGranted {
+                capability: capability.to_string(),
+                plugin: plugin.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `trellis:plugin/config@0.1.0` → `config`.
+fn capability_of(import: &str) -> Option<&str> {
+    let interface = import.strip_prefix(CAPABILITY_PACKAGE)?;
+    Some(interface.split('@').next().unwrap_or(interface))
+}
+
+/// Instantiates the plugin once, under its limits, to call `describe`.
+async fn read_manifest(
+    host: &PluginHost,
+    pre: &PluginPre<HostState>,
+    context: &Arc<PluginContext>,
+) -> Result<PluginManifest, String> {
+    let mut store: Store<HostState> =
+        super::call::new_store(host, context.clone(), "load".to_string());
+    let call = async {
+        let plugin: Plugin = pre.instantiate_async(&mut store).await?;
+        plugin.trellis_plugin_manifest().call_describe(&mut store).await
+    };
+    match tokio::time::timeout(context.limits.deadline, call).await {
+        Ok(Ok(manifest)) => Ok(manifest),
+        Ok(Err(err)) => Err(format!("{err:#}")),
+        Err(_) => Err(format!(
+            "no answer within the deadline of {}",
+            humantime::format_duration(context.limits.deadline)
+        )),
+    }
+}
+
+fn validate_manifest(manifest: &PluginManifest, grants: &[String]) -> Result<(), LoadErrorKind> {
+    let invalid = |m: String| Err(LoadErrorKind::InvalidManifest(m));
+    for capability in &manifest.capabilities {
+        if !CAPABILITIES.contains(&capability.as_str()) {
+            return invalid(format!(
+                "asks for unknown capability `{capability}`; this runtime offers: {}",
+                CAPABILITIES.join(", ")
+            ));
+        }
+        if !grants.contains(capability) {
+            return Err(LoadErrorKind::NotGranted {
+                capability: capability.clone(),
+                plugin: manifest.name.clone(),
+            });
+        }
+    }
+    if u32::try_from(manifest.routes.len()).is_err() {
+        return invalid("too many routes".into());
+    }
+    for route in &manifest.routes {
+        if !METHODS.contains(&route.method.as_str()) {
+            return invalid(format!(
+                "route {} has method `{}`; allowed: {}",
+                route.path,
+                route.method,
+                METHODS.join(", ")
+            ));
+        }
+        if !route.path.starts_with('/') || route.path.contains(['?', '#']) {
+            return invalid(format!(
+                "route path `{}` must start with `/` and have no query or fragment",
+                route.path
+            ));
+        }
+        if let Some((key, _)) = route.options.first() {
+            return invalid(format!(
+                "route {} {} has unknown option `{key}`",
+                route.method, route.path
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

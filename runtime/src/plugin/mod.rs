@@ -1,0 +1,130 @@
+//! The plugin host (wasmtime component model).
+//!
+//! Layer: below `router`, above `capability`. [`PluginHost`] owns the one
+//! engine and linker; [`PluginHost::load`] turns a component into a
+//! [`LoadedPlugin`] (compiled, checked against its grants, pre-instantiated,
+//! manifest read); [`LoadedPlugin::handle`] runs one request in a fresh
+//! instance under the plugin's limits.
+
+pub mod bindings;
+mod call;
+pub mod engine;
+mod load;
+mod state;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::config::{Config, Limits};
+
+pub use bindings::{GuestRequest, GuestResponse, PluginManifest};
+pub use load::LoadError;
+pub use state::{HostState, PluginContext};
+
+/// The engine, the linker with every host import, and the global instance
+/// budget. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginHost {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    /// Instances alive at once across all plugins: the pooling allocator's
+    /// size, enforced here so a full pool is back-pressure (503), not an
+    /// instantiation error.
+    instances: Arc<Semaphore>,
+    max_instances: u32,
+    cache: Option<wasmtime::Cache>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("max_instances", &self.max_instances)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A plugin ready to serve: compiled, pre-instantiated, manifest read.
+pub struct LoadedPlugin {
+    context: Arc<PluginContext>,
+    manifest: PluginManifest,
+    hash: String,
+    pre: bindings::PluginPre<HostState>,
+    concurrency: Arc<Semaphore>,
+    host: PluginHost,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.context.name)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// The engine and linker for `config`: the pool is sized for the largest
+    /// memory cap any configured plugin has.
+    pub fn new(config: &Config) -> wasmtime::Result<PluginHost> {
+        let max_memory = config
+            .plugins()
+            .values()
+            .map(|p| config.limits.with(&p.limits).memory.as_u64())
+            .chain([config.limits.memory.as_u64()])
+            .max()
+            .unwrap_or(config.limits.memory.as_u64());
+        let cache_dir = config.cache_dir();
+        let (engine, cache) = engine::build(&config.engine, max_memory, cache_dir.as_deref())?;
+        engine::start_epoch_ticker(&engine, config.engine.epoch_tick)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+
+        let max_instances = config.engine.max_instances;
+        Ok(PluginHost {
+            engine,
+            linker: Arc::new(linker),
+            instances: Arc::new(Semaphore::new(max_instances as usize)),
+            max_instances,
+            cache,
+        })
+    }
+
+    /// Compile cache (hits, misses) so far, when the cache is on.
+    pub fn compile_cache_stats(&self) -> Option<(usize, usize)> {
+        self.cache
+            .as_ref()
+            .map(|c| (c.cache_hits(), c.cache_misses()))
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl LoadedPlugin {
+    /// The operator's name for the plugin.
+    pub fn name(&self) -> &str {
+        &self.context.name
+    }
+
+    /// The manifest the plugin declared.
+    pub fn manifest(&self) -> &PluginManifest {
+        &self.manifest
+    }
+
+    /// The plugin's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.context.limits
+    }
+
+    /// SHA-256 of the component bytes, hex.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+}

@@ -1,0 +1,118 @@
+//! What one instance can reach: its plugin's context, the request id, a WASI
+//! context with nothing granted but clocks, random and a captured stderr,
+//! and the memory limiter.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::config::Limits;
+
+/// Bytes of guest stderr kept per call (panic messages land there).
+const STDERR_CAPACITY: usize = 16 * 1024;
+
+/// Per-plugin data shared by all its instances.
+#[derive(Debug)]
+pub struct PluginContext {
+    /// The operator's name for the plugin.
+    pub name: String,
+    /// Settings from `[plugins.<name>.config]`.
+    pub settings: BTreeMap<String, String>,
+    /// The plugin's limits.
+    pub limits: Limits,
+}
+
+/// The `T` of `Store<T>`: one per instance, dropped with it.
+#[allow(missing_debug_implementations)]
+pub struct HostState {
+    pub(crate) plugin: Arc<PluginContext>,
+    pub(crate) request_id: String,
+    pub(crate) memory: MemoryLimiter,
+    pub(crate) stderr: MemoryOutputPipe,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub(crate) fn new(plugin: Arc<PluginContext>, request_id: String) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtx::builder()
+            .stdout(SinkOutputStream)
+            .stderr(stderr.clone())
+            .build();
+        let memory = MemoryLimiter::new(plugin.limits.memory.as_u64());
+        HostState {
+            plugin,
+            request_id,
+            memory,
+            stderr,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+
+    /// The last line the guest wrote to stderr, e.g. a panic message.
+    pub(crate) fn stderr_tail(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let tail = text.trim_end().rsplit('\n').next()?.trim();
+        (!tail.is_empty()).then(|| tail.to_string())
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps linear memory growth and remembers that it did, so a failed call can
+/// be reported as a memory limit rather than a generic trap.
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl MemoryLimiter {
+    fn new(limit: u64) -> Self {
+        MemoryLimiter {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            exceeded: false,
+        }
+    }
+}
+
+/// Table elements an instance may grow to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

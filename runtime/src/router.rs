@@ -1,0 +1,155 @@
+//! Method + path pattern → plugin route, built from the loaded plugins'
+//! manifests. Layer: below `http`, above `plugin`.
+//!
+//! Paths are matched by `matchit` (a radix tree: no regex, no allocation per
+//! lookup beyond the params). Two plugins claiming the same method and path,
+//! or patterns that overlap ambiguously, are a load error naming both.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::plugin::LoadedPlugin;
+
+/// Where a matched request goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The plugin.
+    pub plugin: Arc<LoadedPlugin>,
+    /// Index of the route in the plugin's manifest.
+    pub route: u32,
+}
+
+/// The routing table of one set of plugin versions. Immutable; a reload
+/// builds a new one and swaps it in.
+#[derive(Debug, Default)]
+pub struct Router {
+    paths: matchit::Router<usize>,
+    /// Per path pattern: the pattern and its targets by method.
+    entries: Vec<(String, BTreeMap<String, Target>)>,
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    /// A route matched.
+    Found {
+        /// Where to send the request.
+        target: &'a Target,
+        /// `{param}` values in pattern order.
+        params: Vec<(String, String)>,
+    },
+    /// The path exists with other methods (the `Allow` header value).
+    MethodNotAllowed(String),
+    /// No pattern matches the path.
+    NotFound,
+}
+
+/// Two routes that cannot both be served.
+#[derive(Debug, thiserror::Error)]
+#[error("route conflict: {first} and {second}")]
+pub struct RouteConflict {
+    /// One route, as `METHOD /pattern (plugin p)`.
+    pub first: String,
+    /// The other, or the reason the pattern is invalid.
+    pub second: String,
+}
+
+impl Router {
+    /// Builds the table from every route of every plugin.
+    pub fn build(plugins: &[Arc<LoadedPlugin>]) -> Result<Router, RouteConflict> {
+        let mut router = Router::default();
+        let mut by_pattern: BTreeMap<String, usize> = BTreeMap::new();
+        for plugin in plugins {
+            for (index, route) in plugin.manifest().routes.iter().enumerate() {
+                let target = Target {
+                    plugin: plugin.clone(),
+                    route: index as u32,
+                };
+                let entry = match by_pattern.get(&route.path) {
+                    Some(&entry) => entry,
+                    None => {
+                        let entry = router.entries.len();
+                        router.insert_path(&route.path, entry, plugin.name())?;
+                        router.entries.push((route.path.clone(), BTreeMap::new()));
+                        by_pattern.insert(route.path.clone(), entry);
+                        entry
+                    }
+                };
+                let methods = &mut router.entries[entry].1;
+                if let Some(existing) = methods.get(&route.method) {
+                    return Err(RouteConflict {
+                        first: describe(&route.method, &route.path, existing.plugin.name()),
+                        second: describe(&route.method, &route.path, plugin.name()),
+                    });
+                }
+                methods.insert(route.method.clone(), target);
+            }
+        }
+        Ok(router)
+    }
+
+    fn insert_path(&mut self, path: &str, entry: usize, plugin: &str) -> Result<(), RouteConflict> {
+        self.paths.insert(path, entry).map_err(|err| {
+            let second = match &err {
+                matchit::InsertError::Conflict { with } => {
+                    let owner = self
+                        .entries
+                        .iter()
+                        .find(|(pattern, _)| pattern == with)
+                        .and_then(|(_, methods)| methods.values().next())
+                        .map(|t| t.plugin.name().to_string())
+                        .unwrap_or_default();
+                    format!("{with} (plugin {owner}) overlap ambiguously")
+                }
+                other => format!("the pattern is invalid: {other}"),
+            };
+            RouteConflict {
+                first: format!("{path} (plugin {plugin})"),
+                second,
+            }
+        })
+    }
+
+    /// Finds the target of `method` `path`. `HEAD` falls back to `GET`.
+    pub fn lookup(&self, method: &str, path: &str) -> Lookup<'_> {
+        let Ok(matched) = self.paths.at(path) else {
+            return Lookup::NotFound;
+        };
+        let methods = &self.entries[*matched.value].1;
+        let target = methods
+            .get(method)
+            .or_else(|| (method == "HEAD").then(|| methods.get("GET")).flatten());
+        match target {
+            Some(target) => Lookup::Found {
+                target,
+                params: matched
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            },
+            None => Lookup::MethodNotAllowed(allow(methods)),
+        }
+    }
+
+    /// Every route: (method, pattern, plugin).
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.entries.iter().flat_map(|(pattern, methods)| {
+            methods
+                .iter()
+                .map(move |(m, t)| (m.as_str(), pattern.as_str(), t.plugin.name()))
+        })
+    }
+}
+
+fn describe(method: &str, path: &str, plugin: &str) -> String {
+    format!("{method} {path} (plugin {plugin})")
+}
+
+fn allow(methods: &BTreeMap<String, Target>) -> String {
+    let mut allowed: Vec<&str> = methods.keys().map(String::as_str).collect();
+    if methods.contains_key("GET") && !methods.contains_key("HEAD") {
+        allowed.push("HEAD");
+    }
+    allowed.join(", ")
+}

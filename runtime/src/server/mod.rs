@@ -1,0 +1,280 @@
+//! The HTTP server: startup (engine, plugins, routes, listener), the accept
+//! loop with its connection limit, hyper's HTTP/1.1 + HTTP/2 connections
+//! with their timeouts and header limits, and graceful shutdown.
+//! Layer: the top; calls `http`, `router` and `plugin`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::{Config, ServerConfig};
+use crate::http::App;
+use crate::plugin::{LoadError, LoadedPlugin, PluginHost};
+use crate::router::{RouteConflict, Router};
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The WebAssembly engine could not be built.
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    /// A plugin did not load.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Two plugins' routes conflict.
+    #[error(transparent)]
+    Routes(#[from] RouteConflict),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// A started server, bound and ready; [`Server::run`] serves.
+pub struct Server {
+    /// The bound listener.
+    listener: TcpListener,
+    /// Connections served at once: a permit travels with each connection
+    /// task and returns when it ends, so at the limit the accept loop waits
+    /// and new clients queue in the kernel's backlog.
+    connections: Arc<Semaphore>,
+    /// The request pipeline shared by every connection.
+    app: Arc<App>,
+    /// hyper's connection builder: HTTP/1.1 and HTTP/2, timeouts, limits.
+    builder: auto::Builder<TokioExecutor>,
+    /// Time in-flight requests get on shutdown.
+    shutdown_grace: Duration,
+    /// The plugin host, kept alive as long as the server.
+    host: PluginHost,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Builds the engine, loads every plugin (in parallel), builds the routes
+    /// and binds the listener. Logs how long it took and whether compiled
+    /// components came from the cache.
+    pub async fn start(config: &Config) -> Result<Server, StartError> {
+        let started = Instant::now();
+        let host = PluginHost::new(config).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let plugins = load_plugins(&host, config).await?;
+        let router = Router::build(&plugins)?;
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let (hits, misses) = host.compile_cache_stats().unwrap_or_default();
+        tracing::info!(
+            addr = %listener.local_addr().unwrap_or(addr),
+            plugins = plugins.len(),
+            routes = router.routes().count(),
+            compile_cache_hits = hits,
+            compile_cache_misses = misses,
+            start = if misses == 0 && hits > 0 { "warm" } else { "cold" },
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ready"
+        );
+        Ok(Server {
+            listener,
+            connections: Arc::new(Semaphore::new(config.server.max_connections)),
+            app: Arc::new(App::new(router)),
+            builder: connection_builder(&config.server),
+            shutdown_grace: config.server.shutdown_grace,
+            host,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The request pipeline.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// The plugin host.
+    pub fn host(&self) -> &PluginHost {
+        &self.host
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and gives
+    /// in-flight requests the grace period to finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.accept() => accepted,
+            };
+            let Some((stream, permit)) = accepted else {
+                continue;
+            };
+            self.serve_connection(stream, permit, &graceful);
+        }
+        drop(self.listener);
+        let open = graceful.count();
+        tracing::info!(open_connections = open, "shutting down");
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(self.shutdown_grace) => {
+                tracing::warn!("grace period over; cutting the remaining connections");
+            }
+        }
+    }
+
+    /// Runs the server on a task; the handle stops it.
+    pub fn spawn(self) -> io::Result<ServerHandle> {
+        let addr = self.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async {
+            let _ = rx.await;
+        }));
+        Ok(ServerHandle {
+            addr,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// The next connection and its permit; `None` after a failed accept.
+    async fn accept(&self) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+        let permit = self.connections.clone().acquire_owned().await.ok()?;
+        match self.listener.accept().await {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                Some((stream, permit))
+            }
+            Err(err) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                None
+            }
+        }
+    }
+
+    fn serve_connection(
+        &self,
+        stream: TcpStream,
+        permit: OwnedSemaphorePermit,
+        graceful: &GracefulShutdown,
+    ) {
+        let app = self.app.clone();
+        let service = service_fn(move |request| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.serve(request).await) }
+        });
+        let connection = self
+            .builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// A server running on a task.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let max_header = usize::try_from(config.max_header_bytes.as_u64()).unwrap_or(usize::MAX);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(max_header);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Loads every configured plugin concurrently (compilation runs on the
+/// blocking pool, so two cores compile two plugins at once).
+async fn load_plugins(
+    host: &PluginHost,
+    config: &Config,
+) -> Result<Vec<Arc<LoadedPlugin>>, LoadError> {
+    let mut tasks = JoinSet::new();
+    for (name, plugin) in config.plugins() {
+        let host = host.clone();
+        let limits = config.limits.with(&plugin.limits);
+        tasks.spawn(async move { host.load(&name, &plugin, limits).await });
+    }
+    let mut plugins = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(loaded) => plugins.push(loaded?),
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
+    }
+    plugins.sort_by(|a, b| a.name().cmp(b.name()));
+    Ok(plugins)
+}
+
+/// Loads every plugin and builds the routes without binding: what
+/// `trellis check` runs. Returns the number of routes.
+pub async fn check(config: &Config) -> Result<usize, StartError> {
+    let host = PluginHost::new(config).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+    let plugins = load_plugins(&host, config).await?;
+    Ok(Router::build(&plugins)?.routes().count())
+}

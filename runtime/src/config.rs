@@ -288,7 +288,9 @@ impl Limits {
             memory: overrides.memory.unwrap_or(self.memory),
             max_concurrency: overrides.max_concurrency.unwrap_or(self.max_concurrency),
             max_request_body: overrides.max_request_body.unwrap_or(self.max_request_body),
-            max_response_body: overrides.max_response_body.unwrap_or(self.max_response_body),
+            max_response_body: overrides
+                .max_response_body
+                .unwrap_or(self.max_response_body),
         }
     }
 }
@@ -358,12 +360,13 @@ impl Config {
             for (key, value) in overrides {
                 apply_override(&mut table, &key, value)?;
             }
-            config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|err| {
-                ConfigError::Env {
-                    key: env_error_key(err.path().to_string(), &keys),
-                    message: err.into_inner().to_string(),
-                }
-            })?;
+            config =
+                serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|err| {
+                    ConfigError::Env {
+                        key: env_error_key(err.path().to_string(), &keys),
+                        message: err.into_inner().to_string(),
+                    }
+                })?;
         }
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
@@ -481,10 +484,7 @@ impl PluginConfig {
                 .map(PluginSource::Builtin)
                 .ok_or_else(|| {
                     let known: Vec<&str> = examples::EXAMPLES.iter().map(|(n, _)| *n).collect();
-                    format!(
-                        "no builtin plugin `{name}`; builtins: {}",
-                        known.join(", ")
-                    )
+                    format!("no builtin plugin `{name}`; builtins: {}", known.join(", "))
                 }),
             _ => Err("set exactly one of `path` and `builtin`".into()),
         }
@@ -497,13 +497,19 @@ impl Limits {
             return invalid(&format!("{prefix}.deadline"), "must be more than 0");
         }
         if self.memory < ByteSize::mib(1) || self.memory > ByteSize::gib(4) {
-            return invalid(&format!("{prefix}.memory"), "must be between 1 MiB and 4 GiB");
+            return invalid(
+                &format!("{prefix}.memory"),
+                "must be between 1 MiB and 4 GiB",
+            );
         }
         if self.max_concurrency == 0 {
             return invalid(&format!("{prefix}.max_concurrency"), "must be at least 1");
         }
         if self.max_response_body.as_u64() == 0 {
-            return invalid(&format!("{prefix}.max_response_body"), "must be more than 0");
+            return invalid(
+                &format!("{prefix}.max_response_body"),
+                "must be more than 0",
+            );
         }
         Ok(())
     }
@@ -593,8 +599,8 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &[])
-            .expect_err("unknown key");
+        let err =
+            parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &[]).expect_err("unknown key");
         let msg = err.to_string();
         assert!(msg.contains("lisen"), "{msg}");
         assert!(msg.contains("line 3"), "{msg}");
@@ -642,9 +648,12 @@ mod tests {
 
     #[test]
     fn unknown_grant_is_rejected() {
-        let msg = parse("[plugins.h]\nbuiltin = \"hello\"\ngrants = [\"sql\"]\n", &[])
-            .expect_err("unknown grant")
-            .to_string();
+        let msg = parse(
+            "[plugins.h]\nbuiltin = \"hello\"\ngrants = [\"sql\"]\n",
+            &[],
+        )
+        .expect_err("unknown grant")
+        .to_string();
         assert!(msg.contains("plugins.h.grants"), "{msg}");
     }
 

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use trellis::{Config, Server, telemetry};
 
 #[derive(Parser)]
-#[command(name = "trellis", version, about = "Serve HTTP APIs from WebAssembly components")]
+#[command(
+    name = "trellis",
+    version,
+    about = "Serve HTTP APIs from WebAssembly components"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,7 +37,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

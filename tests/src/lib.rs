@@ -1,1 +1,211 @@
+//! Test support: start a real Trellis server on an ephemeral loopback port
+//! and talk to it over HTTP/1.1 or HTTP/2 with a real client.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use trellis::{Config, Server, ServerHandle};
+
+/// A running server and clients for it. Shuts down when dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    handle: Option<ServerHandle>,
+    http1: Client<HttpConnector, Full<Bytes>>,
+    http2: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; panics (failing the test) if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts this is a problem+json error with `status` and `code` that
+    /// carries the request id, and returns its body.
+    pub fn assert_problem(&self, status: u16, code: &str) -> serde_json::Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let body = self.json();
+        assert_eq!(body["status"], status);
+        assert_eq!(body["code"], code, "body: {body}");
+        let id = self.header("x-request-id").expect("x-request-id header");
+        assert_eq!(body["request_id"], id);
+        body
+    }
+}
+
+/// The path of a guest component built from `plugins/`.
+pub fn guest(name: &str) -> &'static str {
+    trellis::examples::guest_path(name).unwrap_or_else(|| panic!("no guest `{name}` was built"))
+}
+
+/// A compile cache shared by all tests, so each component compiles once.
+pub fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join("trellis-test-compile-cache")
+}
+
+/// A config from `toml`, with test-friendly settings applied as environment
+/// overrides: an ephemeral port, the shared compile cache, a small pool.
+pub fn config(toml: &str) -> Config {
+    let env = [
+        ("TRELLIS_SERVER__LISTEN", "127.0.0.1:0".to_string()),
+        ("TRELLIS_ENGINE__MAX_INSTANCES", "64".to_string()),
+        (
+            "TRELLIS_ENGINE__CACHE_DIR",
+            format!("{:?}", cache_dir().display().to_string()),
+        ),
+    ];
+    let env = env.into_iter().map(|(k, v)| (k.to_string(), v));
+    Config::parse(toml, Path::new("test.toml"), env)
+        .unwrap_or_else(|e| panic!("test config is invalid: {e}"))
+}
+
+impl TestServer {
+    /// Starts a server for `toml` (see [`config`]).
+    pub async fn start(toml: &str) -> TestServer {
+        TestServer::start_config(&config(toml)).await
+    }
+
+    /// Starts a server for `config` as given.
+    pub async fn start_config(config: &Config) -> TestServer {
+        let server = Server::start(config)
+            .await
+            .unwrap_or_else(|e| panic!("server did not start: {e}"));
+        let handle = server.spawn().expect("server has an address");
+        TestServer {
+            handle: Some(handle),
+            http1: Client::builder(TokioExecutor::new()).build_http(),
+            http2: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
+        }
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.as_ref().map(|h| h.addr()).expect("running")
+    }
+
+    /// `GET path` over HTTP/1.1.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    /// Any request over HTTP/1.1.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        self.send_with(&self.http1, method, path, headers, body.into())
+            .await
+    }
+
+    /// Any request over HTTP/2 (prior knowledge, cleartext).
+    pub async fn send_h2(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        self.send_with(&self.http2, method, path, headers, body.into())
+            .await
+    }
+
+    async fn send_with(
+        &self,
+        client: &Client<HttpConnector, Full<Bytes>>,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr()));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body)).expect("valid request");
+        let response = client.request(request).await.expect("server answers");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("whole body").to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// Stops the server gracefully.
+    pub async fn shutdown(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await;
+        }
+    }
+}
+
+/// The resident set size of this process, in bytes (Linux).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Sends `bytes` on a fresh TCP connection and returns what the server
+/// answers until it closes the connection or `wait` passes.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Writes `bytes` to a fresh file in a per-process temp dir and returns its path.
+pub fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("trellis-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write temp file");
+    path
+}

@@ -13,6 +13,7 @@ pub type Result<T = Response, E = Error> = std::result::Result<T, E>;
 pub struct Error {
     status: u16,
     detail: String,
+    code: Option<String>,
 }
 
 impl Error {
@@ -26,7 +27,15 @@ impl Error {
         Error {
             status,
             detail: detail.into(),
+            code: None,
         }
+    }
+
+    /// Sets the machine-readable `code` of the problem body (default: the
+    /// status title in snake case, e.g. `not_found`).
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
     }
 
     /// 400 Bad Request.
@@ -66,11 +75,16 @@ impl Error {
 
     /// The problem+json response for this error.
     pub fn into_response(self, request_id: &str) -> Response {
+        let title = title(self.status);
+        let code = self
+            .code
+            .unwrap_or_else(|| title.to_ascii_lowercase().replace(' ', "_"));
         let body = serde_json::json!({
             "type": "about:blank",
-            "title": title(self.status),
+            "title": title,
             "status": self.status,
             "detail": self.detail,
+            "code": code,
             "request_id": request_id,
         });
         Response::new(self.status)

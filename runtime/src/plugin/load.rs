@@ -200,7 +200,10 @@ async fn read_manifest(
         super::call::new_store(host, context.clone(), "load".to_string());
     let call = async {
         let plugin: Plugin = pre.instantiate_async(&mut store).await?;
-        plugin.trellis_plugin_manifest().call_describe(&mut store).await
+        plugin
+            .trellis_plugin_manifest()
+            .call_describe(&mut store)
+            .await
     };
     match tokio::time::timeout(context.limits.deadline, call).await {
         Ok(Ok(manifest)) => Ok(manifest),

@@ -1,0 +1,144 @@
+//! Every per-plugin limit, triggered by the `misbehave` plugin: the right
+//! status, problem+json with the request id, and a normal request answered
+//! right after each.
+
+use std::time::Duration;
+
+use http::Method;
+use trellis_tests::{TestServer, guest, raw_exchange};
+
+async fn misbehave() -> TestServer {
+    TestServer::start(&format!(
+        r#"
+[plugins.misbehave]
+path = {path:?}
+grants = []
+[plugins.misbehave.limits]
+deadline = "500ms"
+memory = "16MiB"
+max_concurrency = 1
+max_request_body = "1KiB"
+max_response_body = "1MiB"
+"#,
+        path = guest("misbehave")
+    ))
+    .await
+}
+
+async fn still_serving(server: &TestServer) {
+    let reply = server.get("/misbehave/ok").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_loop_hits_the_deadline() {
+    let server = misbehave().await;
+    let body = server
+        .get("/misbehave/loop")
+        .await
+        .assert_problem(504, "deadline_exceeded");
+    assert!(body["detail"].as_str().unwrap_or("").contains("500ms"));
+    still_serving(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_in_a_host_call_hits_the_deadline() {
+    let server = misbehave().await;
+    server
+        .get("/misbehave/sleep?ms=5000")
+        .await
+        .assert_problem(504, "deadline_exceeded");
+    still_serving(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bomb_hits_the_memory_cap() {
+    let server = misbehave().await;
+    let body = server
+        .get("/misbehave/memory")
+        .await
+        .assert_problem(500, "memory_limit");
+    assert!(body["detail"].as_str().unwrap_or("").contains("16777216"));
+    still_serving(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_is_a_guest_fault() {
+    let server = misbehave().await;
+    let body = server
+        .get("/misbehave/trap")
+        .await
+        .assert_problem(500, "guest_fault");
+    assert!(body["detail"].as_str().unwrap_or("").contains("wasm trap"));
+    still_serving(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_response_is_refused() {
+    let server = misbehave().await;
+    server
+        .get("/misbehave/big?bytes=2000000")
+        .await
+        .assert_problem(500, "response_too_large");
+    let reply = server.get("/misbehave/big?bytes=1000").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), 1000);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_status_is_refused() {
+    let server = misbehave().await;
+    server
+        .get("/misbehave/status")
+        .await
+        .assert_problem(500, "invalid_response");
+    still_serving(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_cap_sheds_with_retry_after() {
+    let server = std::sync::Arc::new(misbehave().await);
+    let busy = {
+        let server = server.clone();
+        tokio::spawn(async move { server.get("/misbehave/sleep?ms=400").await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let reply = server.get("/misbehave/ok").await;
+    reply.assert_problem(503, "overloaded");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    let slept = busy.await.expect("task");
+    assert_eq!(slept.status, 200);
+    still_serving(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_body_over_the_limit_is_413() {
+    let server = misbehave().await;
+    let reply = server
+        .send(Method::POST, "/misbehave/body", &[], vec![b'a'; 1000])
+        .await;
+    assert_eq!(reply.text(), "1000");
+    server
+        .send(Method::POST, "/misbehave/body", &[], vec![b'a'; 2000])
+        .await
+        .assert_problem(413, "payload_too_large");
+
+    // A chunked body declares no length: the limit applies while reading.
+    let chunk = "a".repeat(800);
+    let request = format!(
+        "POST /misbehave/body HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\
+         connection: close\r\n\r\n320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let answer = raw_exchange(server.addr(), request.as_bytes(), Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    still_serving(&server).await;
+    server.shutdown().await;
+}

@@ -1,0 +1,8 @@
+//! One integration-test binary, a module per area. Every test starts a real
+//! server on an ephemeral loopback port and talks HTTP to it.
+
+mod config;
+mod limits;
+mod malformed;
+mod roundtrip;
+mod soak;

@@ -17,7 +17,9 @@ pub fn get_as<T: FromStr>(key: &str) -> Result<Option<T>> {
     get(key)
         .map(|value| {
             value.parse().map_err(|_| {
-                Error::internal(format!("plugin setting `{key}` has an invalid value `{value}`"))
+                Error::internal(format!(
+                    "plugin setting `{key}` has an invalid value `{value}`"
+                ))
             })
         })
         .transpose()

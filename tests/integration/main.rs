@@ -2,6 +2,7 @@
 //! server on an ephemeral loopback port and talks HTTP to it.
 
 mod config;
+mod examples;
 mod limits;
 mod malformed;
 mod roundtrip;

@@ -1,0 +1,37 @@
+# Developer and operator recipes. `cargo install just` to use them; each is a
+# plain cargo command you can also run by hand.
+
+# Serve the example plugins on 127.0.0.1:8080 (or with a config file).
+serve config="":
+    cargo run --release -p trellis -- serve {{ if config != "" { "--config " + config } else { "" } }}
+
+# Validate a config and load its plugins without serving.
+check config="examples/quickstart/trellis.toml":
+    cargo run -p trellis -- check --config {{config}}
+
+# The README's test command.
+test:
+    cargo test --workspace
+
+# Build the guest plugins alone (the host build does this by itself).
+plugins:
+    cd plugins && cargo build --release --target wasm32-wasip2 --target-dir ../target/guests
+
+# Criterion micro-benchmarks (per-request host cost).
+bench:
+    RUST_BACKTRACE=0 cargo bench -p trellis-benches --bench plugin_call
+
+# Load run: Trellis hello vs native hyper hello, alternating, medians.
+load rounds="3" duration="10s" connections="64":
+    benches/compare.sh {{rounds}} {{duration}} {{connections}}
+
+# Format host and guest code.
+fmt:
+    cargo fmt --all
+    cd plugins && cargo fmt --all
+
+# Lints, as CI runs them.
+lint:
+    cargo fmt --all -- --check
+    cd plugins && cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings

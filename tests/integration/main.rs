@@ -7,3 +7,4 @@ mod limits;
 mod malformed;
 mod roundtrip;
 mod soak;
+mod startup;

@@ -2,7 +2,7 @@
 //! routing errors; request ids.
 
 use http::Method;
-use trellis_tests::TestServer;
+use trellis_tests::{Protocol, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_over_http1_and_http2() {
@@ -15,7 +15,9 @@ async fn hello_over_http1_and_http2() {
         Some("text/plain; charset=utf-8")
     );
 
-    let reply = server.send_h2(Method::GET, "/hello/Ada", &[], "").await;
+    let reply = server
+        .send_on(Protocol::Http2, Method::GET, "/hello/Ada", &[], "")
+        .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["greeting"], "Hello, Ada!");
     server.shutdown().await;
@@ -24,15 +26,12 @@ async fn hello_over_http1_and_http2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_reflects_every_part_of_the_request() {
     let server = TestServer::start("").await;
-    for h2 in [false, true] {
-        let method = Method::PUT;
+    for protocol in [Protocol::Http1, Protocol::Http2] {
         let path = "/echo/a/b%20c?x=1&y=two%20words&x=3";
         let headers = [("x-custom", "value-1"), ("content-type", "text/plain")];
-        let reply = if h2 {
-            server.send_h2(method, path, &headers, "the body").await
-        } else {
-            server.send(method, path, &headers, "the body").await
-        };
+        let reply = server
+            .send_on(protocol, Method::PUT, path, &headers, "the body")
+            .await;
         assert_eq!(reply.status, 200, "{}", reply.text());
         let echo = reply.json();
         assert_eq!(echo["method"], "PUT");

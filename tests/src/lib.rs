@@ -20,6 +20,15 @@ pub struct TestServer {
     http2: Client<HttpConnector, Full<Bytes>>,
 }
 
+/// The HTTP version a test request uses (HTTP/2 is cleartext, prior knowledge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 with keep-alive.
+    Http1,
+    /// HTTP/2.
+    Http2,
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Reply {
@@ -130,19 +139,24 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
-        self.send_with(&self.http1, method, path, headers, body.into())
+        self.send_on(Protocol::Http1, method, path, headers, body)
             .await
     }
 
-    /// Any request over HTTP/2 (prior knowledge, cleartext).
-    pub async fn send_h2(
+    /// Any request over `protocol`.
+    pub async fn send_on(
         &self,
+        protocol: Protocol,
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
-        self.send_with(&self.http2, method, path, headers, body.into())
+        let client = match protocol {
+            Protocol::Http1 => &self.http1,
+            Protocol::Http2 => &self.http2,
+        };
+        self.send_with(client, method, path, headers, body.into())
             .await
     }
 

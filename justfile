@@ -35,3 +35,4 @@ lint:
     cargo fmt --all -- --check
     cd plugins && cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cd plugins && cargo clippy --workspace --target wasm32-wasip2 --target-dir ../target/guests -- -D warnings

@@ -94,8 +94,12 @@ fn build_guests(plugins: &Path, target_dir: &Path) {
         ])
         .arg("--target-dir")
         .arg(target_dir)
-        // Flags meant for the host must not reach the wasm build.
+        // Flags and wrappers meant for the host build (clippy's included)
+        // must not reach the wasm build; CI lints the guests on their own.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")

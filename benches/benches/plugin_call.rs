@@ -30,13 +30,17 @@ fn plugin_call(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let data_dir = std::env::temp_dir().join("trellis-bench-data");
     let config = Config::parse(
-        "[engine]\ncompile_cache = false\n",
+        &format!(
+            "data_dir = {:?}\n[engine]\ncompile_cache = false\n",
+            data_dir.display().to_string()
+        ),
         Path::new("bench.toml"),
         std::iter::empty(),
     )
     .expect("default config");
-    let host = PluginHost::new(&config).expect("engine");
+    let host = runtime.block_on(PluginHost::new(&config)).expect("engine");
     let hello = runtime
         .block_on(host.load("hello", &PluginConfig::builtin("hello"), config.limits))
         .expect("hello loads");

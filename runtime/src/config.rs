@@ -26,7 +26,7 @@ use crate::examples;
 const NOT_OVERRIDES: &[&str] = &["TRELLIS_CONFIG", "TRELLIS_LOG"];
 
 /// Capabilities a plugin may be granted.
-pub const CAPABILITIES: &[&str] = &["log", "config"];
+pub const CAPABILITIES: &[&str] = &["log", "config", "sql"];
 
 /// A configuration error: what is wrong and where.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Default limits of every plugin; `[plugins.<name>.limits]` overrides.
     pub limits: Limits,
+    /// The `sql` capability's backend and pools.
+    pub sql: SqlConfig,
     /// The plugins to serve, by name. Absent: the embedded examples.
     pub plugins: Option<BTreeMap<String, PluginConfig>>,
 }
@@ -139,6 +141,70 @@ pub struct EngineConfig {
     pub epoch_tick: Duration,
     /// Instances alive at once across all plugins (sizes the pooling allocator).
     pub max_instances: u32,
+}
+
+/// `[sql]`: where plugins' databases live. Without `[sql.postgres]`, each
+/// plugin gets a SQLite file under `<data_dir>/sql/`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// PostgreSQL instead of SQLite.
+    pub postgres: Option<PostgresConfig>,
+    /// Pool settings, per plugin.
+    pub pool: SqlPoolConfig,
+}
+
+/// `[sql.postgres]`: the database the runtime provisions plugins in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// An admin connection URL (a role that may create roles and schemas),
+    /// e.g. `postgres://postgres@127.0.0.1:5432/app`. Plugins never use it.
+    pub url: String,
+    /// Prefix of everything the runtime creates: its own schema is
+    /// `<namespace>`, each plugin's role and schema `<namespace>_<plugin>`.
+    /// Roles are cluster-wide, so deployments sharing a cluster need
+    /// different namespaces.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+fn default_namespace() -> String {
+    "trellis".into()
+}
+
+/// `[sql.pool]`: each plugin's connection pool and statement bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlPoolConfig {
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// Connections at most.
+    pub max_connections: u32,
+    /// Wait for a free connection before `unavailable`.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Close connections idle this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Longest a statement may run (`timeout` error).
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// Rows one query may return (`invalid` error beyond).
+    pub max_rows: usize,
+}
+
+impl Default for SqlPoolConfig {
+    fn default() -> Self {
+        SqlPoolConfig {
+            min_connections: 0,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(600),
+            statement_timeout: Duration::from_secs(5),
+            max_rows: 10_000,
+        }
+    }
 }
 
 /// Per-plugin limits. Each exceeded limit has its own error (see README).
@@ -231,6 +297,7 @@ impl Default for Config {
             log: LogConfig::default(),
             engine: EngineConfig::default(),
             limits: Limits::default(),
+            sql: SqlConfig::default(),
             plugins: None,
         }
     }
@@ -296,12 +363,13 @@ impl Limits {
 }
 
 impl PluginConfig {
-    /// A plugin config serving the embedded example `name`.
+    /// A plugin config serving the embedded example `name`, granted every
+    /// capability (the examples are ours).
     pub fn builtin(name: &str) -> Self {
         PluginConfig {
             path: None,
             builtin: Some(name.to_string()),
-            grants: default_grants(),
+            grants: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
             limits: LimitOverrides::default(),
             config: BTreeMap::new(),
         }
@@ -424,6 +492,37 @@ impl Config {
         }
         if self.engine.max_instances == 0 {
             return invalid("engine.max_instances", "must be at least 1");
+        }
+        let pool = &self.sql.pool;
+        if pool.max_connections == 0 || pool.min_connections > pool.max_connections {
+            return invalid(
+                "sql.pool.max_connections",
+                "must be at least 1 and at least min_connections",
+            );
+        }
+        if pool.statement_timeout.is_zero() || pool.acquire_timeout.is_zero() {
+            return invalid("sql.pool", "timeouts must be more than 0");
+        }
+        if pool.max_rows == 0 {
+            return invalid("sql.pool.max_rows", "must be at least 1");
+        }
+        if let Some(pg) = &self.sql.postgres {
+            if !(pg.url.starts_with("postgres://") || pg.url.starts_with("postgresql://")) {
+                return invalid("sql.postgres.url", "must be a postgres:// URL");
+            }
+            let ns = pg.namespace.as_bytes();
+            let valid = !ns.is_empty()
+                && ns.len() <= 24
+                && ns[0].is_ascii_lowercase()
+                && ns
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+            if !valid {
+                return invalid(
+                    "sql.postgres.namespace",
+                    "1 to 24 of a-z, 0-9 and `_`, starting with a letter",
+                );
+            }
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &format!("not a valid filter: {err}"));
@@ -649,7 +748,7 @@ mod tests {
     #[test]
     fn unknown_grant_is_rejected() {
         let msg = parse(
-            "[plugins.h]\nbuiltin = \"hello\"\ngrants = [\"sql\"]\n",
+            "[plugins.h]\nbuiltin = \"hello\"\ngrants = [\"teleport\"]\n",
             &[],
         )
         .expect_err("unknown grant")

@@ -8,12 +8,14 @@
 //!   the plugin call, problem+json errors.
 //! - [`router`]: method + path pattern → plugin route, built from manifests.
 //! - [`plugin`]: the wasmtime engine, loading, limits and the guest call.
-//! - [`capability`]: the host side of the WIT imports (`log`, `config`).
+//! - [`capability`]: the host side of the WIT imports (`log`, `config`, `sql`).
+//! - [`backend`]: the storage engines capabilities run on (SQLite, PostgreSQL).
 //!
 //! Cross-cutting: [`config`], [`telemetry`], [`error`].
 
 #![deny(missing_docs)]
 
+pub mod backend;
 pub mod capability;
 pub mod config;
 pub mod error;

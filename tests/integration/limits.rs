@@ -12,7 +12,7 @@ async fn misbehave() -> TestServer {
         r#"
 [plugins.misbehave]
 path = {path:?}
-grants = []
+grants = ["config", "sql"]
 [plugins.misbehave.limits]
 deadline = "500ms"
 memory = "16MiB"

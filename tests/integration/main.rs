@@ -7,4 +7,5 @@ mod limits;
 mod malformed;
 mod roundtrip;
 mod soak;
+mod sql;
 mod startup;

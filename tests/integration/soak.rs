@@ -6,7 +6,7 @@ use trellis_tests::{TestServer, guest, rss_bytes};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_requests_alternating_hello_and_trap() {
     let server = TestServer::start(&format!(
-        "[plugins.hello]\nbuiltin = \"hello\"\n[plugins.misbehave]\npath = {:?}\ngrants = []\n",
+        "[plugins.hello]\nbuiltin = \"hello\"\n[plugins.misbehave]\npath = {:?}\ngrants = [\"config\", \"sql\"]\n",
         guest("misbehave")
     ))
     .await;

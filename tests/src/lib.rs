@@ -12,6 +12,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use trellis::{Config, Server, ServerHandle};
 
+pub mod pg;
+
 /// A running server and clients for it. Shuts down when dropped.
 #[derive(Debug)]
 pub struct TestServer {
@@ -84,11 +86,31 @@ pub fn cache_dir() -> PathBuf {
     std::env::temp_dir().join("trellis-test-compile-cache")
 }
 
+/// A fresh, empty directory for one test's runtime state.
+pub fn fresh_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("trellis-tests-{}/data-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create data dir");
+    dir
+}
+
 /// A config from `toml`, with test-friendly settings applied as environment
-/// overrides: an ephemeral port, the shared compile cache, a small pool.
+/// overrides: an ephemeral port, a fresh data directory, the shared compile
+/// cache, a small pool.
 pub fn config(toml: &str) -> Config {
+    config_in(toml, &fresh_dir())
+}
+
+/// As [`config`], with runtime state in `data_dir` (to restart on it).
+pub fn config_in(toml: &str, data_dir: &Path) -> Config {
     let env = [
         ("TRELLIS_SERVER__LISTEN", "127.0.0.1:0".to_string()),
+        (
+            "TRELLIS_DATA_DIR",
+            format!("{:?}", data_dir.display().to_string()),
+        ),
         ("TRELLIS_ENGINE__MAX_INSTANCES", "64".to_string()),
         (
             "TRELLIS_ENGINE__CACHE_DIR",

@@ -3,8 +3,26 @@
 
 use std::hint::black_box;
 use trellis_sdk::prelude::*;
+use trellis_sdk::{Migration, sql};
 
 fn app() -> App {
+    let app = routes();
+    // A migration from the operator's config, to test migration failures.
+    match trellis_sdk::config::get("migration") {
+        Some(sql) => {
+            let sql: &'static str = Box::leak(sql.into_boxed_str());
+            app.migration(Migration {
+                id: 1,
+                name: "from config",
+                sqlite: sql,
+                postgres: sql,
+            })
+        }
+        None => app,
+    }
+}
+
+fn routes() -> App {
     App::new("misbehave", env!("CARGO_PKG_VERSION"))
         .get("/misbehave/ok", ok)
         .get("/misbehave/loop", endless_loop)
@@ -14,6 +32,50 @@ fn app() -> App {
         .get("/misbehave/status", bad_status)
         .get("/misbehave/sleep", sleep)
         .post("/misbehave/body", body_len)
+        .post("/misbehave/sql", run_sql)
+        .post("/misbehave/sql-tx", sql_transaction)
+}
+
+/// Runs the SQL in the body (`{"sql": "...", "execute": bool}`) on this
+/// plugin's database and reports the outcome: a hostile plugin's probe.
+fn run_sql(req: Request) -> Result<Response> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        sql: String,
+        #[serde(default)]
+        execute: bool,
+    }
+    let probe: Probe = req.json()?;
+    let outcome = if probe.execute {
+        sql::execute(&probe.sql, &[]).map(|n| serde_json::json!({ "affected": n }))
+    } else {
+        sql::query(&probe.sql, &[]).map(|rows| serde_json::json!({ "rows": rows.len() }))
+    };
+    Response::json(&match outcome {
+        Ok(ok) => serde_json::json!({ "ok": ok }),
+        Err(err) => serde_json::json!({ "error": err.kind(), "message": err.message() }),
+    })
+}
+
+/// Opens a transaction, runs the statements in the body in it, then
+/// commits, drops (`"end": "rollback"`) or panics (`"end": "trap"`).
+fn sql_transaction(req: Request) -> Result<Response> {
+    #[derive(serde::Deserialize)]
+    struct Script {
+        statements: Vec<String>,
+        end: String,
+    }
+    let script: Script = req.json()?;
+    let tx = sql::begin()?;
+    for statement in &script.statements {
+        tx.execute(statement, &[])?;
+    }
+    match script.end.as_str() {
+        "commit" => tx.commit()?,
+        "trap" => panic!("misbehave: trap inside a transaction"),
+        _ => drop(tx),
+    }
+    Ok(Response::text(script.end))
 }
 
 fn ok(_req: Request) -> Result<Response> {

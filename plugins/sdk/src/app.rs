@@ -2,6 +2,7 @@
 //! `handle` call to the matching handler.
 
 use crate::bindings::exports::trellis::plugin::manifest::{PluginManifest, Route};
+use crate::bindings::exports::trellis::plugin::migrations::Migration as RawMigration;
 use crate::bindings::trellis::plugin::types::{Request as RawRequest, Response as RawResponse};
 use crate::{Error, Request, Response, Result};
 
@@ -24,6 +25,21 @@ pub struct App {
     version: String,
     routes: Vec<RouteEntry>,
     capabilities: Vec<String>,
+    migrations: Vec<Migration>,
+}
+
+/// A schema migration: SQL for each backend, applied once, in id order,
+/// before the plugin version serves.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// Increasing from 1.
+    pub id: u32,
+    /// A short description.
+    pub name: &'static str,
+    /// SQL for SQLite (may hold several statements).
+    pub sqlite: &'static str,
+    /// SQL for PostgreSQL (may hold several statements).
+    pub postgres: &'static str,
 }
 
 impl App {
@@ -34,7 +50,17 @@ impl App {
             version: version.into(),
             routes: Vec::new(),
             capabilities: Vec::new(),
+            migrations: Vec::new(),
         }
+    }
+
+    /// Adds a schema migration (and declares the `sql` capability).
+    pub fn migration(mut self, migration: Migration) -> Self {
+        if !self.capabilities.iter().any(|c| c == "sql") {
+            self.capabilities.push("sql".into());
+        }
+        self.migrations.push(migration);
+        self
     }
 
     /// Serves `method` requests to `path` with `handler`.
@@ -96,6 +122,19 @@ pub fn describe(app: &App) -> PluginManifest {
             .collect(),
         capabilities: app.capabilities.clone(),
     }
+}
+
+/// The migrations the host applies when it loads the plugin.
+pub fn migrations(app: &App) -> Vec<RawMigration> {
+    app.migrations
+        .iter()
+        .map(|m| RawMigration {
+            id: m.id,
+            name: m.name.to_string(),
+            sqlite: m.sqlite.to_string(),
+            postgres: m.postgres.to_string(),
+        })
+        .collect()
 }
 
 /// Runs the handler of the route the host matched and turns its result into

@@ -33,8 +33,9 @@ mod response;
 
 pub mod config;
 pub mod log;
+pub mod sql;
 
-pub use app::{App, Handler};
+pub use app::{App, Handler, Migration};
 pub use error::{Error, Result};
 pub use request::Request;
 pub use response::Response;
@@ -60,10 +61,13 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __rt {
     //! Glue called by the code that [`plugin!`](crate::plugin) expands to.
-    pub use crate::app::{describe, handle};
+    pub use crate::app::{describe, handle, migrations};
     pub use crate::bindings::exports::trellis::plugin::http_handler::Guest as HttpGuest;
     pub use crate::bindings::exports::trellis::plugin::manifest::{
         Guest as ManifestGuest, PluginManifest,
+    };
+    pub use crate::bindings::exports::trellis::plugin::migrations::{
+        Guest as MigrationsGuest, Migration as RawMigration,
     };
     pub use crate::bindings::trellis::plugin::types::{
         Request as RawRequest, Response as RawResponse,
@@ -88,6 +92,12 @@ macro_rules! plugin {
         impl $crate::__rt::HttpGuest for __TrellisPlugin {
             fn handle(req: $crate::__rt::RawRequest) -> $crate::__rt::RawResponse {
                 $crate::__rt::handle(&$app(), req)
+            }
+        }
+
+        impl $crate::__rt::MigrationsGuest for __TrellisPlugin {
+            fn all() -> Vec<$crate::__rt::RawMigration> {
+                $crate::__rt::migrations(&$app())
             }
         }
 

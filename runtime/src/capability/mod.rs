@@ -6,6 +6,7 @@
 
 mod config;
 mod log;
+pub mod sql;
 
 /// `trellis:plugin/types` has only types; its host trait is empty.
 impl crate::plugin::bindings::types::Host for crate::plugin::HostState {}

@@ -6,12 +6,20 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "plugin",
-        imports: { default: async },
+        imports: {
+            "trellis:plugin/sql": async | trappable,
+            default: async,
+        },
         exports: { default: async },
+        with: {
+            "trellis:plugin/sql.transaction": crate::capability::sql::SqlTransaction,
+        },
     });
 }
 
 pub use generated::exports::trellis::plugin::manifest::{PluginManifest, Route};
+pub use generated::exports::trellis::plugin::migrations::Migration;
+pub use generated::exports::trellis::plugin::{http_handler, manifest, migrations};
 pub use generated::trellis::plugin::types::{Request as GuestRequest, Response as GuestResponse};
-pub use generated::trellis::plugin::{config, log, types};
+pub use generated::trellis::plugin::{config, log, sql, types};
 pub use generated::{Plugin, PluginPre};

@@ -19,11 +19,9 @@ impl LoadedPlugin {
         let _permits = self.permits()?;
         let mut store = new_store(&self.host, self.context.clone(), request.request_id.clone());
         let call = async {
-            let plugin = self.pre.instantiate_async(&mut store).await?;
-            plugin
-                .trellis_plugin_http_handler()
-                .call_handle(&mut store, request)
-                .await
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let handler = self.exports.http.load(&mut store, &instance)?;
+            handler.call_handle(&mut store, request).await
         };
         let outcome = tokio::time::timeout(self.context.limits.deadline, call).await;
         match outcome {

@@ -10,9 +10,12 @@ use tokio::sync::Semaphore;
 use wasmtime::Store;
 use wasmtime::component::Component;
 
-use super::bindings::{Plugin, PluginManifest, PluginPre};
+use wasmtime::component::InstancePre;
+
+use super::bindings::{PluginManifest, http_handler, manifest, migrations};
 use super::state::{HostState, PluginContext};
-use super::{LoadedPlugin, PluginHost};
+use super::{Exports, LoadedPlugin, PluginHost};
+use crate::backend::sql::{Migration as SqlMigration, SqlError};
 use crate::config::{CAPABILITIES, Limits, PluginConfig, PluginSource};
 
 /// HTTP methods a route may declare.
@@ -67,6 +70,12 @@ pub enum LoadErrorKind {
     /// The manifest is not acceptable.
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
+    /// The plugin's database could not be provisioned.
+    #[error("its database is unavailable: {0}")]
+    Database(SqlError),
+    /// A migration failed; the version does not load.
+    #[error("migration failed: {0}")]
+    Migration(String),
 }
 
 impl PluginHost {
@@ -100,34 +109,46 @@ impl PluginHost {
                 .await
                 .map_err(|e| fail(LoadErrorKind::Read(e)))?,
         };
-        let hash = hex(&Sha256::digest(&bytes));
+        let hash = format!("{:x}", Sha256::digest(&bytes));
         let component = self.compile(bytes).await.map_err(fail)?;
-        check_grants(&component, self, name, &config.grants).map_err(fail)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(PluginPre::new)
-            .map_err(|e| fail(LoadErrorKind::World(format!("{e:#}"))))?;
+        let imported = check_grants(&component, self, name, &config.grants).map_err(fail)?;
+        let (pre, exports) = self.pre_instantiate(&component).map_err(fail)?;
 
-        let settings = config
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect();
-        let context = Arc::new(PluginContext {
+        let mut context = PluginContext {
             name: name.to_string(),
-            settings,
+            settings: config
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
             limits,
-        });
-        let manifest = read_manifest(self, &pre, &context)
+            sql: None,
+        };
+        let manifest = read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
             .await
             .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
         validate_manifest(&manifest, &config.grants).map_err(fail)?;
+        let uses_sql =
+            imported.contains(&"sql") || manifest.capabilities.iter().any(|c| c == "sql");
+        if uses_sql {
+            let db = self
+                .sql
+                .provision(name)
+                .await
+                .map_err(|e| fail(LoadErrorKind::Database(e)))?;
+            context.sql = Some(db);
+        }
+        let context = Arc::new(context);
+        let applied = self
+            .migrate(&pre, &exports, &context)
+            .await
+            .map_err(|e| fail(LoadErrorKind::Migration(e)))?;
         tracing::info!(
             plugin = name,
             source = %source_name,
             version = %manifest.version,
             routes = manifest.routes.len(),
+            migrations_applied = ?applied,
             hash = &hash[..12],
             elapsed_ms = started.elapsed().as_millis() as u64,
             "plugin loaded"
@@ -138,6 +159,7 @@ impl PluginHost {
             manifest,
             hash,
             pre,
+            exports,
             host: self.clone(),
         }))
     }
@@ -163,25 +185,96 @@ impl PluginHost {
     }
 }
 
-/// Every `trellis:plugin/*` interface the component imports must be granted.
+impl PluginHost {
+    /// Links the component against the host's imports and finds its
+    /// exports: `manifest` and `http-handler` are required, the rest optional.
+    fn pre_instantiate(
+        &self,
+        component: &Component,
+    ) -> Result<(InstancePre<HostState>, Exports), LoadErrorKind> {
+        let world = |e: wasmtime::Error| LoadErrorKind::World(format!("{e:#}"));
+        let pre = self.linker.instantiate_pre(component).map_err(world)?;
+        let exports = Exports {
+            manifest: manifest::GuestIndices::new(&pre).map_err(world)?,
+            http: http_handler::GuestIndices::new(&pre).map_err(world)?,
+            migrations: migrations::GuestIndices::new(&pre).ok(),
+        };
+        Ok((pre, exports))
+    }
+
+    /// Applies the plugin's migrations that its database has not seen.
+    async fn migrate(
+        &self,
+        pre: &InstancePre<HostState>,
+        exports: &Exports,
+        context: &Arc<PluginContext>,
+    ) -> Result<Vec<u32>, String> {
+        let Some(indices) = &exports.migrations else {
+            return Ok(Vec::new());
+        };
+        let mut store = super::call::new_store(self, context.clone(), "migrate".to_string());
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            indices
+                .load(&mut store, &instance)?
+                .call_all(&mut store)
+                .await
+        };
+        let list = match tokio::time::timeout(context.limits.deadline, call).await {
+            Ok(Ok(list)) => list,
+            Ok(Err(err)) => return Err(format!("listing migrations failed: {err:#}")),
+            Err(_) => return Err("listing migrations ran past the deadline".into()),
+        };
+        if list.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(db) = &context.sql else {
+            return Err("the plugin has migrations but no database: grant it `sql`".into());
+        };
+        let dialect = self.sql.dialect();
+        let migrations: Vec<SqlMigration> = list
+            .into_iter()
+            .map(|m| SqlMigration {
+                id: m.id,
+                sql: if dialect == "postgres" {
+                    m.postgres
+                } else {
+                    m.sqlite
+                },
+                name: m.name,
+            })
+            .collect();
+        db.migrate(&migrations).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Every `trellis:plugin/*` interface the component imports must be
+/// granted. Returns the capabilities it imports.
 fn check_grants(
     component: &Component,
     host: &PluginHost,
     plugin: &str,
     grants: &[String],
-) -> Result<(), LoadErrorKind> {
+) -> Result<Vec<&'static str>, LoadErrorKind> {
+    let mut imported = Vec::new();
     for (import, _) in component.component_type().imports(&host.engine) {
         let Some(capability) = capability_of(import) else {
             continue;
         };
-        if capability != "types" && !grants.iter().any(|g| g == capability) {
+        if capability == "types" {
+            continue;
+        }
+        if !grants.iter().any(|g| g == capability) {
             return Err(LoadErrorKind::NotGranted {
                 capability: capability.to_string(),
                 plugin: plugin.to_string(),
             });
         }
+        if let Some(known) = CAPABILITIES.iter().find(|c| **c == capability) {
+            imported.push(*known);
+        }
     }
-    Ok(())
+    Ok(imported)
 }
 
 /// `trellis:plugin/config@0.1.0` → `config`.
@@ -193,17 +286,16 @@ fn capability_of(import: &str) -> Option<&str> {
 /// Instantiates the plugin once, under its limits, to call `describe`.
 async fn read_manifest(
     host: &PluginHost,
-    pre: &PluginPre<HostState>,
+    pre: &InstancePre<HostState>,
+    exports: &Exports,
     context: &Arc<PluginContext>,
 ) -> Result<PluginManifest, String> {
     let mut store: Store<HostState> =
         super::call::new_store(host, context.clone(), "load".to_string());
     let call = async {
-        let plugin: Plugin = pre.instantiate_async(&mut store).await?;
-        plugin
-            .trellis_plugin_manifest()
-            .call_describe(&mut store)
-            .await
+        let instance = pre.instantiate_async(&mut store).await?;
+        let guest = exports.manifest.load(&mut store, &instance)?;
+        guest.call_describe(&mut store).await
     };
     match tokio::time::timeout(context.limits.deadline, call).await {
         Ok(Ok(manifest)) => Ok(manifest),
@@ -257,8 +349,4 @@ fn validate_manifest(manifest: &PluginManifest, grants: &[String]) -> Result<(),
         }
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

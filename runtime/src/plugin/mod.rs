@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, InstancePre, Linker};
 
+use crate::backend::sql::{SqlError, SqlService};
 use crate::config::{Config, Limits};
 
 pub use bindings::{GuestRequest, GuestResponse, PluginManifest};
@@ -36,6 +37,8 @@ pub struct PluginHost {
     instances: Arc<Semaphore>,
     max_instances: u32,
     cache: Option<wasmtime::Cache>,
+    /// Provisions plugin databases (the `sql` capability).
+    sql: SqlService,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -51,9 +54,19 @@ pub struct LoadedPlugin {
     context: Arc<PluginContext>,
     manifest: PluginManifest,
     hash: String,
-    pre: bindings::PluginPre<HostState>,
+    pre: InstancePre<HostState>,
+    exports: Exports,
     concurrency: Arc<Semaphore>,
     host: PluginHost,
+}
+
+/// Where each export interface lives in the component, looked up once.
+/// Optional interfaces are `None` when the plugin does not export them, so
+/// plugins built before an interface existed keep loading.
+pub(crate) struct Exports {
+    pub(crate) manifest: bindings::manifest::GuestIndices,
+    pub(crate) http: bindings::http_handler::GuestIndices,
+    pub(crate) migrations: Option<bindings::migrations::GuestIndices>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -66,9 +79,9 @@ impl std::fmt::Debug for LoadedPlugin {
 }
 
 impl PluginHost {
-    /// The engine and linker for `config`: the pool is sized for the largest
-    /// memory cap any configured plugin has.
-    pub fn new(config: &Config) -> wasmtime::Result<PluginHost> {
+    /// The engine and linker for `config`, and the SQL backend: the pool is
+    /// sized for the largest memory cap any configured plugin has.
+    pub async fn new(config: &Config) -> Result<PluginHost, HostError> {
         let max_memory = config
             .plugins()
             .values()
@@ -77,12 +90,19 @@ impl PluginHost {
             .max()
             .unwrap_or(config.limits.memory.as_u64());
         let cache_dir = config.cache_dir();
-        let (engine, cache) = engine::build(&config.engine, max_memory, cache_dir.as_deref())?;
-        engine::start_epoch_ticker(&engine, config.engine.epoch_tick)?;
+        let engine_error = |e: wasmtime::Error| HostError::Engine(format!("{e:#}"));
+        let (engine, cache) = engine::build(&config.engine, max_memory, cache_dir.as_deref())
+            .map_err(engine_error)?;
+        engine::start_epoch_ticker(&engine, config.engine.epoch_tick)
+            .map_err(|e| HostError::Engine(format!("cannot start the epoch ticker: {e}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+        let sql = SqlService::start(&config.sql, &config.data_dir)
+            .await
+            .map_err(HostError::Sql)?;
 
         let max_instances = config.engine.max_instances;
         Ok(PluginHost {
@@ -91,6 +111,7 @@ impl PluginHost {
             instances: Arc::new(Semaphore::new(max_instances as usize)),
             max_instances,
             cache,
+            sql,
         })
     }
 
@@ -105,6 +126,18 @@ impl PluginHost {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+}
+
+/// Why the plugin host did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The WebAssembly engine could not be built.
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The SQL backend could not be reached or prepared.
+    #[error("cannot start the sql backend: {0}")]
+    Sql(SqlError),
 }
 
 impl LoadedPlugin {

@@ -10,13 +10,14 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::backend::sql::PluginDb;
 use crate::config::Limits;
 
 /// Bytes of guest stderr kept per call (panic messages land there).
 const STDERR_CAPACITY: usize = 16 * 1024;
 
 /// Per-plugin data shared by all its instances.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PluginContext {
     /// The operator's name for the plugin.
     pub name: String,
@@ -24,6 +25,8 @@ pub struct PluginContext {
     pub settings: BTreeMap<String, String>,
     /// The plugin's limits.
     pub limits: Limits,
+    /// Its database, when granted `sql`.
+    pub sql: Option<PluginDb>,
 }
 
 /// The `T` of `Store<T>`: one per instance, dropped with it.
@@ -33,8 +36,8 @@ pub struct HostState {
     pub(crate) request_id: String,
     pub(crate) memory: MemoryLimiter,
     pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) table: ResourceTable,
     wasi: WasiCtx,
-    table: ResourceTable,
 }
 
 impl HostState {

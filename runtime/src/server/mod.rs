@@ -20,16 +20,16 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{Config, ServerConfig};
 use crate::http::App;
-use crate::plugin::{LoadError, LoadedPlugin, PluginHost};
+use crate::plugin::{HostError, LoadError, LoadedPlugin, PluginHost};
 use crate::router::{RouteConflict, Router};
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// The WebAssembly engine could not be built.
-    #[error("cannot start the WebAssembly engine: {0}")]
-    Engine(String),
+    /// The plugin host (engine, sql backend) did not start.
+    #[error(transparent)]
+    Host(#[from] HostError),
     /// A plugin did not load.
     #[error(transparent)]
     Load(#[from] LoadError),
@@ -78,7 +78,7 @@ impl Server {
     /// components came from the cache.
     pub async fn start(config: &Config) -> Result<Server, StartError> {
         let started = Instant::now();
-        let host = PluginHost::new(config).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let host = PluginHost::new(config).await?;
         let plugins = load_plugins(&host, config).await?;
         let router = Router::build(&plugins)?;
         let addr = config.server.listen;
@@ -274,7 +274,7 @@ async fn load_plugins(
 /// Loads every plugin and builds the routes without binding: what
 /// `trellis check` runs. Returns the number of routes.
 pub async fn check(config: &Config) -> Result<usize, StartError> {
-    let host = PluginHost::new(config).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+    let host = PluginHost::new(config).await?;
     let plugins = load_plugins(&host, config).await?;
     Ok(Router::build(&plugins)?.routes().count())
 }

@@ -1,0 +1,349 @@
+//! SQL backends behind one API: SQLite (a file per plugin, the embedded
+//! default) and PostgreSQL (a schema and login role per plugin). The
+//! capability layer converts WIT values to these types and back.
+
+mod guard;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::SqlConfig;
+
+pub use guard::check_statement;
+
+/// A parameter or column value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit integer.
+    Integer(i64),
+    /// A double.
+    Real(f64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+    /// A boolean.
+    Boolean(bool),
+    /// JSON text.
+    Json(String),
+    /// Microseconds since the Unix epoch, UTC.
+    Timestamp(i64),
+}
+
+/// Column names and rows of values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    /// Column names in order.
+    pub columns: Vec<String>,
+    /// Rows of values in column order.
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Why a statement failed, as the guest sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqlError {
+    /// A constraint was violated.
+    #[error("constraint violation: {0}")]
+    Constraint(String),
+    /// The statement does not parse.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// Not allowed for this plugin.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The statement timed out.
+    #[error("timeout: {0}")]
+    Timeout(String),
+    /// The database cannot be reached.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else wrong with the statement or parameters.
+    #[error("invalid statement: {0}")]
+    Invalid(String),
+    /// The transaction was already committed or rolled back.
+    #[error("the transaction is already finished")]
+    TransactionClosed,
+}
+
+/// A plugin's database: its pool on the configured backend.
+#[derive(Debug, Clone)]
+pub enum PluginDb {
+    /// A SQLite file of its own.
+    Sqlite(sqlite::Db),
+    /// A PostgreSQL schema and login role of its own.
+    Postgres(postgres::Db),
+}
+
+/// An open transaction on a plugin's database. Dropped without
+/// [`Transaction::commit`], it rolls back.
+#[derive(Debug)]
+pub struct Transaction {
+    inner: TxOn,
+}
+
+#[derive(Debug)]
+enum TxOn {
+    Sqlite(Tx<sqlx::Sqlite>),
+    Postgres(Tx<sqlx::Postgres>),
+}
+
+/// What each backend supplies: running one statement on a connection and
+/// mapping its errors. The pooling and bounds around it are shared.
+trait Dialect: sqlx::Database {
+    /// Runs a query, refusing more than `max_rows` rows.
+    fn query_on(
+        conn: &mut Self::Connection,
+        sql: &str,
+        params: Vec<Value>,
+        max_rows: usize,
+    ) -> impl Future<Output = Result<Rows, SqlError>> + Send;
+
+    /// Runs a statement; returns rows affected.
+    fn execute_on(
+        conn: &mut Self::Connection,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<u64, SqlError>> + Send;
+
+    /// sqlx's error as the guest's.
+    fn map_error(err: sqlx::Error) -> SqlError;
+}
+
+/// A plugin's pool and the bounds every statement on it runs under.
+#[derive(Debug)]
+struct Pooled<DB: sqlx::Database> {
+    pool: sqlx::Pool<DB>,
+    limits: Limits,
+}
+
+impl<DB: sqlx::Database> Clone for Pooled<DB> {
+    fn clone(&self) -> Self {
+        Pooled {
+            pool: self.pool.clone(),
+            limits: self.limits,
+        }
+    }
+}
+
+impl<DB: Dialect> Pooled<DB> {
+    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
+        let mut conn = self.pool.acquire().await.map_err(DB::map_error)?;
+        let max_rows = self.limits.max_rows;
+        timed(self.limits, DB::query_on(&mut conn, sql, params, max_rows)).await
+    }
+
+    async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
+        let mut conn = self.pool.acquire().await.map_err(DB::map_error)?;
+        timed(self.limits, DB::execute_on(&mut conn, sql, params)).await
+    }
+
+    async fn begin(&self) -> Result<Tx<DB>, SqlError> {
+        let tx = self.pool.begin().await.map_err(DB::map_error)?;
+        Ok(Tx {
+            tx,
+            max_rows: self.limits.max_rows,
+        })
+    }
+}
+
+/// A transaction on one backend, with the row limit of its pool.
+#[derive(Debug)]
+struct Tx<DB: sqlx::Database> {
+    tx: sqlx::Transaction<'static, DB>,
+    max_rows: usize,
+}
+
+impl<DB: Dialect> Tx<DB> {
+    async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
+        DB::query_on(&mut self.tx, sql, params, self.max_rows).await
+    }
+
+    async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
+        DB::execute_on(&mut self.tx, sql, params).await
+    }
+
+    async fn commit(self) -> Result<(), SqlError> {
+        self.tx.commit().await.map_err(DB::map_error)
+    }
+}
+
+/// One migration to apply.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// Increasing id.
+    pub id: u32,
+    /// Description.
+    pub name: String,
+    /// The SQL for this backend.
+    pub sql: String,
+}
+
+/// Provisions plugin databases on the configured backend.
+#[derive(Debug, Clone)]
+pub enum SqlService {
+    /// SQLite files under the data directory.
+    Sqlite(Arc<sqlite::Service>),
+    /// PostgreSQL through an admin connection.
+    Postgres(Arc<postgres::Service>),
+}
+
+impl SqlService {
+    /// Connects (PostgreSQL) or prepares the directory (SQLite).
+    pub async fn start(config: &SqlConfig, data_dir: &std::path::Path) -> Result<Self, SqlError> {
+        match &config.postgres {
+            Some(pg) => Ok(SqlService::Postgres(Arc::new(
+                postgres::Service::start(pg, &config.pool).await?,
+            ))),
+            None => Ok(SqlService::Sqlite(Arc::new(sqlite::Service::start(
+                &data_dir.join("sql"),
+                &config.pool,
+            )?))),
+        }
+    }
+
+    /// The backend's name for migrations (`sqlite` or `postgres`).
+    pub fn dialect(&self) -> &'static str {
+        match self {
+            SqlService::Sqlite(_) => "sqlite",
+            SqlService::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The database of `plugin`, created if new.
+    pub async fn provision(&self, plugin: &str) -> Result<PluginDb, SqlError> {
+        match self {
+            SqlService::Sqlite(s) => Ok(PluginDb::Sqlite(s.provision(plugin).await?)),
+            SqlService::Postgres(s) => Ok(PluginDb::Postgres(s.provision(plugin).await?)),
+        }
+    }
+}
+
+impl PluginDb {
+    /// Runs a statement that returns rows.
+    pub async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
+        match self {
+            PluginDb::Sqlite(db) => db.pooled.query(sql, params).await,
+            PluginDb::Postgres(db) => db.pooled.query(sql, params).await,
+        }
+    }
+
+    /// Runs a statement; returns rows affected.
+    pub async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
+        match self {
+            PluginDb::Sqlite(db) => db.pooled.execute(sql, params).await,
+            PluginDb::Postgres(db) => db.pooled.execute(sql, params).await,
+        }
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<Transaction, SqlError> {
+        let inner = match self {
+            PluginDb::Sqlite(db) => TxOn::Sqlite(db.pooled.begin().await?),
+            PluginDb::Postgres(db) => TxOn::Postgres(db.pooled.begin().await?),
+        };
+        Ok(Transaction { inner })
+    }
+
+    /// Applies the migrations not yet applied, each in its own transaction
+    /// together with its record. Returns the ids applied now.
+    pub async fn migrate(&self, migrations: &[Migration]) -> Result<Vec<u32>, SqlError> {
+        let mut last = 0;
+        for m in migrations {
+            if m.id <= last {
+                return Err(SqlError::Invalid(format!(
+                    "migration ids must increase: {} follows {last}",
+                    m.id
+                )));
+            }
+            last = m.id;
+        }
+        match self {
+            PluginDb::Sqlite(db) => db.migrate(migrations).await,
+            PluginDb::Postgres(db) => db.migrate(migrations).await,
+        }
+    }
+}
+
+impl Transaction {
+    /// Runs a statement that returns rows inside the transaction.
+    pub async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
+        match &mut self.inner {
+            TxOn::Sqlite(tx) => tx.query(sql, params).await,
+            TxOn::Postgres(tx) => tx.query(sql, params).await,
+        }
+    }
+
+    /// Runs a statement inside the transaction.
+    pub async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
+        match &mut self.inner {
+            TxOn::Sqlite(tx) => tx.execute(sql, params).await,
+            TxOn::Postgres(tx) => tx.execute(sql, params).await,
+        }
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), SqlError> {
+        match self.inner {
+            TxOn::Sqlite(tx) => tx.commit().await,
+            TxOn::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+/// Bounds on one statement.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Rows a query may return.
+    max_rows: usize,
+    /// Time a statement may take.
+    statement_timeout: Duration,
+}
+
+/// Runs `work` under the statement timeout.
+async fn timed<T>(
+    limits: Limits,
+    work: impl Future<Output = Result<T, SqlError>>,
+) -> Result<T, SqlError> {
+    tokio::time::timeout(limits.statement_timeout, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(SqlError::Timeout(format!(
+                "the statement ran longer than {}",
+                humantime::format_duration(limits.statement_timeout)
+            )))
+        })
+}
+
+/// Reads a query's rows as they stream in, refusing more than `max_rows`.
+async fn collect_rows<R: sqlx::Row>(
+    mut stream: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    max_rows: usize,
+    decode: fn(&R) -> Result<Vec<Value>, SqlError>,
+    map_error: fn(sqlx::Error) -> SqlError,
+) -> Result<Rows, SqlError> {
+    use futures_util::TryStreamExt;
+    use sqlx::Column;
+    let mut rows = Rows::default();
+    while let Some(row) = stream.try_next().await.map_err(map_error)? {
+        if rows.columns.is_empty() {
+            rows.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+        }
+        if rows.rows.len() >= max_rows {
+            return Err(SqlError::Invalid(format!(
+                "the query returns more than {max_rows} rows (sql.pool.max_rows); add a LIMIT"
+            )));
+        }
+        rows.rows.push(decode(&row)?);
+    }
+    Ok(rows)
+}
+
+/// The identifier-safe form of a plugin name (`my-plugin` → `my_plugin`).
+pub fn ident(plugin: &str) -> String {
+    plugin.replace('-', "_")
+}

@@ -1,0 +1,365 @@
+//! PostgreSQL: a schema and a login role per plugin, made by the runtime
+//! over an admin connection. Each plugin's pool logs in as its own role
+//! with `search_path` set to its schema, so `SET ROLE`, `RESET ROLE` and
+//! schema-qualified names reach nothing else: other schemas and the
+//! runtime's `trellis` schema grant the role nothing. The role's password is
+//! derived from a secret kept in the `trellis` schema, so every node derives
+//! the same one.
+
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{
+    PgArgumentBuffer, PgArguments, PgConnectOptions, PgPoolOptions, PgRow, PgTypeInfo,
+};
+use sqlx::{
+    AssertSqlSafe, Column, Encode, PgConnection, PgPool, Postgres, Row, Type, TypeInfo, ValueRef,
+};
+
+use super::{Dialect, Limits, Migration, Pooled, Rows, SqlError, Value, collect_rows, ident};
+use crate::config::{PostgresConfig, SqlPoolConfig};
+
+/// Runs the admin side: runtime schema, roles, schemas.
+#[derive(Debug)]
+pub struct Service {
+    admin: PgPool,
+    options: PgConnectOptions,
+    pool: SqlPoolConfig,
+    secret: String,
+    /// The runtime's schema; prefix of plugin roles and schemas.
+    namespace: String,
+}
+
+/// A plugin's pool, logged in as its role.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub(super) pooled: Pooled<Postgres>,
+    role: String,
+    admin: PgPool,
+    namespace: String,
+}
+
+/// Serialises provisioning across nodes (`pg_advisory_xact_lock` key).
+const PROVISION_LOCK: i64 = 0x7472_656c_6c69;
+
+impl Service {
+    pub(super) async fn start(
+        config: &PostgresConfig,
+        pool: &SqlPoolConfig,
+    ) -> Result<Service, SqlError> {
+        let options = PgConnectOptions::from_str(&config.url)
+            .map_err(|e| SqlError::Invalid(format!("sql.postgres.url: {e}")))?;
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(options.clone())
+            .await
+            .map_err(map_error)?;
+        let ns = &config.namespace;
+        let mut tx = admin.begin().await.map_err(map_error)?;
+        lock(&mut tx).await?;
+        let statements = [
+            format!("CREATE SCHEMA IF NOT EXISTS {ns}"),
+            format!("REVOKE ALL ON SCHEMA {ns} FROM PUBLIC"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ns}.migrations (role text NOT NULL, id integer NOT NULL, \
+                 name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (role, id))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ns}.secrets (name text PRIMARY KEY, value text NOT NULL)"
+            ),
+            // Lets a plugin record its own migration inside its migration
+            // transaction, and nothing else: the role is the caller's.
+            format!(
+                "CREATE OR REPLACE FUNCTION {ns}.record_migration(p_id integer, p_name text) \
+                 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS \
+                 $$ INSERT INTO {ns}.migrations (role, id, name) VALUES (session_user, p_id, p_name) $$"
+            ),
+            format!("REVOKE ALL ON FUNCTION {ns}.record_migration(integer, text) FROM PUBLIC"),
+        ];
+        for statement in &statements {
+            run(&mut tx, statement).await?;
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {ns}.secrets (name, value) VALUES ('role-password', $1) ON CONFLICT DO NOTHING"
+        )))
+        .bind(format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let (secret,): (String,) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT value FROM {ns}.secrets WHERE name = 'role-password'"
+        )))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(Service {
+            admin,
+            options,
+            pool: pool.clone(),
+            secret,
+            namespace: ns.clone(),
+        })
+    }
+
+    pub(super) async fn provision(&self, plugin: &str) -> Result<Db, SqlError> {
+        let ns = &self.namespace;
+        let role = format!("{ns}_{}", ident(plugin));
+        let schema = role.clone();
+        let password = format!("{:x}", Sha256::digest(format!("{}:{role}", self.secret)));
+        let mut tx = self.admin.begin().await.map_err(map_error)?;
+        lock(&mut tx).await?;
+        let (exists,): (bool,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(&role)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_error)?;
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        let statements = [
+            format!(
+                "{verb} ROLE \"{role}\" LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE \
+                 NOREPLICATION NOBYPASSRLS PASSWORD '{password}'"
+            ),
+            format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\" AUTHORIZATION \"{role}\""),
+            format!("REVOKE ALL ON SCHEMA \"{schema}\" FROM PUBLIC"),
+            format!("GRANT USAGE ON SCHEMA {ns} TO \"{role}\""),
+            format!("GRANT EXECUTE ON FUNCTION {ns}.record_migration(integer, text) TO \"{role}\""),
+            format!("ALTER ROLE \"{role}\" SET search_path = \"{schema}\""),
+        ];
+        for statement in &statements {
+            run(&mut tx, statement).await?;
+        }
+        tx.commit().await.map_err(map_error)?;
+
+        let timeout_ms = self.pool.statement_timeout.as_millis().to_string();
+        let options = self
+            .options
+            .clone()
+            .username(&role)
+            .password(&password)
+            .options([
+                ("search_path", schema.as_str()),
+                ("statement_timeout", timeout_ms.as_str()),
+            ]);
+        let pool = PgPoolOptions::new()
+            .min_connections(self.pool.min_connections)
+            .max_connections(self.pool.max_connections)
+            .acquire_timeout(self.pool.acquire_timeout)
+            .idle_timeout(self.pool.idle_timeout)
+            .connect_with(options)
+            .await
+            .map_err(map_error)?;
+        Ok(Db {
+            pooled: Pooled {
+                pool,
+                limits: Limits {
+                    max_rows: self.pool.max_rows,
+                    statement_timeout: self.pool.statement_timeout,
+                },
+            },
+            role,
+            admin: self.admin.clone(),
+            namespace: ns.clone(),
+        })
+    }
+}
+
+impl Db {
+    /// Each migration runs as the plugin's role, in one transaction with its
+    /// record (written through `trellis.record_migration`).
+    pub(super) async fn migrate(&self, migrations: &[Migration]) -> Result<Vec<u32>, SqlError> {
+        let ns = &self.namespace;
+        let applied: Vec<(i32,)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT id FROM {ns}.migrations WHERE role = $1"
+        )))
+        .bind(&self.role)
+        .fetch_all(&self.admin)
+        .await
+        .map_err(map_error)?;
+        let applied: Vec<u32> = applied.into_iter().map(|(id,)| id as u32).collect();
+        let mut now = Vec::new();
+        for m in migrations.iter().filter(|m| !applied.contains(&m.id)) {
+            let mut tx = self.pooled.pool.begin().await.map_err(map_error)?;
+            sqlx::raw_sql(AssertSqlSafe(m.sql.as_str()))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?;
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT {ns}.record_migration($1, $2)"
+            )))
+            .bind(m.id as i32)
+            .bind(&m.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            tx.commit().await.map_err(map_error)?;
+            now.push(m.id);
+        }
+        Ok(now)
+    }
+}
+
+/// Takes the provisioning lock for the rest of the admin transaction.
+async fn lock(tx: &mut sqlx::Transaction<'static, Postgres>) -> Result<(), SqlError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(PROVISION_LOCK)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_error)?;
+    Ok(())
+}
+
+/// Runs one admin statement built from validated identifiers.
+async fn run(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    statement: &str,
+) -> Result<(), SqlError> {
+    sqlx::query(AssertSqlSafe(statement))
+        .execute(&mut **tx)
+        .await
+        .map_err(map_error)?;
+    Ok(())
+}
+
+impl Dialect for Postgres {
+    async fn query_on(
+        conn: &mut PgConnection,
+        sql: &str,
+        params: Vec<Value>,
+        max_rows: usize,
+    ) -> Result<Rows, SqlError> {
+        let stream = bind(sqlx::query(AssertSqlSafe(sql)), params).fetch(conn);
+        collect_rows(stream, max_rows, decode, map_error).await
+    }
+
+    async fn execute_on(
+        conn: &mut PgConnection,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<u64, SqlError> {
+        let done = bind(sqlx::query(AssertSqlSafe(sql)), params)
+            .execute(conn)
+            .await
+            .map_err(map_error)?;
+        Ok(done.rows_affected())
+    }
+
+    fn map_error(err: sqlx::Error) -> SqlError {
+        map_error(err)
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
+fn bind(mut query: Query<'_>, params: Vec<Value>) -> Query<'_> {
+    for value in params {
+        query = match value {
+            Value::Null => query.bind(UntypedNull),
+            Value::Integer(i) => query.bind(i),
+            Value::Real(x) => query.bind(x),
+            Value::Text(s) => query.bind(s),
+            Value::Blob(b) => query.bind(b),
+            Value::Boolean(b) => query.bind(b),
+            Value::Json(s) => match serde_json::from_str::<serde_json::Value>(&s) {
+                Ok(json) => query.bind(json),
+                Err(_) => query.bind(s),
+            },
+            Value::Timestamp(micros) => query.bind(chrono::DateTime::from_timestamp_micros(micros)),
+        };
+    }
+    query
+}
+
+/// A NULL whose type PostgreSQL infers from context (parameter type 0), so
+/// it fits a column of any type.
+struct UntypedNull;
+
+impl Type<Postgres> for UntypedNull {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(sqlx::postgres::types::Oid(0))
+    }
+}
+
+impl Encode<'_, Postgres> for UntypedNull {
+    fn encode_by_ref(&self, _buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        Ok(IsNull::Yes)
+    }
+}
+
+fn decode(row: &PgRow) -> Result<Vec<Value>, SqlError> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let raw = row.try_get_raw(i).map_err(map_error)?;
+        if raw.is_null() {
+            values.push(Value::Null);
+            continue;
+        }
+        let type_name = column.type_info().name().to_string();
+        let value = match type_name.as_str() {
+            "BOOL" => Value::Boolean(get(row, i)?),
+            "INT2" => Value::Integer(i64::from(get::<i16>(row, i)?)),
+            "INT4" => Value::Integer(i64::from(get::<i32>(row, i)?)),
+            "INT8" => Value::Integer(get(row, i)?),
+            "FLOAT4" => Value::Real(f64::from(get::<f32>(row, i)?)),
+            "FLOAT8" => Value::Real(get(row, i)?),
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" | "CITEXT" => Value::Text(get(row, i)?),
+            "BYTEA" => Value::Blob(get(row, i)?),
+            "JSON" | "JSONB" => Value::Json(get::<serde_json::Value>(row, i)?.to_string()),
+            "TIMESTAMPTZ" => {
+                Value::Timestamp(get::<chrono::DateTime<chrono::Utc>>(row, i)?.timestamp_micros())
+            }
+            "TIMESTAMP" => Value::Timestamp(
+                get::<chrono::NaiveDateTime>(row, i)?
+                    .and_utc()
+                    .timestamp_micros(),
+            ),
+            "UUID" => Value::Text(get::<uuid::Uuid>(row, i)?.to_string()),
+            other => {
+                return Err(SqlError::Invalid(format!(
+                    "column `{}` has type {other}, which the sql capability does not carry; \
+                     cast it in SQL (e.g. `::text`)",
+                    column.name()
+                )));
+            }
+        };
+        values.push(value);
+    }
+    Ok(values)
+}
+
+fn get<'r, T>(row: &'r PgRow, i: usize) -> Result<T, SqlError>
+where
+    T: sqlx::Decode<'r, Postgres> + Type<Postgres>,
+{
+    row.try_get(i).map_err(map_error)
+}
+
+/// sqlx's error as the guest's error, by SQLSTATE class.
+pub(super) fn map_error(err: sqlx::Error) -> SqlError {
+    match err {
+        sqlx::Error::Database(db) => {
+            let message = db.message().to_string();
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            match code.as_str() {
+                c if c.starts_with("23") => SqlError::Constraint(message),
+                "42601" => SqlError::Syntax(message),
+                "42501" => SqlError::PermissionDenied(message),
+                "57014" => SqlError::Timeout(message),
+                c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => {
+                    SqlError::Unavailable(message)
+                }
+                _ => SqlError::Invalid(message),
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => SqlError::Unavailable(err.to_string()),
+        other => SqlError::Invalid(other.to_string()),
+    }
+}

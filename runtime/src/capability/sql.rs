@@ -1,0 +1,169 @@
+//! `trellis:plugin/sql`: the plugin's own database. Converts WIT values to
+//! the backend's and back; the backend (`backend::sql`) does the isolation
+//! and the work. A plugin without the `sql` grant never gets here: it does
+//! not load.
+
+use wasmtime::component::Resource;
+
+use crate::backend::sql::{self as backend, PluginDb, SqlError};
+use crate::plugin::HostState;
+use crate::plugin::bindings::sql::{Consistency, Error, Host, HostTransaction, Rows, Value};
+
+/// The host side of a guest's `transaction` resource. `None` once committed;
+/// dropping it rolls back.
+#[derive(Debug)]
+pub struct SqlTransaction {
+    tx: Option<backend::Transaction>,
+}
+
+impl HostState {
+    fn db(&self) -> Result<&PluginDb, Error> {
+        self.plugin.sql.as_ref().ok_or_else(|| {
+            Error::PermissionDenied(format!(
+                "plugin `{}` has no database: grant it `sql`",
+                self.plugin.name
+            ))
+        })
+    }
+}
+
+impl Host for HostState {
+    async fn query(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+        _consistency: Consistency,
+    ) -> wasmtime::Result<Result<Rows, Error>> {
+        let db = match self.db() {
+            Ok(db) => db.clone(),
+            Err(err) => return Ok(Err(err)),
+        };
+        let result = db.query(&statement, from_wit(params)).await;
+        Ok(result.map(to_wit_rows).map_err(to_wit_error))
+    }
+
+    async fn execute(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<u64, Error>> {
+        let db = match self.db() {
+            Ok(db) => db.clone(),
+            Err(err) => return Ok(Err(err)),
+        };
+        Ok(db
+            .execute(&statement, from_wit(params))
+            .await
+            .map_err(to_wit_error))
+    }
+
+    async fn begin(&mut self) -> wasmtime::Result<Result<Resource<SqlTransaction>, Error>> {
+        let db = match self.db() {
+            Ok(db) => db.clone(),
+            Err(err) => return Ok(Err(err)),
+        };
+        match db.begin().await {
+            Ok(tx) => {
+                let resource = self.table.push(SqlTransaction { tx: Some(tx) })?;
+                Ok(Ok(resource))
+            }
+            Err(err) => Ok(Err(to_wit_error(err))),
+        }
+    }
+}
+
+impl HostTransaction for HostState {
+    async fn query(
+        &mut self,
+        this: Resource<SqlTransaction>,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<Rows, Error>> {
+        let Some(tx) = self.table.get_mut(&this)?.tx.as_mut() else {
+            return Ok(Err(Error::TransactionClosed));
+        };
+        let result = tx.query(&statement, from_wit(params)).await;
+        Ok(result.map(to_wit_rows).map_err(to_wit_error))
+    }
+
+    async fn execute(
+        &mut self,
+        this: Resource<SqlTransaction>,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<u64, Error>> {
+        let Some(tx) = self.table.get_mut(&this)?.tx.as_mut() else {
+            return Ok(Err(Error::TransactionClosed));
+        };
+        let result = tx.execute(&statement, from_wit(params)).await;
+        Ok(result.map_err(to_wit_error))
+    }
+
+    async fn commit(
+        &mut self,
+        this: Resource<SqlTransaction>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let Some(tx) = self.table.get_mut(&this)?.tx.take() else {
+            return Ok(Err(Error::TransactionClosed));
+        };
+        Ok(tx.commit().await.map_err(to_wit_error))
+    }
+
+    async fn drop(&mut self, this: Resource<SqlTransaction>) -> wasmtime::Result<()> {
+        // Dropping an uncommitted sqlx transaction rolls it back.
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+fn from_wit(params: Vec<Value>) -> Vec<backend::Value> {
+    params
+        .into_iter()
+        .map(|v| match v {
+            Value::Null => backend::Value::Null,
+            Value::Integer(i) => backend::Value::Integer(i),
+            Value::Real(x) => backend::Value::Real(x),
+            Value::Text(s) => backend::Value::Text(s),
+            Value::Blob(b) => backend::Value::Blob(b),
+            Value::Boolean(b) => backend::Value::Boolean(b),
+            Value::Json(s) => backend::Value::Json(s),
+            Value::Timestamp(t) => backend::Value::Timestamp(t),
+        })
+        .collect()
+}
+
+fn to_wit_value(value: backend::Value) -> Value {
+    match value {
+        backend::Value::Null => Value::Null,
+        backend::Value::Integer(i) => Value::Integer(i),
+        backend::Value::Real(x) => Value::Real(x),
+        backend::Value::Text(s) => Value::Text(s),
+        backend::Value::Blob(b) => Value::Blob(b),
+        backend::Value::Boolean(b) => Value::Boolean(b),
+        backend::Value::Json(s) => Value::Json(s),
+        backend::Value::Timestamp(t) => Value::Timestamp(t),
+    }
+}
+
+fn to_wit_rows(rows: backend::Rows) -> Rows {
+    Rows {
+        columns: rows.columns,
+        rows: rows
+            .rows
+            .into_iter()
+            .map(|row| row.into_iter().map(to_wit_value).collect())
+            .collect(),
+    }
+}
+
+fn to_wit_error(err: SqlError) -> Error {
+    match err {
+        SqlError::Constraint(m) => Error::ConstraintViolation(m),
+        SqlError::Syntax(m) => Error::Syntax(m),
+        SqlError::PermissionDenied(m) => Error::PermissionDenied(m),
+        SqlError::Timeout(m) => Error::Timeout(m),
+        SqlError::Unavailable(m) => Error::Unavailable(m),
+        SqlError::Invalid(m) => Error::Invalid(m),
+        SqlError::TransactionClosed => Error::TransactionClosed,
+    }
+}

@@ -1,0 +1,91 @@
+//! PostgreSQL for tests: each test gets its own namespace (runtime schema,
+//! plugin roles and schemas) in the shared test database, dropped at the
+//! end; namespaces left by earlier test processes are swept first.
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+/// The admin URL tests use (`TRELLIS_TEST_PG_URL` overrides).
+pub fn admin_url() -> String {
+    std::env::var("TRELLIS_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A namespace of one test.
+#[derive(Debug)]
+pub struct Namespace {
+    /// `tt_<pid>_<n>`.
+    pub name: String,
+}
+
+static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+impl Namespace {
+    /// A new namespace; the first call per process sweeps stale ones.
+    pub async fn new() -> Namespace {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        SWEPT
+            .get_or_init(|| async {
+                let mine = format!("tt_{}_", std::process::id());
+                drop_matching("tt\\_%", Some(&mine)).await;
+            })
+            .await;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Namespace {
+            name: format!("tt_{}_{n}", std::process::id()),
+        }
+    }
+
+    /// The `[sql.postgres]` table for this namespace.
+    pub fn toml(&self) -> String {
+        format!(
+            "[sql.postgres]\nurl = {:?}\nnamespace = {:?}\n",
+            admin_url(),
+            self.name
+        )
+    }
+
+    /// Drops everything the runtime made in this namespace.
+    pub async fn drop_all(self) {
+        drop_matching(&format!("{}%", self.name.replace('_', "\\_")), None).await;
+    }
+}
+
+/// Drops schemas and roles whose names match `pattern` (LIKE), except those
+/// starting with `keep`.
+async fn drop_matching(pattern: &str, keep: Option<&str>) {
+    let Ok(mut conn) = PgConnection::connect(&admin_url()).await else {
+        return;
+    };
+    let keep = keep.unwrap_or("-");
+    let schemas: Vec<(String,)> = sqlx::query_as(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1 AND nspname NOT LIKE $2 || '%'",
+    )
+    .bind(pattern)
+    .bind(keep)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
+    for (schema,) in schemas {
+        let _ = sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+    let roles: Vec<(String,)> = sqlx::query_as(
+        "SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1 AND rolname NOT LIKE $2 || '%'",
+    )
+    .bind(pattern)
+    .bind(keep)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
+    for (role,) in roles {
+        let _ = sqlx::query(AssertSqlSafe(format!("DROP OWNED BY \"{role}\" CASCADE")))
+            .execute(&mut conn)
+            .await;
+        let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\"")))
+            .execute(&mut conn)
+            .await;
+    }
+}

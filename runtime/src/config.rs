@@ -114,6 +114,9 @@ pub struct LogConfig {
     /// A tracing filter, e.g. `info` or `info,trellis=debug`. `TRELLIS_LOG`
     /// wins over it.
     pub level: String,
+    /// Add diagnostic headers to responses (`x-trellis-n-plus-one`). For
+    /// development; off in production.
+    pub debug_headers: bool,
 }
 
 /// Log output format.
@@ -145,13 +148,30 @@ pub struct EngineConfig {
 
 /// `[sql]`: where plugins' databases live. Without `[sql.postgres]`, each
 /// plugin gets a SQLite file under `<data_dir>/sql/`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SqlConfig {
     /// PostgreSQL instead of SQLite.
     pub postgres: Option<PostgresConfig>,
     /// Pool settings, per plugin.
     pub pool: SqlPoolConfig,
+    /// Statements slower than this are logged with their plan.
+    #[serde(with = "humantime_serde")]
+    pub slow_query: Duration,
+    /// One statement shape run this many times in one request is flagged as
+    /// an N+1 pattern.
+    pub n_plus_one_threshold: u32,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            postgres: None,
+            pool: SqlPoolConfig::default(),
+            slow_query: Duration::from_millis(250),
+            n_plus_one_threshold: 10,
+        }
+    }
 }
 
 /// `[sql.postgres]`: the database the runtime provisions plugins in.
@@ -320,6 +340,7 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Pretty,
             level: "info".into(),
+            debug_headers: false,
         }
     }
 }
@@ -502,6 +523,9 @@ impl Config {
         }
         if pool.statement_timeout.is_zero() || pool.acquire_timeout.is_zero() {
             return invalid("sql.pool", "timeouts must be more than 0");
+        }
+        if self.sql.n_plus_one_threshold < 2 {
+            return invalid("sql.n_plus_one_threshold", "must be at least 2");
         }
         if pool.max_rows == 0 {
             return invalid("sql.pool.max_rows", "must be at least 1");

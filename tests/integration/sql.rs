@@ -90,6 +90,9 @@ on_both_backends!(
     transactions_commit_roll_back_and_survive_traps,
     malformed_sql_is_a_typed_error,
     migrations_apply_once_and_failures_refuse_the_version,
+    n_plus_one_is_flagged_in_debug_mode,
+    explain_gives_the_plan,
+    exhausted_pool_is_503_with_retry_after_and_recovers,
 );
 
 const NOTES: &str = "[plugins.notes]\nbuiltin = \"notes\"\ngrants = [\"sql\"]\n";
@@ -353,4 +356,63 @@ async fn migrations_apply_once_and_failures_refuse_the_version(backend: &Backend
         assert!(err.contains("not allowed"), "{err}");
     }
     fresh.finish().await;
+}
+
+async fn n_plus_one_is_flagged_in_debug_mode(backend: &Backend) {
+    let server = backend
+        .serve(&format!("{}[log]\ndebug_headers = true\n", misbehave("")))
+        .await;
+    let reply = server.get("/misbehave/sql-repeat?n=12").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-trellis-n-plus-one"), Some("SELECT ? AS x"));
+    let reply = server.get("/misbehave/sql-repeat?n=3").await;
+    assert_eq!(reply.header("x-trellis-n-plus-one"), None);
+    server.shutdown().await;
+
+    let quiet = backend.serve(&misbehave("")).await;
+    let reply = quiet.get("/misbehave/sql-repeat?n=12").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("x-trellis-n-plus-one"),
+        None,
+        "debug headers are off by default"
+    );
+    quiet.shutdown().await;
+}
+
+/// The plan the slow-query log attaches, straight from the backend.
+async fn explain_gives_the_plan(backend: &Backend) {
+    use trellis::backend::sql::{SqlService, Value as SqlValue};
+    let config = config_in(&backend.toml, &backend.data_dir);
+    let service = SqlService::start(&config.sql, &config.data_dir)
+        .await
+        .expect("sql backend");
+    let db = service.provision("explained").await.expect("provision");
+    db.execute("CREATE TABLE t (x INTEGER)", vec![])
+        .await
+        .expect("create");
+    let plan = db
+        .explain("SELECT x FROM t WHERE x = $1", vec![SqlValue::Integer(1)])
+        .await
+        .expect("plan");
+    let plan = plan.to_ascii_lowercase();
+    assert!(plan.contains("scan") && plan.contains('t'), "{plan}");
+}
+
+async fn exhausted_pool_is_503_with_retry_after_and_recovers(backend: &Backend) {
+    let pool = "[sql.pool]\nmax_connections = 1\nacquire_timeout = \"500ms\"\n";
+    let server = std::sync::Arc::new(backend.serve(&format!("{pool}{}", misbehave(""))).await);
+    let holder = {
+        let server = server.clone();
+        tokio::spawn(async move { server.get("/misbehave/sql-hold?ms=2500").await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let reply = post_json(&server, "/misbehave/sql", json!({"sql": "SELECT 1 AS x"})).await;
+    assert_eq!(reply.json()["error"], "unavailable", "{}", reply.text());
+    let reply = server.get("/misbehave/sql-repeat?n=1").await;
+    reply.assert_problem(503, "sql_unavailable");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(holder.await.expect("holder").status, 200);
+    // The connection is back: the same request succeeds without a restart.
+    assert_eq!(server.get("/misbehave/sql-repeat?n=1").await.status, 200);
 }

@@ -34,6 +34,29 @@ fn routes() -> App {
         .post("/misbehave/body", body_len)
         .post("/misbehave/sql", run_sql)
         .post("/misbehave/sql-tx", sql_transaction)
+        .get("/misbehave/sql-repeat", sql_repeat)
+        .get("/misbehave/sql-hold", sql_hold)
+}
+
+/// Holds a database connection in an open transaction for `?ms=N`
+/// milliseconds, starving a small pool.
+fn sql_hold(req: Request) -> Result<Response> {
+    let ms: u64 = req.query_as("ms")?.unwrap_or(800);
+    let tx = sql::begin()?;
+    tx.query("SELECT 1 AS x", &[])?;
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    drop(tx);
+    Ok(Response::text("held"))
+}
+
+/// Runs one statement shape `?n=N` times with different literals: the N+1
+/// pattern the host should flag.
+fn sql_repeat(req: Request) -> Result<Response> {
+    let n: u32 = req.query_as("n")?.unwrap_or(12);
+    for i in 0..n {
+        sql::query(&format!("SELECT {i} AS x"), &[])?;
+    }
+    Ok(Response::text(n.to_string()))
 }
 
 /// Runs the SQL in the body (`{"sql": "...", "execute": bool}`) on this

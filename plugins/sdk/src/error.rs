@@ -14,6 +14,7 @@ pub struct Error {
     status: u16,
     detail: String,
     code: Option<String>,
+    headers: Vec<(String, String)>,
 }
 
 impl Error {
@@ -28,7 +29,14 @@ impl Error {
             status,
             detail: detail.into(),
             code: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header to the error response (e.g. `retry-after`).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
     }
 
     /// Sets the machine-readable `code` of the problem body (default: the
@@ -87,9 +95,14 @@ impl Error {
             "code": code,
             "request_id": request_id,
         });
-        Response::new(self.status)
+        let response = Response::new(self.status)
             .header("content-type", "application/problem+json")
-            .body(body.to_string())
+            .body(body.to_string());
+        self.headers
+            .into_iter()
+            .fold(response, |response, (name, value)| {
+                response.header(name, value)
+            })
     }
 }
 

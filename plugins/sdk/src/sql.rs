@@ -177,7 +177,8 @@ impl SqlError {
 }
 
 /// `?` on a SQL error in a handler: a constraint violation is a 409, an
-/// unavailable database a 503, a timeout a 504, anything else a 500.
+/// unavailable database a 503 with `Retry-After`, a timeout a 504, anything
+/// else a 500.
 impl From<SqlError> for crate::Error {
     fn from(err: SqlError) -> Self {
         let status = match err {
@@ -186,8 +187,13 @@ impl From<SqlError> for crate::Error {
             SqlError::Timeout(_) => 504,
             _ => 500,
         };
-        crate::Error::new(status, format!("database: {}", err.message()))
-            .with_code(format!("sql_{}", err.kind()))
+        let error = crate::Error::new(status, format!("database: {}", err.message()))
+            .with_code(format!("sql_{}", err.kind()));
+        if status == 503 {
+            error.with_header("retry-after", "1")
+        } else {
+            error
+        }
     }
 }
 

@@ -3,6 +3,9 @@
 //! and the work. A plugin without the `sql` grant never gets here: it does
 //! not load.
 
+use std::time::Instant;
+
+use tracing::Instrument;
 use wasmtime::component::Resource;
 
 use crate::backend::sql::{self as backend, PluginDb, SqlError};
@@ -27,6 +30,77 @@ impl HostState {
     }
 }
 
+/// One statement being watched: its shape, span and start time.
+struct Watch {
+    shape: String,
+    span: tracing::Span,
+    started: Instant,
+}
+
+impl HostState {
+    fn watch(&self, op: &'static str, statement: &str) -> Watch {
+        let shape = backend::shape(statement);
+        let span = tracing::debug_span!(
+            "sql",
+            plugin = %self.plugin.name,
+            op,
+            shape = %shape,
+        );
+        Watch {
+            shape,
+            span,
+            started: Instant::now(),
+        }
+    }
+
+    /// After a statement: counts its shape for N+1 detection and, when it
+    /// succeeded but was slow, logs it with its plan, fetched off the
+    /// request path.
+    fn record(
+        &mut self,
+        watch: Watch,
+        succeeded: bool,
+        statement: String,
+        params: Vec<backend::Value>,
+    ) {
+        let elapsed = watch.started.elapsed();
+        let thresholds = self.plugin.sql_watch;
+        let seen = self.sql_seen.shapes.entry(watch.shape.clone()).or_insert(0);
+        *seen += 1;
+        if *seen == thresholds.n_plus_one_threshold {
+            tracing::warn!(
+                plugin = %self.plugin.name,
+                request_id = %self.request_id,
+                shape = %watch.shape,
+                repeats = *seen,
+                "N+1 suspected: one statement shape repeated within a request"
+            );
+            self.sql_seen.n_plus_one = Some(watch.shape.clone());
+        }
+        if succeeded
+            && elapsed >= thresholds.slow_query
+            && let Some(db) = self.plugin.sql.clone()
+        {
+            let plugin = self.plugin.name.clone();
+            let request_id = self.request_id.clone();
+            tokio::spawn(async move {
+                let plan = db
+                    .explain(&statement, params)
+                    .await
+                    .unwrap_or_else(|err| format!("(no plan: {err})"));
+                tracing::warn!(
+                    %plugin,
+                    %request_id,
+                    shape = %watch.shape,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    %plan,
+                    "slow query"
+                );
+            });
+        }
+    }
+}
+
 impl Host for HostState {
     async fn query(
         &mut self,
@@ -38,7 +112,13 @@ impl Host for HostState {
             Ok(db) => db.clone(),
             Err(err) => return Ok(Err(err)),
         };
-        let result = db.query(&statement, from_wit(params)).await;
+        let params = from_wit(params);
+        let watch = self.watch("query", &statement);
+        let result = db
+            .query(&statement, params.clone())
+            .instrument(watch.span.clone())
+            .await;
+        self.record(watch, result.is_ok(), statement, params);
         Ok(result.map(to_wit_rows).map_err(to_wit_error))
     }
 
@@ -51,10 +131,14 @@ impl Host for HostState {
             Ok(db) => db.clone(),
             Err(err) => return Ok(Err(err)),
         };
-        Ok(db
-            .execute(&statement, from_wit(params))
-            .await
-            .map_err(to_wit_error))
+        let params = from_wit(params);
+        let watch = self.watch("execute", &statement);
+        let result = db
+            .execute(&statement, params.clone())
+            .instrument(watch.span.clone())
+            .await;
+        self.record(watch, result.is_ok(), statement, params);
+        Ok(result.map_err(to_wit_error))
     }
 
     async fn begin(&mut self) -> wasmtime::Result<Result<Resource<SqlTransaction>, Error>> {
@@ -79,10 +163,16 @@ impl HostTransaction for HostState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<Rows, Error>> {
+        let params = from_wit(params);
+        let watch = self.watch("query", &statement);
         let Some(tx) = self.table.get_mut(&this)?.tx.as_mut() else {
             return Ok(Err(Error::TransactionClosed));
         };
-        let result = tx.query(&statement, from_wit(params)).await;
+        let result = tx
+            .query(&statement, params.clone())
+            .instrument(watch.span.clone())
+            .await;
+        self.record(watch, result.is_ok(), statement, params);
         Ok(result.map(to_wit_rows).map_err(to_wit_error))
     }
 
@@ -92,10 +182,16 @@ impl HostTransaction for HostState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<u64, Error>> {
+        let params = from_wit(params);
+        let watch = self.watch("execute", &statement);
         let Some(tx) = self.table.get_mut(&this)?.tx.as_mut() else {
             return Ok(Err(Error::TransactionClosed));
         };
-        let result = tx.execute(&statement, from_wit(params)).await;
+        let result = tx
+            .execute(&statement, params.clone())
+            .instrument(watch.span.clone())
+            .await;
+        self.record(watch, result.is_ok(), statement, params);
         Ok(result.map_err(to_wit_error))
     }
 

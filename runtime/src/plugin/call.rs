@@ -25,7 +25,7 @@ impl LoadedPlugin {
         };
         let outcome = tokio::time::timeout(self.context.limits.deadline, call).await;
         match outcome {
-            Ok(Ok(response)) => self.check(response),
+            Ok(Ok(response)) => self.check(response).map(|r| self.annotate(r, &store)),
             Ok(Err(err)) => Err(self.fault(err, &store)),
             Err(_elapsed) => Err(self.deadline_exceeded()),
         }
@@ -68,6 +68,28 @@ impl LoadedPlugin {
             });
         }
         Ok(response)
+    }
+
+    /// Adds diagnostic headers when `log.debug_headers` is on.
+    fn annotate(&self, mut response: GuestResponse, store: &Store<HostState>) -> GuestResponse {
+        if self.context.sql_watch.debug_headers
+            && let Some(shape) = &store.data().sql_seen.n_plus_one
+        {
+            let printable: String = shape
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() || c == ' ' {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
+                .collect();
+            response
+                .headers
+                .push(("x-trellis-n-plus-one".into(), printable));
+        }
+        response
     }
 
     fn fault(&self, err: wasmtime::Error, store: &Store<HostState>) -> ApiError {

@@ -123,6 +123,7 @@ impl PluginHost {
                 .collect(),
             limits,
             sql: None,
+            sql_watch: self.sql_watch,
         };
         let manifest = read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
             .await

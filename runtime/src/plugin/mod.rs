@@ -23,7 +23,7 @@ use crate::config::{Config, Limits};
 
 pub use bindings::{GuestRequest, GuestResponse, PluginManifest};
 pub use load::LoadError;
-pub use state::{HostState, PluginContext};
+pub use state::{HostState, PluginContext, SqlWatch};
 
 /// The engine, the linker with every host import, and the global instance
 /// budget. Cheap to clone.
@@ -39,6 +39,8 @@ pub struct PluginHost {
     cache: Option<wasmtime::Cache>,
     /// Provisions plugin databases (the `sql` capability).
     sql: SqlService,
+    /// SQL diagnostics thresholds handed to every plugin.
+    sql_watch: SqlWatch,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -112,6 +114,11 @@ impl PluginHost {
             max_instances,
             cache,
             sql,
+            sql_watch: SqlWatch {
+                slow_query: config.sql.slow_query,
+                n_plus_one_threshold: config.sql.n_plus_one_threshold,
+                debug_headers: config.log.debug_headers,
+            },
         })
     }
 

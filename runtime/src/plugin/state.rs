@@ -27,6 +27,26 @@ pub struct PluginContext {
     pub limits: Limits,
     /// Its database, when granted `sql`.
     pub sql: Option<PluginDb>,
+    /// How its SQL is watched: slow queries, N+1 patterns.
+    pub sql_watch: SqlWatch,
+}
+
+/// Thresholds for SQL diagnostics (from `[sql]` and `[log]`).
+#[derive(Debug, Clone, Copy)]
+pub struct SqlWatch {
+    /// Statements slower than this are logged with their plan.
+    pub slow_query: std::time::Duration,
+    /// Repeats of one shape in one request that count as N+1.
+    pub n_plus_one_threshold: u32,
+    /// Report N+1 in a response header.
+    pub debug_headers: bool,
+}
+
+/// Per-instance SQL bookkeeping: statements by shape, the N+1 found.
+#[derive(Debug, Default)]
+pub(crate) struct SqlSeen {
+    pub(crate) shapes: std::collections::HashMap<String, u32>,
+    pub(crate) n_plus_one: Option<String>,
 }
 
 /// The `T` of `Store<T>`: one per instance, dropped with it.
@@ -37,6 +57,7 @@ pub struct HostState {
     pub(crate) memory: MemoryLimiter,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) table: ResourceTable,
+    pub(crate) sql_seen: SqlSeen,
     wasi: WasiCtx,
 }
 
@@ -55,6 +76,7 @@ impl HostState {
             stderr,
             wasi,
             table: ResourceTable::new(),
+            sql_seen: SqlSeen::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod guard;
 mod postgres;
+mod shape;
 mod sqlite;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use crate::config::SqlConfig;
 
 pub use guard::check_statement;
+pub use shape::shape;
 
 /// A parameter or column value.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +240,28 @@ impl PluginDb {
             PluginDb::Sqlite(db) => db.pooled.execute(sql, params).await,
             PluginDb::Postgres(db) => db.pooled.execute(sql, params).await,
         }
+    }
+
+    /// The plan of `sql` with `params`, one line per plan row (`EXPLAIN` on
+    /// PostgreSQL, `EXPLAIN QUERY PLAN` on SQLite). Runs inside a
+    /// transaction that is rolled back, so nothing it might do persists.
+    pub async fn explain(&self, sql: &str, params: Vec<Value>) -> Result<String, SqlError> {
+        let prefix = match self {
+            PluginDb::Sqlite(_) => "EXPLAIN QUERY PLAN ",
+            PluginDb::Postgres(_) => "EXPLAIN ",
+        };
+        let mut tx = self.begin().await?;
+        let plan = tx.query(&format!("{prefix}{sql}"), params).await?;
+        drop(tx);
+        let lines: Vec<String> = plan
+            .rows
+            .iter()
+            .filter_map(|row| match row.last() {
+                Some(Value::Text(line)) => Some(line.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok(lines.join("\n"))
     }
 
     /// Starts a transaction.

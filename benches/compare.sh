@@ -9,6 +9,7 @@ rounds=${1:-3}
 duration=${2:-10s}
 connections=${3:-64}
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 
 # A backtrace captured per wasmtime error value costs 10-20 % (PERF_NOTES.md).
 unset RUST_BACKTRACE
@@ -25,23 +26,11 @@ pids+=($!); trellis_pid=$!
 taskset -c 0 "$bin/native-hello" 127.0.0.1:18081 2>/dev/null &
 pids+=($!); native_pid=$!
 
-for port in 18080 18081; do
-    for _ in $(seq 1 100); do
-        curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break
-        sleep 0.1
-    done
-done
+wait_for http://127.0.0.1:18080/hello
+wait_for http://127.0.0.1:18081/hello
 
 results="$work/results.jsonl"
-for round in $(seq 1 "$rounds"); do
-    for target in trellis native; do
-        if [ "$target" = trellis ]; then port=18080; pid=$trellis_pid; else port=18081; pid=$native_pid; fi
-        taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port/hello" \
-            --connections "$connections" --duration "$duration" --warmup 2s \
-            --server-pid "$pid" --label "$target" >>"$results"
-    done
-    echo "round $round done" >&2
-done
+alternate "" /hello 18080 "$trellis_pid" 18081 "$native_pid"
 
 python3 - "$results" <<'PY'
 import json, statistics, sys

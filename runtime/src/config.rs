@@ -187,10 +187,45 @@ pub struct PostgresConfig {
     /// different namespaces.
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// Read replicas: URLs of streaming standbys of this database (the same
+    /// credentials as `url`). Reads marked `replica-ok` outside a
+    /// transaction go to one that is close enough; everything else to `url`.
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    /// A replica more WAL bytes behind the primary than this is skipped.
+    #[serde(default = "default_max_replica_lag_bytes")]
+    pub max_replica_lag_bytes: ByteSize,
+    /// A replica behind the primary whose last replayed transaction is
+    /// older than this is skipped.
+    #[serde(default = "default_max_replica_lag", with = "humantime_serde")]
+    pub max_replica_lag: Duration,
+    /// How long a read that must see an earlier write (a consistency token)
+    /// waits for a replica to replay it before going to the primary.
+    #[serde(default = "default_replica_wait", with = "humantime_serde")]
+    pub replica_wait: Duration,
+    /// How often replica lag is sampled.
+    #[serde(default = "default_lag_sample_interval", with = "humantime_serde")]
+    pub lag_sample_interval: Duration,
 }
 
 fn default_namespace() -> String {
     "trellis".into()
+}
+
+fn default_max_replica_lag_bytes() -> ByteSize {
+    ByteSize::mib(16)
+}
+
+fn default_max_replica_lag() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_replica_wait() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_lag_sample_interval() -> Duration {
+    Duration::from_millis(250)
 }
 
 /// `[sql.pool]`: each plugin's connection pool and statement bounds.
@@ -533,6 +568,19 @@ impl Config {
         if let Some(pg) = &self.sql.postgres {
             if !(pg.url.starts_with("postgres://") || pg.url.starts_with("postgresql://")) {
                 return invalid("sql.postgres.url", "must be a postgres:// URL");
+            }
+            if let Some(bad) = pg
+                .replicas
+                .iter()
+                .find(|u| !(u.starts_with("postgres://") || u.starts_with("postgresql://")))
+            {
+                return invalid(
+                    "sql.postgres.replicas",
+                    &format!("`{bad}` is not a postgres:// URL"),
+                );
+            }
+            if pg.lag_sample_interval.is_zero() {
+                return invalid("sql.postgres.lag_sample_interval", "must be more than 0");
             }
             let ns = pg.namespace.as_bytes();
             let valid = !ns.is_empty()

@@ -12,6 +12,10 @@ use crate::backend::sql::{self as backend, PluginDb, SqlError};
 use crate::plugin::HostState;
 use crate::plugin::bindings::sql::{Consistency, Error, Host, HostTransaction, Rows, Value};
 
+/// The header that carries the consistency token: the primary's WAL
+/// position after the request's writes (out), or one the client saw (in).
+pub const CONSISTENCY_HEADER: &str = "x-trellis-lsn";
+
 /// The host side of a guest's `transaction` resource. `None` once committed;
 /// dropping it rolls back.
 #[derive(Debug)]
@@ -101,12 +105,29 @@ impl HostState {
     }
 }
 
+impl HostState {
+    /// After a successful write: later reads of this request, and the
+    /// client's next requests (through the response header), must see it.
+    async fn wrote(&mut self, db: &PluginDb) {
+        if let Some(lsn) = db.write_position().await {
+            self.sql_seen.min_lsn = Some(self.sql_seen.min_lsn.map_or(lsn, |m| m.max(lsn)));
+            self.sql_seen.wrote = true;
+        }
+    }
+}
+
+/// Whether a statement run through `query` on the primary may have written.
+fn may_write(statement: &str) -> bool {
+    let head = statement.trim_start();
+    !(head.len() >= 6 && head[..6].eq_ignore_ascii_case("select"))
+}
+
 impl Host for HostState {
     async fn query(
         &mut self,
         statement: String,
         params: Vec<Value>,
-        _consistency: Consistency,
+        consistency: Consistency,
     ) -> wasmtime::Result<Result<Rows, Error>> {
         let db = match self.db() {
             Ok(db) => db.clone(),
@@ -114,10 +135,21 @@ impl Host for HostState {
         };
         let params = from_wit(params);
         let watch = self.watch("query", &statement);
-        let result = db
-            .query(&statement, params.clone())
-            .instrument(watch.span.clone())
-            .await;
+        let result = match consistency {
+            Consistency::ReplicaOk => {
+                db.read(&statement, params.clone(), self.sql_seen.min_lsn)
+                    .instrument(watch.span.clone())
+                    .await
+            }
+            Consistency::Primary => {
+                db.query(&statement, params.clone())
+                    .instrument(watch.span.clone())
+                    .await
+            }
+        };
+        if result.is_ok() && consistency == Consistency::Primary && may_write(&statement) {
+            self.wrote(&db).await;
+        }
         self.record(watch, result.is_ok(), statement, params);
         Ok(result.map(to_wit_rows).map_err(to_wit_error))
     }
@@ -137,6 +169,9 @@ impl Host for HostState {
             .execute(&statement, params.clone())
             .instrument(watch.span.clone())
             .await;
+        if result.is_ok() {
+            self.wrote(&db).await;
+        }
         self.record(watch, result.is_ok(), statement, params);
         Ok(result.map_err(to_wit_error))
     }
@@ -202,7 +237,14 @@ impl HostTransaction for HostState {
         let Some(tx) = self.table.get_mut(&this)?.tx.take() else {
             return Ok(Err(Error::TransactionClosed));
         };
-        Ok(tx.commit().await.map_err(to_wit_error))
+        let result = tx.commit().await.map_err(to_wit_error);
+        if result.is_ok()
+            && let Ok(db) = self.db()
+        {
+            let db = db.clone();
+            self.wrote(&db).await;
+        }
+        Ok(result)
     }
 
     async fn drop(&mut self, this: Resource<SqlTransaction>) -> wasmtime::Result<()> {

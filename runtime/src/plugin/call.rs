@@ -11,6 +11,8 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::bindings::{GuestRequest, GuestResponse};
 use super::state::{HostState, PluginContext};
 use super::{LoadedPlugin, PluginHost};
+use crate::backend::sql::{format_lsn, parse_lsn};
+use crate::capability::sql::CONSISTENCY_HEADER;
 use crate::error::ApiError;
 
 impl LoadedPlugin {
@@ -18,6 +20,7 @@ impl LoadedPlugin {
     pub async fn handle(&self, request: &GuestRequest) -> Result<GuestResponse, ApiError> {
         let _permits = self.permits()?;
         let mut store = new_store(&self.host, self.context.clone(), request.request_id.clone());
+        store.data_mut().sql_seen.min_lsn = consistency_token(request);
         let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             let handler = self.exports.http.load(&mut store, &instance)?;
@@ -70,8 +73,17 @@ impl LoadedPlugin {
         Ok(response)
     }
 
-    /// Adds diagnostic headers when `log.debug_headers` is on.
+    /// Adds the consistency token after writes, and diagnostic headers when
+    /// `log.debug_headers` is on.
     fn annotate(&self, mut response: GuestResponse, store: &Store<HostState>) -> GuestResponse {
+        let seen = &store.data().sql_seen;
+        if seen.wrote
+            && let Some(lsn) = seen.min_lsn
+        {
+            response
+                .headers
+                .push((CONSISTENCY_HEADER.into(), format_lsn(lsn)));
+        }
         if self.context.sql_watch.debug_headers
             && let Some(shape) = &store.data().sql_seen.n_plus_one
         {
@@ -125,6 +137,15 @@ impl LoadedPlugin {
             deadline: self.context.limits.deadline,
         }
     }
+}
+
+/// The consistency token the client sent back, if any and well-formed.
+fn consistency_token(request: &GuestRequest) -> Option<u64> {
+    request
+        .headers
+        .iter()
+        .find(|(name, _)| name == CONSISTENCY_HEADER)
+        .and_then(|(_, value)| parse_lsn(value))
 }
 
 /// A store for one instance: memory limiter, and an epoch callback that

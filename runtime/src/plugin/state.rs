@@ -42,11 +42,15 @@ pub struct SqlWatch {
     pub debug_headers: bool,
 }
 
-/// Per-instance SQL bookkeeping: statements by shape, the N+1 found.
+/// Per-instance SQL bookkeeping: statements by shape, the N+1 found, and
+/// the consistency position reads must see (the client's token, raised by
+/// this request's own writes).
 #[derive(Debug, Default)]
 pub(crate) struct SqlSeen {
     pub(crate) shapes: std::collections::HashMap<String, u32>,
     pub(crate) n_plus_one: Option<String>,
+    pub(crate) min_lsn: Option<u64>,
+    pub(crate) wrote: bool,
 }
 
 /// The `T` of `Store<T>`: one per instance, dropped with it.

@@ -4,6 +4,7 @@
 
 mod guard;
 mod postgres;
+mod replica;
 mod shape;
 mod sqlite;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use crate::config::SqlConfig;
 
 pub use guard::check_statement;
+pub use replica::{format_lsn, parse_lsn};
 pub use shape::shape;
 
 /// A parameter or column value.
@@ -231,6 +233,29 @@ impl PluginDb {
         match self {
             PluginDb::Sqlite(db) => db.pooled.query(sql, params).await,
             PluginDb::Postgres(db) => db.pooled.query(sql, params).await,
+        }
+    }
+
+    /// Runs a read that may go to a read replica (PostgreSQL with replicas
+    /// configured); `min_lsn` is a write it must see.
+    pub async fn read(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        min_lsn: Option<u64>,
+    ) -> Result<Rows, SqlError> {
+        match self {
+            PluginDb::Sqlite(db) => db.pooled.query(sql, params).await,
+            PluginDb::Postgres(db) => db.read(sql, params, min_lsn).await,
+        }
+    }
+
+    /// The consistency token after a write: the primary's WAL position, when
+    /// there are replicas to be consistent with.
+    pub async fn write_position(&self) -> Option<u64> {
+        match self {
+            PluginDb::Sqlite(_) => None,
+            PluginDb::Postgres(db) => db.write_position().await,
         }
     }
 

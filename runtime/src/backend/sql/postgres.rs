@@ -7,6 +7,7 @@
 //! the same one.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use sqlx::encode::IsNull;
@@ -18,7 +19,10 @@ use sqlx::{
     AssertSqlSafe, Column, Encode, PgConnection, PgPool, Postgres, Row, Type, TypeInfo, ValueRef,
 };
 
-use super::{Dialect, Limits, Migration, Pooled, Rows, SqlError, Value, collect_rows, ident};
+use super::replica::{Replicas, parse_lsn};
+use super::{
+    Dialect, Limits, Migration, Pooled, Rows, SqlError, Value, collect_rows, ident, timed,
+};
 use crate::config::{PostgresConfig, SqlPoolConfig};
 
 /// Runs the admin side: runtime schema, roles, schemas.
@@ -30,6 +34,8 @@ pub struct Service {
     secret: String,
     /// The runtime's schema; prefix of plugin roles and schemas.
     namespace: String,
+    /// Read replicas and their sampled lag.
+    replicas: Arc<Replicas>,
 }
 
 /// A plugin's pool, logged in as its role.
@@ -39,6 +45,9 @@ pub struct Db {
     role: String,
     admin: PgPool,
     namespace: String,
+    replicas: Arc<Replicas>,
+    /// One pool per replica, logged in as the plugin's role (lazy).
+    replica_pools: Vec<PgPool>,
 }
 
 /// Serialises provisioning across nodes (`pg_advisory_xact_lock` key).
@@ -96,12 +105,14 @@ impl Service {
         .await
         .map_err(map_error)?;
         tx.commit().await.map_err(map_error)?;
+        let replicas = Replicas::start(config, admin.clone()).map_err(SqlError::Invalid)?;
         Ok(Service {
             admin,
             options,
             pool: pool.clone(),
             secret,
             namespace: ns.clone(),
+            replicas,
         })
     }
 
@@ -136,23 +147,38 @@ impl Service {
         tx.commit().await.map_err(map_error)?;
 
         let timeout_ms = self.pool.statement_timeout.as_millis().to_string();
-        let options = self
-            .options
-            .clone()
-            .username(&role)
-            .password(&password)
-            .options([
-                ("search_path", schema.as_str()),
-                ("statement_timeout", timeout_ms.as_str()),
-            ]);
-        let pool = PgPoolOptions::new()
-            .min_connections(self.pool.min_connections)
-            .max_connections(self.pool.max_connections)
-            .acquire_timeout(self.pool.acquire_timeout)
-            .idle_timeout(self.pool.idle_timeout)
-            .connect_with(options)
+        let as_plugin = |options: &PgConnectOptions| {
+            options
+                .clone()
+                .username(&role)
+                .password(&password)
+                .options([
+                    ("search_path", schema.as_str()),
+                    ("statement_timeout", timeout_ms.as_str()),
+                ])
+        };
+        let pool_options = || {
+            PgPoolOptions::new()
+                .min_connections(self.pool.min_connections)
+                .max_connections(self.pool.max_connections)
+                .acquire_timeout(self.pool.acquire_timeout)
+                .idle_timeout(self.pool.idle_timeout)
+        };
+        let pool = pool_options()
+            .connect_with(as_plugin(&self.options))
             .await
             .map_err(map_error)?;
+        // Replicas may be down now; their pools connect when first used.
+        let replica_pools = self
+            .replicas
+            .options
+            .iter()
+            .map(|options| {
+                pool_options()
+                    .min_connections(0)
+                    .connect_lazy_with(as_plugin(options))
+            })
+            .collect();
         Ok(Db {
             pooled: Pooled {
                 pool,
@@ -164,11 +190,62 @@ impl Service {
             role,
             admin: self.admin.clone(),
             namespace: ns.clone(),
+            replicas: self.replicas.clone(),
+            replica_pools,
         })
     }
 }
 
 impl Db {
+    /// A `replica-ok` read: on a replica when one is usable (and, given
+    /// `min_lsn`, has replayed that far), otherwise on the primary.
+    pub(super) async fn read(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        min_lsn: Option<u64>,
+    ) -> Result<Rows, SqlError> {
+        if !self.replicas.is_empty() {
+            let pools = &self.replica_pools;
+            match self
+                .replicas
+                .choose(min_lsn, |i| replay_lsn(&pools[i]))
+                .await
+            {
+                Ok(i) => match pools[i].acquire().await {
+                    Ok(mut conn) => {
+                        let limits = self.pooled.limits;
+                        let on_replica =
+                            Postgres::query_on(&mut conn, sql, params.clone(), limits.max_rows);
+                        match timed(limits, on_replica).await {
+                            Err(SqlError::Unavailable(_)) => self.replicas.failed(i),
+                            done => {
+                                tracing::debug!(replica = %self.replicas.states[i].name, "read on a replica");
+                                return done;
+                            }
+                        }
+                    }
+                    Err(_) => self.replicas.failed(i),
+                },
+                Err(reason) => tracing::debug!(?reason, "replica-ok read on the primary"),
+            }
+        }
+        self.pooled.query(sql, params).await
+    }
+
+    /// The primary's WAL position now, when replicas are configured: the
+    /// consistency token after a write.
+    pub(super) async fn write_position(&self) -> Option<u64> {
+        if self.replicas.is_empty() {
+            return None;
+        }
+        let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::text")
+            .fetch_one(&self.pooled.pool)
+            .await
+            .ok()?;
+        parse_lsn(&lsn)
+    }
+
     /// Each migration runs as the plugin's role, in one transaction with its
     /// record (written through `trellis.record_migration`).
     pub(super) async fn migrate(&self, migrations: &[Migration]) -> Result<Vec<u32>, SqlError> {
@@ -201,6 +278,15 @@ impl Db {
         }
         Ok(now)
     }
+}
+
+/// A replica's replay position, asked now.
+async fn replay_lsn(pool: &PgPool) -> Option<u64> {
+    let (lsn,): (Option<String>,) = sqlx::query_as("SELECT pg_last_wal_replay_lsn()::text")
+        .fetch_one(pool)
+        .await
+        .ok()?;
+    parse_lsn(&lsn?)
 }
 
 /// Takes the provisioning lock for the rest of the admin transaction.

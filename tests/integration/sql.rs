@@ -93,6 +93,7 @@ on_both_backends!(
     n_plus_one_is_flagged_in_debug_mode,
     explain_gives_the_plan,
     exhausted_pool_is_503_with_retry_after_and_recovers,
+    query_cache_serves_until_a_write_to_its_tables,
 );
 
 const NOTES: &str = "[plugins.notes]\nbuiltin = \"notes\"\ngrants = [\"sql\"]\n";
@@ -415,4 +416,72 @@ async fn exhausted_pool_is_503_with_retry_after_and_recovers(backend: &Backend) 
     assert_eq!(holder.await.expect("holder").status, 200);
     // The connection is back: the same request succeeds without a restart.
     assert_eq!(server.get("/misbehave/sql-repeat?n=1").await.status, 200);
+}
+
+async fn cached(server: &TestServer, sql: &str, ttl_ms: u64) -> Value {
+    let reply = post_json(
+        server,
+        "/misbehave/sql-cached",
+        json!({"sql": sql, "ttl_ms": ttl_ms}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+async fn query_cache_serves_until_a_write_to_its_tables(backend: &Backend) {
+    let server = backend.serve(&misbehave("")).await;
+    for sql in [
+        "CREATE TABLE t1 (x INTEGER)",
+        "CREATE TABLE t2 (x INTEGER)",
+        "INSERT INTO t1 (x) VALUES (1)",
+        "INSERT INTO t2 (x) VALUES (1)",
+    ] {
+        assert!(probe(&server, sql, true).await.get("ok").is_some(), "{sql}");
+    }
+    // random() makes every real execution visible.
+    let q1 = "SELECT x, random() AS r FROM t1";
+    let q2 = "SELECT x, random() AS r FROM t2";
+    let first1 = cached(&server, q1, 60_000).await;
+    assert_eq!(
+        cached(&server, q1, 60_000).await,
+        first1,
+        "a hit returns the cached rows"
+    );
+    let first2 = cached(&server, q2, 60_000).await;
+
+    // A write to t1 invalidates exactly the query over t1.
+    assert!(
+        probe(&server, "INSERT INTO t1 (x) VALUES (2)", true)
+            .await
+            .get("ok")
+            .is_some()
+    );
+    let after1 = cached(&server, q1, 60_000).await;
+    assert_eq!(after1.as_array().map(Vec::len), Some(2), "{after1}");
+    assert_eq!(
+        cached(&server, q2, 60_000).await,
+        first2,
+        "t2 was not written"
+    );
+
+    // A write inside a committed transaction invalidates too.
+    let reply = post_json(
+        &server,
+        "/misbehave/sql-tx",
+        json!({"statements": ["INSERT INTO t2 (x) VALUES (2)"], "end": "commit"}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        cached(&server, q2, 60_000).await.as_array().map(Vec::len),
+        Some(2)
+    );
+
+    // Entries expire with their ttl.
+    let q3 = "SELECT random() AS r FROM t1 WHERE x = 1";
+    let short = cached(&server, q3, 100).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_ne!(cached(&server, q3, 100).await, short, "the entry expired");
+    server.shutdown().await;
 }

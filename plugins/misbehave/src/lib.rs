@@ -36,6 +36,29 @@ fn routes() -> App {
         .post("/misbehave/sql-tx", sql_transaction)
         .get("/misbehave/sql-repeat", sql_repeat)
         .get("/misbehave/sql-hold", sql_hold)
+        .post("/misbehave/sql-cached", sql_cached)
+}
+
+/// Runs `{"sql": "...", "ttl_ms": N}` through the query cache and returns
+/// the rows as JSON arrays.
+fn sql_cached(req: Request) -> Result<Response> {
+    #[derive(serde::Deserialize)]
+    struct Cached {
+        sql: String,
+        ttl_ms: u64,
+    }
+    let cached: Cached = req.json()?;
+    let rows = sql::query_cached(
+        &cached.sql,
+        &[],
+        std::time::Duration::from_millis(cached.ttl_ms),
+    )?;
+    let values: Vec<Vec<String>> = rows
+        .rows()
+        .iter()
+        .map(|row| row.iter().map(|v| format!("{v:?}")).collect())
+        .collect();
+    Response::json(&values)
 }
 
 /// Holds a database connection in an open transaction for `?ms=N`

@@ -110,6 +110,18 @@ pub fn query_replica_ok(statement: &str, params: &[Value]) -> Result<Rows, SqlEr
     host::query(statement, params, Consistency::ReplicaOk).map(Rows::from_host)
 }
 
+/// Runs a read whose result may come from the host's query cache for up to
+/// `ttl` (a replica may serve it too). Any write by this plugin to a table
+/// it reads invalidates it at once.
+pub fn query_cached(
+    statement: &str,
+    params: &[Value],
+    ttl: std::time::Duration,
+) -> Result<Rows, SqlError> {
+    let ttl_ms = u32::try_from(ttl.as_millis()).unwrap_or(u32::MAX);
+    host::query_cached(statement, params, Consistency::ReplicaOk, ttl_ms).map(Rows::from_host)
+}
+
 /// Runs a statement; returns the number of rows it changed.
 pub fn execute(statement: &str, params: &[Value]) -> Result<u64, SqlError> {
     host::execute(statement, params)

@@ -21,6 +21,9 @@ pub const CONSISTENCY_HEADER: &str = "x-trellis-lsn";
 #[derive(Debug)]
 pub struct SqlTransaction {
     tx: Option<backend::Transaction>,
+    /// Write statements run in it: the query cache forgets their tables
+    /// again at commit, as other readers may have cached the old rows.
+    written: Vec<String>,
 }
 
 impl HostState {
@@ -106,13 +109,61 @@ impl HostState {
 }
 
 impl HostState {
-    /// After a successful write: later reads of this request, and the
-    /// client's next requests (through the response header), must see it.
-    async fn wrote(&mut self, db: &PluginDb) {
+    /// After a successful write: cached results over the tables it names
+    /// are stale; later reads of this request, and the client's next
+    /// requests (through the response header), must see it.
+    async fn wrote(&mut self, db: &PluginDb, statements: &[String]) {
+        for statement in statements {
+            self.plugin.query_cache.wrote(&self.plugin.name, statement);
+        }
         if let Some(lsn) = db.write_position().await {
             self.sql_seen.min_lsn = Some(self.sql_seen.min_lsn.map_or(lsn, |m| m.max(lsn)));
             self.sql_seen.wrote = true;
         }
+    }
+
+    /// A write inside a transaction: cached results over its tables are
+    /// dropped now (this request may read them) and again at commit.
+    fn written_in(
+        &mut self,
+        this: &Resource<SqlTransaction>,
+        statement: &str,
+    ) -> wasmtime::Result<()> {
+        self.plugin.query_cache.wrote(&self.plugin.name, statement);
+        self.table
+            .get_mut(this)?
+            .written
+            .push(statement.to_string());
+        Ok(())
+    }
+
+    /// The one query path: routed by consistency, watched, and a write on
+    /// the primary recorded.
+    async fn run_query(
+        &mut self,
+        db: &PluginDb,
+        statement: String,
+        params: Vec<backend::Value>,
+        consistency: Consistency,
+    ) -> Result<backend::Rows, SqlError> {
+        let watch = self.watch("query", &statement);
+        let result = match consistency {
+            Consistency::ReplicaOk => {
+                db.read(&statement, params.clone(), self.sql_seen.min_lsn)
+                    .instrument(watch.span.clone())
+                    .await
+            }
+            Consistency::Primary => {
+                db.query(&statement, params.clone())
+                    .instrument(watch.span.clone())
+                    .await
+            }
+        };
+        if result.is_ok() && consistency == Consistency::Primary && may_write(&statement) {
+            self.wrote(db, std::slice::from_ref(&statement)).await;
+        }
+        self.record(watch, result.is_ok(), statement, params);
+        result
     }
 }
 
@@ -133,24 +184,40 @@ impl Host for HostState {
             Ok(db) => db.clone(),
             Err(err) => return Ok(Err(err)),
         };
-        let params = from_wit(params);
-        let watch = self.watch("query", &statement);
-        let result = match consistency {
-            Consistency::ReplicaOk => {
-                db.read(&statement, params.clone(), self.sql_seen.min_lsn)
-                    .instrument(watch.span.clone())
-                    .await
-            }
-            Consistency::Primary => {
-                db.query(&statement, params.clone())
-                    .instrument(watch.span.clone())
-                    .await
-            }
+        let result = self
+            .run_query(&db, statement, from_wit(params), consistency)
+            .await;
+        Ok(result.map(to_wit_rows).map_err(to_wit_error))
+    }
+
+    async fn query_cached(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+        consistency: Consistency,
+        ttl_ms: u32,
+    ) -> wasmtime::Result<Result<Rows, Error>> {
+        let db = match self.db() {
+            Ok(db) => db.clone(),
+            Err(err) => return Ok(Err(err)),
         };
-        if result.is_ok() && consistency == Consistency::Primary && may_write(&statement) {
-            self.wrote(&db).await;
+        let params = from_wit(params);
+        let cache = self.plugin.query_cache.clone();
+        let plugin = self.plugin.name.clone();
+        let Some(read_set) = cache.read_set(&plugin, &statement) else {
+            let result = self.run_query(&db, statement, params, consistency).await;
+            return Ok(result.map(to_wit_rows).map_err(to_wit_error));
+        };
+        if let Some(rows) = cache.get(&plugin, &statement, &params) {
+            return Ok(Ok(to_wit_rows(rows)));
         }
-        self.record(watch, result.is_ok(), statement, params);
+        let result = self
+            .run_query(&db, statement.clone(), params.clone(), consistency)
+            .await;
+        if let Ok(rows) = &result {
+            let ttl = std::time::Duration::from_millis(u64::from(ttl_ms));
+            cache.put(&plugin, &statement, &params, rows, ttl, read_set);
+        }
         Ok(result.map(to_wit_rows).map_err(to_wit_error))
     }
 
@@ -170,7 +237,7 @@ impl Host for HostState {
             .instrument(watch.span.clone())
             .await;
         if result.is_ok() {
-            self.wrote(&db).await;
+            self.wrote(&db, std::slice::from_ref(&statement)).await;
         }
         self.record(watch, result.is_ok(), statement, params);
         Ok(result.map_err(to_wit_error))
@@ -183,7 +250,10 @@ impl Host for HostState {
         };
         match db.begin().await {
             Ok(tx) => {
-                let resource = self.table.push(SqlTransaction { tx: Some(tx) })?;
+                let resource = self.table.push(SqlTransaction {
+                    tx: Some(tx),
+                    written: Vec::new(),
+                })?;
                 Ok(Ok(resource))
             }
             Err(err) => Ok(Err(to_wit_error(err))),
@@ -207,6 +277,9 @@ impl HostTransaction for HostState {
             .query(&statement, params.clone())
             .instrument(watch.span.clone())
             .await;
+        if result.is_ok() && may_write(&statement) {
+            self.written_in(&this, &statement)?;
+        }
         self.record(watch, result.is_ok(), statement, params);
         Ok(result.map(to_wit_rows).map_err(to_wit_error))
     }
@@ -226,6 +299,9 @@ impl HostTransaction for HostState {
             .execute(&statement, params.clone())
             .instrument(watch.span.clone())
             .await;
+        if result.is_ok() {
+            self.written_in(&this, &statement)?;
+        }
         self.record(watch, result.is_ok(), statement, params);
         Ok(result.map_err(to_wit_error))
     }
@@ -234,15 +310,18 @@ impl HostTransaction for HostState {
         &mut self,
         this: Resource<SqlTransaction>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let Some(tx) = self.table.get_mut(&this)?.tx.take() else {
+        let transaction = self.table.get_mut(&this)?;
+        let Some(tx) = transaction.tx.take() else {
             return Ok(Err(Error::TransactionClosed));
         };
+        let written = std::mem::take(&mut transaction.written);
         let result = tx.commit().await.map_err(to_wit_error);
         if result.is_ok()
+            && !written.is_empty()
             && let Ok(db) = self.db()
         {
             let db = db.clone();
-            self.wrote(&db).await;
+            self.wrote(&db, &written).await;
         }
         Ok(result)
     }

@@ -124,6 +124,7 @@ impl PluginHost {
             limits,
             sql: None,
             sql_watch: self.sql_watch,
+            query_cache: self.query_cache.clone(),
         };
         let manifest = read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
             .await

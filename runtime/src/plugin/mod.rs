@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 
-use crate::backend::sql::{SqlError, SqlService};
+use crate::backend::sql::{QueryCache, SqlError, SqlService};
 use crate::config::{Config, Limits};
 
 pub use bindings::{GuestRequest, GuestResponse, PluginManifest};
@@ -41,6 +41,8 @@ pub struct PluginHost {
     sql: SqlService,
     /// SQL diagnostics thresholds handed to every plugin.
     sql_watch: SqlWatch,
+    /// The query result cache handed to every plugin.
+    query_cache: Arc<QueryCache>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -119,7 +121,13 @@ impl PluginHost {
                 n_plus_one_threshold: config.sql.n_plus_one_threshold,
                 debug_headers: config.log.debug_headers,
             },
+            query_cache: Arc::new(QueryCache::new(config.sql.query_cache_size.as_u64())),
         })
+    }
+
+    /// Query result cache (hits, misses) so far.
+    pub fn query_cache_stats(&self) -> (u64, u64) {
+        self.query_cache.stats()
     }
 
     /// Compile cache (hits, misses) so far, when the cache is on.

@@ -10,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::backend::sql::PluginDb;
+use crate::backend::sql::{PluginDb, QueryCache};
 use crate::config::Limits;
 
 /// Bytes of guest stderr kept per call (panic messages land there).
@@ -29,6 +29,8 @@ pub struct PluginContext {
     pub sql: Option<PluginDb>,
     /// How its SQL is watched: slow queries, N+1 patterns.
     pub sql_watch: SqlWatch,
+    /// The query result cache (shared by all plugins, keyed by plugin).
+    pub query_cache: Arc<QueryCache>,
 }
 
 /// Thresholds for SQL diagnostics (from `[sql]` and `[log]`).

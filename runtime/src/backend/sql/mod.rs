@@ -2,6 +2,7 @@
 //! default) and PostgreSQL (a schema and login role per plugin). The
 //! capability layer converts WIT values to these types and back.
 
+mod cache;
 mod guard;
 mod postgres;
 mod replica;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use crate::config::SqlConfig;
 
+pub use cache::{QueryCache, ReadSet};
 pub use guard::check_statement;
 pub use replica::{format_lsn, parse_lsn};
 pub use shape::shape;

@@ -82,11 +82,9 @@ impl QueryCache {
     /// The tables `statement` reads and their current generations; `None`
     /// when it is not a single query the parser understands (not cached).
     pub fn read_set(&self, plugin: &str, statement: &str) -> Option<ReadSet> {
-        let parsed = Parser::parse_sql(&GenericDialect {}, statement).ok()?;
-        let [Statement::Query(_)] = parsed.as_slice() else {
+        let Tables::Read(mut tables) = tables(statement) else {
             return None;
         };
-        let mut tables = relations(&parsed);
         tables.push(ALL.to_string());
         let generations = self.lock();
         Some(ReadSet(
@@ -152,17 +150,10 @@ impl QueryCache {
     /// After a successful write: entries over the tables `statement` names
     /// are stale (all of the plugin's when the statement does not parse).
     pub fn wrote(&self, plugin: &str, statement: &str) {
-        let tables = match Parser::parse_sql(&GenericDialect {}, statement) {
-            Ok(parsed) if parsed.iter().all(|s| matches!(s, Statement::Query(_))) => return,
-            Ok(parsed) => {
-                let tables = relations(&parsed);
-                if tables.is_empty() {
-                    vec![ALL.to_string()]
-                } else {
-                    tables
-                }
-            }
-            Err(_) => vec![ALL.to_string()],
+        let tables = match tables(statement) {
+            Tables::Read(_) | Tables::Unknown => return,
+            Tables::Written(tables) if !tables.is_empty() => tables,
+            Tables::Written(_) | Tables::Unparsed => vec![ALL.to_string()],
         };
         let mut generations = self.lock();
         for table in tables {
@@ -175,6 +166,36 @@ impl QueryCache {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// What a statement does to which tables.
+#[derive(Debug, Clone)]
+enum Tables {
+    /// A single query reading these.
+    Read(Vec<String>),
+    /// Several queries: not cached, writes nothing.
+    Unknown,
+    /// A statement that may write these.
+    Written(Vec<String>),
+    /// Not parseable.
+    Unparsed,
+}
+
+/// Analyses by statement string, parsed once each.
+static TABLES: std::sync::LazyLock<moka::sync::Cache<String, Tables>> =
+    std::sync::LazyLock::new(|| moka::sync::Cache::new(10_000));
+
+fn tables(statement: &str) -> Tables {
+    TABLES.get_with(statement.to_string(), || {
+        match Parser::parse_sql(&GenericDialect {}, statement) {
+            Ok(parsed) => match parsed.as_slice() {
+                [Statement::Query(_)] => Tables::Read(relations(&parsed)),
+                all if all.iter().all(|s| matches!(s, Statement::Query(_))) => Tables::Unknown,
+                _ => Tables::Written(relations(&parsed)),
+            },
+            Err(_) => Tables::Unparsed,
+        }
+    })
 }
 
 /// Lower-cased, unquoted table names (last name part) a statement mentions.

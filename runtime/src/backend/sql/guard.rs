@@ -19,8 +19,17 @@ const REFUSED: &[&str] = &["ATTACH", "DETACH", "PRAGMA", "VACUUM"];
 /// Prefix of the runtime's own tables inside a plugin's SQLite file.
 pub(crate) const RESERVED_PREFIX: &str = "_trellis";
 
+/// Verdicts by statement: plugins run the same statement strings (with `$N`
+/// parameters) over and over, so each is parsed once.
+static VERDICTS: std::sync::LazyLock<moka::sync::Cache<(String, bool), Result<(), SqlError>>> =
+    std::sync::LazyLock::new(|| moka::sync::Cache::new(10_000));
+
 /// Checks `sql` for SQLite; `multi` allows several statements.
 pub fn check_statement(sql: &str, multi: bool) -> Result<(), SqlError> {
+    VERDICTS.get_with((sql.to_string(), multi), || check_uncached(sql, multi))
+}
+
+fn check_uncached(sql: &str, multi: bool) -> Result<(), SqlError> {
     if let Some(word) = leading_keyword(sql)
         && REFUSED.contains(&word.to_ascii_uppercase().as_str())
     {

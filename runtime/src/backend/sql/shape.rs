@@ -8,8 +8,16 @@ use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 /// Longest shape kept (logs and headers stay bounded).
 const MAX_SHAPE: usize = 512;
 
+/// Shapes by statement, computed once per statement string.
+static SHAPES: std::sync::LazyLock<moka::sync::Cache<String, String>> =
+    std::sync::LazyLock::new(|| moka::sync::Cache::new(10_000));
+
 /// The shape of `sql`; the statement itself (cut) if it does not tokenize.
 pub fn shape(sql: &str) -> String {
+    SHAPES.get_with(sql.to_string(), || shape_uncached(sql))
+}
+
+fn shape_uncached(sql: &str) -> String {
     let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
         return cut(sql.split_whitespace().collect::<Vec<_>>().join(" "));
     };

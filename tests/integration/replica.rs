@@ -19,8 +19,10 @@ struct Pair {
 
 impl Pair {
     fn start(primary_port: u16) -> Pair {
+        // One directory per port pair: a run that died leaves its clusters
+        // there, and the script's `start` stops them before starting anew.
         let pair = Pair {
-            dir: std::env::temp_dir().join(format!("trellis-pg-pair-{}", std::process::id())),
+            dir: std::env::temp_dir().join(format!("trellis-pg-pair-{primary_port}")),
             primary_port,
             replica_port: primary_port + 1,
         };

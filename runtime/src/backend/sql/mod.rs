@@ -116,6 +116,19 @@ trait Dialect: sqlx::Database {
         params: Vec<Value>,
     ) -> impl Future<Output = Result<u64, SqlError>> + Send;
 
+    /// Runs a migration script (several statements) from the plugin.
+    fn run_script(
+        conn: &mut Self::Connection,
+        sql: &str,
+    ) -> impl Future<Output = Result<(), SqlError>> + Send;
+
+    /// Runs a statement of the runtime's own, unchecked; returns rows affected.
+    fn execute_trusted(
+        conn: &mut Self::Connection,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<u64, SqlError>> + Send;
+
     /// sqlx's error as the guest's.
     fn map_error(err: sqlx::Error) -> SqlError;
 }
@@ -154,6 +167,26 @@ impl<DB: Dialect> Pooled<DB> {
             tx,
             max_rows: self.limits.max_rows,
         })
+    }
+
+    /// Applies the migrations whose ids are not in `applied`, in order, each
+    /// in a transaction together with `record` (`$1` id, `$2` name).
+    async fn apply(
+        &self,
+        migrations: &[Migration],
+        applied: &[u32],
+        record: &str,
+    ) -> Result<Vec<u32>, SqlError> {
+        let mut now = Vec::new();
+        for m in migrations.iter().filter(|m| !applied.contains(&m.id)) {
+            let mut tx = self.pool.begin().await.map_err(DB::map_error)?;
+            DB::run_script(&mut tx, &m.sql).await?;
+            let params = vec![Value::Integer(i64::from(m.id)), Value::Text(m.name.clone())];
+            DB::execute_trusted(&mut tx, record, params).await?;
+            tx.commit().await.map_err(DB::map_error)?;
+            now.push(m.id);
+        }
+        Ok(now)
     }
 }
 

@@ -258,25 +258,8 @@ impl Db {
         .await
         .map_err(map_error)?;
         let applied: Vec<u32> = applied.into_iter().map(|(id,)| id as u32).collect();
-        let mut now = Vec::new();
-        for m in migrations.iter().filter(|m| !applied.contains(&m.id)) {
-            let mut tx = self.pooled.pool.begin().await.map_err(map_error)?;
-            sqlx::raw_sql(AssertSqlSafe(m.sql.as_str()))
-                .execute(&mut *tx)
-                .await
-                .map_err(map_error)?;
-            sqlx::query(AssertSqlSafe(format!(
-                "SELECT {ns}.record_migration($1, $2)"
-            )))
-            .bind(m.id as i32)
-            .bind(&m.name)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
-            tx.commit().await.map_err(map_error)?;
-            now.push(m.id);
-        }
-        Ok(now)
+        let record = format!("SELECT {ns}.record_migration($1::integer, $2)");
+        self.pooled.apply(migrations, &applied, &record).await
     }
 }
 
@@ -332,6 +315,24 @@ impl Dialect for Postgres {
             .await
             .map_err(map_error)?;
         Ok(done.rows_affected())
+    }
+
+    /// A plugin's migration runs on its own role's connection: isolation
+    /// holds for scripts as for statements.
+    async fn run_script(conn: &mut PgConnection, sql: &str) -> Result<(), SqlError> {
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(conn)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn execute_trusted(
+        conn: &mut PgConnection,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<u64, SqlError> {
+        Self::execute_on(conn, sql, params).await
     }
 
     fn map_error(err: sqlx::Error) -> SqlError {

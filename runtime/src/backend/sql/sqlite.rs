@@ -78,26 +78,9 @@ impl Db {
             .await
             .map_err(map_error)?;
         let applied: Vec<u32> = applied.into_iter().map(|(id,)| id as u32).collect();
-        let mut now = Vec::new();
-        for m in migrations.iter().filter(|m| !applied.contains(&m.id)) {
-            check_statement(&m.sql, true)?;
-            let mut tx = self.pooled.pool.begin().await.map_err(map_error)?;
-            sqlx::raw_sql(AssertSqlSafe(m.sql.as_str()))
-                .execute(&mut *tx)
-                .await
-                .map_err(map_error)?;
-            sqlx::query(
-                "INSERT INTO _trellis_migrations (id, name, applied_at) VALUES (?, ?, unixepoch())",
-            )
-            .bind(i64::from(m.id))
-            .bind(&m.name)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
-            tx.commit().await.map_err(map_error)?;
-            now.push(m.id);
-        }
-        Ok(now)
+        let record =
+            "INSERT INTO _trellis_migrations (id, name, applied_at) VALUES ($1, $2, unixepoch())";
+        self.pooled.apply(migrations, &applied, record).await
     }
 }
 
@@ -119,6 +102,23 @@ impl Dialect for sqlx::Sqlite {
         params: Vec<Value>,
     ) -> Result<u64, SqlError> {
         check_statement(sql, false)?;
+        Self::execute_trusted(conn, sql, params).await
+    }
+
+    async fn run_script(conn: &mut SqliteConnection, sql: &str) -> Result<(), SqlError> {
+        check_statement(sql, true)?;
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(conn)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn execute_trusted(
+        conn: &mut SqliteConnection,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<u64, SqlError> {
         let done = bind(sqlx::query(AssertSqlSafe(sql)), params)
             .execute(conn)
             .await

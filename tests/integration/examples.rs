@@ -14,10 +14,16 @@ async fn every_example_config_loads() {
         if !path.is_file() {
             continue;
         }
-        let env = [(
-            "TRELLIS_ENGINE__CACHE_DIR".to_string(),
-            format!("{:?}", trellis_tests::cache_dir().display().to_string()),
-        )];
+        let env = [
+            (
+                "TRELLIS_ENGINE__CACHE_DIR".to_string(),
+                format!("{:?}", trellis_tests::cache_dir().display().to_string()),
+            ),
+            (
+                "TRELLIS_DATA_DIR".to_string(),
+                format!("{:?}", trellis_tests::fresh_dir().display().to_string()),
+            ),
+        ];
         let config = Config::load_with_env(Some(&path), env)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         trellis::server::check(&config)

@@ -22,6 +22,10 @@ async fn second_start_takes_compiled_components_from_the_cache() {
             "TRELLIS_ENGINE__CACHE_DIR".to_string(),
             format!("{:?}", cache.display().to_string()),
         ),
+        (
+            "TRELLIS_DATA_DIR".to_string(),
+            format!("{:?}", trellis_tests::fresh_dir().display().to_string()),
+        ),
     ];
     let config = Config::parse("", Path::new("t.toml"), env).expect("valid");
     let plugins = config.plugins().len();

@@ -17,9 +17,8 @@ mod generated {
     });
 }
 
-pub use generated::exports::trellis::plugin::manifest::{PluginManifest, Route};
-pub use generated::exports::trellis::plugin::migrations::Migration;
+pub use generated::Plugin;
+pub use generated::exports::trellis::plugin::manifest::PluginManifest;
 pub use generated::exports::trellis::plugin::{http_handler, manifest, migrations};
 pub use generated::trellis::plugin::types::{Request as GuestRequest, Response as GuestResponse};
 pub use generated::trellis::plugin::{config, log, sql, types};
-pub use generated::{Plugin, PluginPre};

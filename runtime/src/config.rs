@@ -83,6 +83,8 @@ pub struct Config {
     pub limits: Limits,
     /// The `sql` capability's backend and pools.
     pub sql: SqlConfig,
+    /// Admin authentication for `/admin/*` and the monitoring API.
+    pub admin: AdminConfig,
     /// The plugins to serve, by name. Absent: the embedded examples.
     pub plugins: Option<BTreeMap<String, PluginConfig>>,
 }
@@ -103,6 +105,45 @@ pub struct ServerConfig {
     /// Time in-flight requests get to finish on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+}
+
+/// `[admin]`: who may use `/admin/*` and `/api/v1/monitoring/*`.
+///
+/// Requests carry `Authorization: Bearer <token>`; any listed token is
+/// accepted (list the new one beside the old to rotate). With no tokens,
+/// admin endpoints are open only while the server listens on a loopback
+/// address, and refused otherwise.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Accepted bearer tokens, at least 16 characters each.
+    /// `TRELLIS_ADMIN__TOKENS='["..."]'` sets them from the environment.
+    pub tokens: Vec<String>,
+    /// Serve `/metrics` without a token.
+    pub public_metrics: bool,
+    /// Serve `/healthz`, `/readyz` and `/api/v1/monitoring/health` without
+    /// a token.
+    pub public_health: bool,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("tokens", &format_args!("[{} redacted]", self.tokens.len()))
+            .field("public_metrics", &self.public_metrics)
+            .field("public_health", &self.public_health)
+            .finish()
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            tokens: Vec::new(),
+            public_metrics: true,
+            public_health: true,
+        }
+    }
 }
 
 /// `[log]`: how logs are written.
@@ -356,6 +397,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             limits: Limits::default(),
             sql: SqlConfig::default(),
+            admin: AdminConfig::default(),
             plugins: None,
         }
     }
@@ -598,6 +640,12 @@ impl Config {
                     "1 to 24 of a-z, 0-9 and `_`, starting with a letter",
                 );
             }
+        }
+        if let Some(short) = self.admin.tokens.iter().position(|t| t.trim().len() < 16) {
+            return invalid(
+                &format!("admin.tokens[{short}]"),
+                "an admin token is at least 16 characters",
+            );
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &format!("not a valid filter: {err}"));

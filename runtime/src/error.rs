@@ -88,6 +88,13 @@ pub enum ApiError {
         /// What is invalid.
         reason: String,
     },
+    /// An admin endpoint without a valid admin token. The detail says no
+    /// more than that.
+    #[error("a valid admin bearer token is required")]
+    Unauthorized,
+    /// The server is not ready (draining, or a dependency is down).
+    #[error("not ready: {0}")]
+    NotReady(String),
     /// The runtime itself failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -102,7 +109,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Overloaded { .. } | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::MemoryLimit { .. }
             | ApiError::GuestFault { .. }
@@ -126,6 +134,8 @@ impl ApiError {
             ApiError::GuestFault { .. } => "guest_fault",
             ApiError::ResponseTooLarge { .. } => "response_too_large",
             ApiError::InvalidResponse { .. } => "invalid_response",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -154,8 +164,14 @@ impl ApiError {
                     headers.insert(header::ALLOW, value);
                 }
             }
-            ApiError::Overloaded { .. } => {
+            ApiError::Overloaded { .. } | ApiError::NotReady(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"trellis-admin\""),
+                );
             }
             _ => {}
         }

@@ -11,7 +11,8 @@
 //! - [`capability`]: the host side of the WIT imports (`log`, `config`, `sql`).
 //! - [`backend`]: the storage engines capabilities run on (SQLite, PostgreSQL).
 //!
-//! Cross-cutting: [`config`], [`telemetry`], [`error`].
+//! Cross-cutting: [`config`], [`telemetry`] (logs), [`monitor`] (metrics),
+//! [`error`].
 
 #![deny(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod examples;
 pub mod http;
+pub mod monitor;
 pub mod plugin;
 pub mod router;
 pub mod server;

@@ -10,6 +10,25 @@ use std::sync::Arc;
 
 use crate::plugin::LoadedPlugin;
 
+/// Paths the runtime serves itself (see `http::builtin`), with everything
+/// below them. A plugin route on one of them is a load error.
+pub const RESERVED: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/dashboard",
+    "/admin",
+    "/api/v1/monitoring",
+];
+
+/// Whether `path` (or a route pattern) is one the runtime serves itself.
+pub fn is_reserved(path: &str) -> bool {
+    RESERVED.iter().any(|r| {
+        path.strip_prefix(r)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 /// Where a matched request goes.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -61,6 +80,15 @@ impl Router {
         let mut by_pattern: BTreeMap<String, usize> = BTreeMap::new();
         for plugin in plugins {
             for (index, route) in plugin.manifest().routes.iter().enumerate() {
+                if is_reserved(&route.path) {
+                    return Err(RouteConflict {
+                        first: describe(&route.method, &route.path, plugin.name()),
+                        second: format!(
+                            "a path the runtime serves itself (reserved: {})",
+                            RESERVED.join(", ")
+                        ),
+                    });
+                }
                 let target = Target {
                     plugin: plugin.clone(),
                     route: index as u32,
@@ -130,6 +158,13 @@ impl Router {
             },
             None => Lookup::MethodNotAllowed(allow(methods)),
         }
+    }
+
+    /// The plugins with at least one route, by name.
+    pub fn plugins(&self) -> Vec<String> {
+        let names: std::collections::BTreeSet<String> =
+            self.routes().map(|(_, _, p)| p.to_string()).collect();
+        names.into_iter().collect()
     }
 
     /// Every route: (method, pattern, plugin).

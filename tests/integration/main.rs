@@ -5,6 +5,7 @@ mod config;
 mod examples;
 mod limits;
 mod malformed;
+mod monitoring;
 mod replica;
 mod roundtrip;
 mod soak;

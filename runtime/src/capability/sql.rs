@@ -39,6 +39,7 @@ impl HostState {
 
 /// One statement being watched: its shape, span and start time.
 struct Watch {
+    op: &'static str,
     shape: String,
     span: tracing::Span,
     started: Instant,
@@ -54,6 +55,7 @@ impl HostState {
             shape = %shape,
         );
         Watch {
+            op,
             shape,
             span,
             started: Instant::now(),
@@ -66,11 +68,13 @@ impl HostState {
     fn record(
         &mut self,
         watch: Watch,
-        succeeded: bool,
+        error: Option<&'static str>,
         statement: String,
         params: Vec<backend::Value>,
     ) {
         let elapsed = watch.started.elapsed();
+        self.plugin.stats.sql(watch.op, elapsed, error);
+        let succeeded = error.is_none();
         let thresholds = self.plugin.sql_watch;
         let seen = self.sql_seen.shapes.entry(watch.shape.clone()).or_insert(0);
         *seen += 1;
@@ -162,7 +166,12 @@ impl HostState {
         if result.is_ok() && consistency == Consistency::Primary && may_write(&statement) {
             self.wrote(db, std::slice::from_ref(&statement)).await;
         }
-        self.record(watch, result.is_ok(), statement, params);
+        self.record(
+            watch,
+            result.as_ref().err().map(SqlError::kind),
+            statement,
+            params,
+        );
         result
     }
 }
@@ -208,7 +217,9 @@ impl Host for HostState {
             let result = self.run_query(&db, statement, params, consistency).await;
             return Ok(result.map(to_wit_rows).map_err(to_wit_error));
         };
+        let started = Instant::now();
         if let Some(rows) = cache.get(&plugin, &statement, &params) {
+            self.plugin.stats.sql("cached", started.elapsed(), None);
             return Ok(Ok(to_wit_rows(rows)));
         }
         let result = self
@@ -239,7 +250,12 @@ impl Host for HostState {
         if result.is_ok() {
             self.wrote(&db, std::slice::from_ref(&statement)).await;
         }
-        self.record(watch, result.is_ok(), statement, params);
+        self.record(
+            watch,
+            result.as_ref().err().map(SqlError::kind),
+            statement,
+            params,
+        );
         Ok(result.map_err(to_wit_error))
     }
 
@@ -280,7 +296,12 @@ impl HostTransaction for HostState {
         if result.is_ok() && may_write(&statement) {
             self.written_in(&this, &statement)?;
         }
-        self.record(watch, result.is_ok(), statement, params);
+        self.record(
+            watch,
+            result.as_ref().err().map(SqlError::kind),
+            statement,
+            params,
+        );
         Ok(result.map(to_wit_rows).map_err(to_wit_error))
     }
 
@@ -302,7 +323,12 @@ impl HostTransaction for HostState {
         if result.is_ok() {
             self.written_in(&this, &statement)?;
         }
-        self.record(watch, result.is_ok(), statement, params);
+        self.record(
+            watch,
+            result.as_ref().err().map(SqlError::kind),
+            statement,
+            params,
+        );
         Ok(result.map_err(to_wit_error))
     }
 

@@ -1,11 +1,15 @@
-//! The per-request pipeline: request id and span, routing, the request body
-//! under its limit, the plugin call, and every failure rendered as
-//! problem+json. Layer: below `server`, above `router` and `plugin`.
+//! The per-request pipeline: request id and span, the runtime's own
+//! endpoints, routing, the request body under its limit, the plugin call,
+//! metrics, and every failure rendered as problem+json.
+//! Layer: below `server`, above `router` and `plugin`.
 
+pub mod auth;
+mod builtin;
 pub mod convert;
 pub mod request_id;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -15,23 +19,45 @@ use http_body_util::Full;
 use hyper::body::Body;
 use tracing::Instrument;
 
+pub use auth::AdminAuth;
+
 use crate::error::ApiError;
-use crate::plugin::GuestRequest;
-use crate::router::{Lookup, Router};
+use crate::plugin::{GuestRequest, PluginHost};
+use crate::router::{Lookup, Router, is_reserved};
 
 /// What every request needs: the current routing table, swapped atomically
-/// when plugins change (requests in flight keep the table they started with).
+/// when plugins change (requests in flight keep the table they started with),
+/// the plugin host (metrics, health) and admin auth.
 #[derive(Debug)]
 pub struct App {
     routes: ArcSwap<Router>,
+    host: PluginHost,
+    admin: AdminAuth,
+    /// Set when shutdown begins: readiness turns 503.
+    draining: AtomicBool,
+    started: Instant,
 }
 
 impl App {
-    /// An app serving `router`.
-    pub fn new(router: Router) -> Self {
+    /// An app serving `router` from `host`.
+    pub fn new(router: Router, host: PluginHost, admin: AdminAuth) -> Self {
         App {
             routes: ArcSwap::from_pointee(router),
+            host,
+            admin,
+            draining: AtomicBool::new(false),
+            started: Instant::now(),
         }
+    }
+
+    /// Marks the server as shutting down: `/readyz` answers 503 from now.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The current routing table.
@@ -86,23 +112,53 @@ impl App {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        let started = Instant::now();
         let routes = self.routes();
         let (parts, body) = request.into_parts();
         let path = parts.uri.path();
+        if is_reserved(path) {
+            return builtin::serve(self, &parts).await;
+        }
         let (target, params) = match routes.lookup(parts.method.as_str(), path) {
             Lookup::Found { target, params } => (target, params),
             Lookup::MethodNotAllowed(allow) => {
+                self.host.metrics().unrouted(405);
                 return Err(ApiError::MethodNotAllowed {
                     method: parts.method.to_string(),
                     allow,
                 });
             }
             Lookup::NotFound => {
+                self.host.metrics().unrouted(404);
                 return Err(ApiError::NotFound {
                     path: path.to_string(),
                 });
             }
         };
+        let result = Self::call(target, params, parts, body, request_id).await;
+        if let Some(stats) = target.plugin.route_stats(target.route) {
+            let status = match &result {
+                Ok(response) => response.status().as_u16(),
+                Err(err) => err.status().as_u16(),
+            };
+            stats.record(status, started.elapsed());
+        }
+        result
+    }
+
+    /// A routed request: its body under the plugin's limit, then the guest.
+    async fn call<B>(
+        target: &crate::router::Target,
+        params: Vec<(String, String)>,
+        parts: http::request::Parts,
+        body: B,
+        request_id: &str,
+    ) -> Result<Response<Full<Bytes>>, ApiError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let path = parts.uri.path();
         let plugin = &target.plugin;
         let limits = plugin.limits();
         let body = convert::read_body(

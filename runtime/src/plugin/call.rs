@@ -18,15 +18,31 @@ use crate::error::ApiError;
 impl LoadedPlugin {
     /// Runs `request` in a fresh instance of this plugin.
     pub async fn handle(&self, request: &GuestRequest) -> Result<GuestResponse, ApiError> {
+        let result = self.call(request).await;
+        if let Err(err) = &result {
+            self.context.stats.fault(err.code());
+        }
+        result
+    }
+
+    async fn call(&self, request: &GuestRequest) -> Result<GuestResponse, ApiError> {
         let _permits = self.permits()?;
+        let started = Instant::now();
         let mut store = new_store(&self.host, self.context.clone(), request.request_id.clone());
         store.data_mut().sql_seen.min_lsn = consistency_token(request);
+        let mut instantiated = None;
         let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
+            instantiated = Some(started.elapsed());
             let handler = self.exports.http.load(&mut store, &instance)?;
             handler.call_handle(&mut store, request).await
         };
         let outcome = tokio::time::timeout(self.context.limits.deadline, call).await;
+        self.context.stats.guest_call(
+            instantiated.unwrap_or_default(),
+            started.elapsed(),
+            store.data().memory.peak,
+        );
         match outcome {
             Ok(Ok(response)) => self.check(response).map(|r| self.annotate(r, &store)),
             Ok(Err(err)) => Err(self.fault(err, &store)),

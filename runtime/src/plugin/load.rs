@@ -125,6 +125,7 @@ impl PluginHost {
             sql: None,
             sql_watch: self.sql_watch,
             query_cache: self.query_cache.clone(),
+            stats: self.metrics.plugin(name),
         };
         let manifest = read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
             .await
@@ -155,7 +156,13 @@ impl PluginHost {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "plugin loaded"
         );
+        let routes = manifest
+            .routes
+            .iter()
+            .map(|r| self.metrics.route(name, &r.path, &r.method))
+            .collect();
         Ok(Arc::new(LoadedPlugin {
+            routes,
             concurrency: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
             context,
             manifest,

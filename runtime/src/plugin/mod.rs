@@ -20,6 +20,7 @@ use wasmtime::component::{HasSelf, InstancePre, Linker};
 
 use crate::backend::sql::{QueryCache, SqlError, SqlService};
 use crate::config::{Config, Limits};
+use crate::monitor::{HostSnapshot, Metrics, RouteStats};
 
 pub use bindings::{GuestRequest, GuestResponse, PluginManifest};
 pub use load::LoadError;
@@ -43,6 +44,8 @@ pub struct PluginHost {
     sql_watch: SqlWatch,
     /// The query result cache handed to every plugin.
     query_cache: Arc<QueryCache>,
+    /// The server's metrics; plugins and routes get their handles here.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -61,6 +64,8 @@ pub struct LoadedPlugin {
     pre: InstancePre<HostState>,
     exports: Exports,
     concurrency: Arc<Semaphore>,
+    /// Metric handles per route, in manifest order.
+    routes: Vec<RouteStats>,
     host: PluginHost,
 }
 
@@ -122,12 +127,35 @@ impl PluginHost {
                 debug_headers: config.log.debug_headers,
             },
             query_cache: Arc::new(QueryCache::new(config.sql.query_cache_size.as_u64())),
+            metrics: Arc::new(Metrics::new()),
         })
     }
 
     /// Query result cache (hits, misses) so far.
     pub fn query_cache_stats(&self) -> (u64, u64) {
         self.query_cache.stats()
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// What the host's gauges read now.
+    pub fn snapshot(&self) -> HostSnapshot {
+        let (replica_reads, replicas) = self.sql.replica_stats();
+        HostSnapshot {
+            instances_in_use: i64::from(self.max_instances)
+                - self.instances.available_permits() as i64,
+            query_cache: self.query_cache.stats(),
+            replica_reads,
+            replicas,
+        }
+    }
+
+    /// Whether the database answers, and how fast.
+    pub async fn check_database(&self) -> Result<std::time::Duration, SqlError> {
+        self.sql.ping().await
     }
 
     /// Compile cache (hits, misses) so far, when the cache is on.
@@ -174,5 +202,10 @@ impl LoadedPlugin {
     /// SHA-256 of the component bytes, hex.
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// The metric handles of route `index` (manifest order).
+    pub fn route_stats(&self, index: u32) -> Option<&RouteStats> {
+        self.routes.get(index as usize)
     }
 }

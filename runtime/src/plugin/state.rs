@@ -12,6 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::backend::sql::{PluginDb, QueryCache};
 use crate::config::Limits;
+use crate::monitor::PluginStats;
 
 /// Bytes of guest stderr kept per call (panic messages land there).
 const STDERR_CAPACITY: usize = 16 * 1024;
@@ -31,6 +32,8 @@ pub struct PluginContext {
     pub sql_watch: SqlWatch,
     /// The query result cache (shared by all plugins, keyed by plugin).
     pub query_cache: Arc<QueryCache>,
+    /// Its metric handles.
+    pub stats: PluginStats,
 }
 
 /// Thresholds for SQL diagnostics (from `[sql]` and `[log]`).
@@ -110,6 +113,8 @@ impl WasiView for HostState {
 pub(crate) struct MemoryLimiter {
     limit: usize,
     pub(crate) exceeded: bool,
+    /// The largest size memory was allowed to grow to.
+    pub(crate) peak: usize,
 }
 
 impl MemoryLimiter {
@@ -117,6 +122,7 @@ impl MemoryLimiter {
         MemoryLimiter {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             exceeded: false,
+            peak: 0,
         }
     }
 }
@@ -135,6 +141,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.exceeded = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{Config, ServerConfig};
-use crate::http::App;
+use crate::http::{AdminAuth, App};
 use crate::plugin::{HostError, LoadError, LoadedPlugin, PluginHost};
 use crate::router::{RouteConflict, Router};
 
@@ -86,6 +86,7 @@ impl Server {
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
         let (hits, misses) = host.compile_cache_stats().unwrap_or_default();
+        host.metrics().started(started.elapsed());
         tracing::info!(
             addr = %listener.local_addr().unwrap_or(addr),
             plugins = plugins.len(),
@@ -99,7 +100,11 @@ impl Server {
         Ok(Server {
             listener,
             connections: Arc::new(Semaphore::new(config.server.max_connections)),
-            app: Arc::new(App::new(router)),
+            app: Arc::new(App::new(
+                router,
+                host.clone(),
+                AdminAuth::new(&config.admin, addr.ip().is_loopback()),
+            )),
             builder: connection_builder(&config.server),
             shutdown_grace: config.server.shutdown_grace,
             host,
@@ -136,6 +141,7 @@ impl Server {
             };
             self.serve_connection(stream, permit, &graceful);
         }
+        self.app.drain();
         drop(self.listener);
         let open = graceful.count();
         tracing::info!(open_connections = open, "shutting down");
@@ -185,6 +191,8 @@ impl Server {
         graceful: &GracefulShutdown,
     ) {
         let app = self.app.clone();
+        let metrics = self.host.metrics().clone();
+        metrics.connection(1);
         let service = service_fn(move |request| {
             let app = app.clone();
             async move { Ok::<_, Infallible>(app.serve(request).await) }
@@ -198,6 +206,7 @@ impl Server {
             if let Err(err) = connection.await {
                 tracing::debug!(%err, "connection ended with an error");
             }
+            metrics.connection(-1);
             drop(permit);
         });
     }

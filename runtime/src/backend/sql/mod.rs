@@ -16,7 +16,7 @@ use crate::config::SqlConfig;
 
 pub use cache::{QueryCache, ReadSet};
 pub use guard::check_statement;
-pub use replica::{format_lsn, parse_lsn};
+pub use replica::{ReplicaStats, format_lsn, parse_lsn};
 pub use shape::shape;
 
 /// A parameter or column value.
@@ -231,6 +231,21 @@ pub enum SqlService {
     Postgres(Arc<postgres::Service>),
 }
 
+impl SqlError {
+    /// A short name of the kind, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SqlError::Constraint(_) => "constraint",
+            SqlError::Syntax(_) => "syntax",
+            SqlError::PermissionDenied(_) => "permission_denied",
+            SqlError::Timeout(_) => "timeout",
+            SqlError::Unavailable(_) => "unavailable",
+            SqlError::Invalid(_) => "invalid",
+            SqlError::TransactionClosed => "transaction_closed",
+        }
+    }
+}
+
 impl SqlService {
     /// Connects (PostgreSQL) or prepares the directory (SQLite).
     pub async fn start(config: &SqlConfig, data_dir: &std::path::Path) -> Result<Self, SqlError> {
@@ -251,6 +266,25 @@ impl SqlService {
             SqlService::Sqlite(_) => "sqlite",
             SqlService::Postgres(_) => "postgres",
         }
+    }
+
+    /// Where replica-ok reads ran and how far each replica is behind
+    /// (empty on SQLite and without replicas).
+    pub fn replica_stats(&self) -> ReplicaStats {
+        match self {
+            SqlService::Sqlite(_) => (Vec::new(), Vec::new()),
+            SqlService::Postgres(s) => s.replica_stats(),
+        }
+    }
+
+    /// Checks the backend answers; returns the round trip.
+    pub async fn ping(&self) -> Result<Duration, SqlError> {
+        let started = std::time::Instant::now();
+        match self {
+            SqlService::Sqlite(s) => s.ping()?,
+            SqlService::Postgres(s) => s.ping().await?,
+        }
+        Ok(started.elapsed())
     }
 
     /// The database of `plugin`, created if new.

@@ -19,7 +19,7 @@ use sqlx::{
     AssertSqlSafe, Column, Encode, PgConnection, PgPool, Postgres, Row, Type, TypeInfo, ValueRef,
 };
 
-use super::replica::{Replicas, parse_lsn};
+use super::replica::{ReplicaStats, Replicas, parse_lsn};
 use super::{
     Dialect, Limits, Migration, Pooled, Rows, SqlError, Value, collect_rows, ident, timed,
 };
@@ -114,6 +114,20 @@ impl Service {
             namespace: ns.clone(),
             replicas,
         })
+    }
+
+    /// Where replica-ok reads ran and how far each replica is behind.
+    pub(super) fn replica_stats(&self) -> ReplicaStats {
+        self.replicas.stats()
+    }
+
+    /// Round trip to the primary over the admin pool.
+    pub(super) async fn ping(&self) -> Result<(), SqlError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.admin)
+            .await
+            .map(drop)
+            .map_err(map_error)
     }
 
     pub(super) async fn provision(&self, plugin: &str) -> Result<Db, SqlError> {
@@ -221,13 +235,17 @@ impl Db {
                             Err(SqlError::Unavailable(_)) => self.replicas.failed(i),
                             done => {
                                 tracing::debug!(replica = %self.replicas.states[i].name, "read on a replica");
+                                self.replicas.count(Ok(()));
                                 return done;
                             }
                         }
                     }
                     Err(_) => self.replicas.failed(i),
                 },
-                Err(reason) => tracing::debug!(?reason, "replica-ok read on the primary"),
+                Err(reason) => {
+                    tracing::debug!(?reason, "replica-ok read on the primary");
+                    self.replicas.count(Err(reason));
+                }
             }
         }
         self.pooled.query(sql, params).await

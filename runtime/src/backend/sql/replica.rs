@@ -39,7 +39,14 @@ pub(super) struct Replicas {
     max_lag: Duration,
     wait: Duration,
     next: AtomicUsize,
+    /// replica-ok reads: on a replica, on the primary because none was
+    /// usable, on the primary because none had caught up.
+    reads: [AtomicU64; 3],
 }
+
+/// replica-ok reads by where they ran, and per replica its name, lag in
+/// bytes and seconds, and health.
+pub type ReplicaStats = (Vec<(&'static str, u64)>, Vec<(String, u64, f64, bool)>);
 
 /// Why a replica-ok read went to the primary (logged at debug level).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +85,7 @@ impl Replicas {
             max_lag: config.max_replica_lag,
             wait: config.replica_wait,
             next: AtomicUsize::new(0),
+            reads: Default::default(),
         });
         if !admins.is_empty() {
             let sampler = Arc::downgrade(&replicas);
@@ -94,6 +102,39 @@ impl Replicas {
             });
         }
         Ok(replicas)
+    }
+
+    /// Counts where a replica-ok read ran.
+    pub(super) fn count(&self, outcome: Result<(), Fallback>) {
+        let slot = match outcome {
+            Ok(()) => 0,
+            Err(Fallback::NoneUsable) => 1,
+            Err(Fallback::NotCaughtUp) => 2,
+        };
+        self.reads[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// replica-ok reads so far by where they ran, and each replica's
+    /// (name, lag bytes, lag seconds, healthy) as last sampled.
+    pub(super) fn stats(&self) -> ReplicaStats {
+        let reads = ["replica", "primary_none_usable", "primary_not_caught_up"]
+            .into_iter()
+            .zip(&self.reads)
+            .map(|(name, n)| (name, n.load(Ordering::Relaxed)))
+            .collect();
+        let replicas = self
+            .states
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.lag_bytes.load(Ordering::Relaxed),
+                    s.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+                    s.healthy.load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        (reads, replicas)
     }
 
     /// Whether any replica is configured.

@@ -37,6 +37,21 @@ impl Service {
         })
     }
 
+    /// The data directory is there to hold plugin files.
+    pub(super) fn ping(&self) -> Result<(), SqlError> {
+        match std::fs::metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(SqlError::Unavailable(format!(
+                "{} is not a directory",
+                self.dir.display()
+            ))),
+            Err(e) => Err(SqlError::Unavailable(format!(
+                "cannot reach {}: {e}",
+                self.dir.display()
+            ))),
+        }
+    }
+
     pub(super) async fn provision(&self, plugin: &str) -> Result<Db, SqlError> {
         let options = SqliteConnectOptions::new()
             .filename(self.dir.join(format!("{plugin}.db")))

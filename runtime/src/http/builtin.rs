@@ -1,0 +1,135 @@
+//! Endpoints the runtime serves itself, before plugin routing: health,
+//! readiness, Prometheus metrics and the monitoring API. Their paths are
+//! reserved (see [`crate::router::RESERVED`]); plugins cannot claim them.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::json;
+
+use super::App;
+use crate::error::ApiError;
+
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Health,
+    Metrics,
+    Admin,
+}
+
+/// Serves a request to a reserved path.
+pub(super) async fn serve(app: &App, parts: &Parts) -> Result<Response<Full<Bytes>>, ApiError> {
+    let path = parts.uri.path();
+    let access = match path {
+        "/healthz" | "/readyz" | "/api/v1/monitoring/health" => Access::Health,
+        "/metrics" => Access::Metrics,
+        _ => Access::Admin,
+    };
+    let public = match access {
+        Access::Health => app.admin.public_health,
+        Access::Metrics => app.admin.public_metrics,
+        Access::Admin => false,
+    };
+    if !public {
+        app.admin.check(&parts.headers)?;
+    }
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        return Err(ApiError::MethodNotAllowed {
+            method: parts.method.to_string(),
+            allow: "GET, HEAD".into(),
+        });
+    }
+    match path {
+        "/healthz" => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        "/readyz" => ready(app).await,
+        "/metrics" => Ok(metrics(app)),
+        "/api/v1/monitoring/health" => Ok(health(app).await),
+        "/api/v1/monitoring/metrics" => Ok(summary(app)),
+        _ => Err(ApiError::NotFound { path: path.into() }),
+    }
+}
+
+/// 200 when serving; 503 while draining or when the database is down.
+async fn ready(app: &App) -> Result<Response<Full<Bytes>>, ApiError> {
+    if app.is_draining() {
+        return Err(ApiError::NotReady("the server is shutting down".into()));
+    }
+    app.host
+        .check_database()
+        .await
+        .map_err(|e| ApiError::NotReady(format!("database: {e}")))?;
+    Ok(json_response(StatusCode::OK, &json!({"status": "ready"})))
+}
+
+fn metrics(app: &App) -> Response<Full<Bytes>> {
+    let text = app.host.metrics().render(&app.host.snapshot());
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// Each dependency with its status and round trip.
+async fn health(app: &App) -> Response<Full<Bytes>> {
+    let database = match app.host.check_database().await {
+        Ok(latency) => json!({"name": "database", "status": "ok", "latency_ms": millis(latency)}),
+        Err(e) => json!({"name": "database", "status": "down", "error": e.to_string()}),
+    };
+    let plugins = app.routes().plugins();
+    let serving = json!({
+        "name": "plugins",
+        "status": if app.is_draining() { "draining" } else { "ok" },
+        "loaded": plugins,
+    });
+    let healthy = database["status"] == "ok" && serving["status"] == "ok";
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(
+        status,
+        &json!({
+            "status": if healthy { "ok" } else { "degraded" },
+            "checks": [database, serving],
+        }),
+    )
+}
+
+/// Per route: last minute and five minutes; plus host-wide figures.
+fn summary(app: &App) -> Response<Full<Bytes>> {
+    let snapshot = app.host.snapshot();
+    let (hits, misses) = snapshot.query_cache;
+    let lookups = hits + misses;
+    let body = json!({
+        "uptime_s": app.started.elapsed().as_secs(),
+        "instances_in_use": snapshot.instances_in_use,
+        "query_cache": {
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": if lookups == 0 { None } else { Some(hits as f64 / lookups as f64) },
+        },
+        "routes": app.host.metrics().summaries(),
+    });
+    json_response(StatusCode::OK, &body)
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

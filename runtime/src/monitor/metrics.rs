@@ -1,0 +1,505 @@
+//! The Prometheus registry (`prometheus-client`): every metric the runtime
+//! exports, with handles resolved once per route and per plugin so the
+//! request path does no label hashing or allocation.
+//!
+//! Names and labels are listed in the README (Observability). Counters get
+//! the `_total` suffix from the encoder.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use super::window::{Summary, Window};
+
+/// Latency buckets in seconds: 100 µs to 30 s.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0, 30.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    plugin: String,
+    route: String,
+    method: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    plugin: String,
+    route: String,
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    plugin: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabels {
+    replica: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// Status classes counted per route, in the order of [`RouteStats`]' array.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Every metric of one server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Sliding windows per (plugin, route, method), shared across versions.
+    windows: Mutex<BTreeMap<(String, String, String), Arc<Window>>>,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Histograms<RouteLabels>,
+    unrouted: Family<StatusLabels, Counter>,
+    guest_duration: Histograms<PluginLabels>,
+    instantiate_duration: Histograms<PluginLabels>,
+    faults: Family<KindLabels, Counter>,
+    memory_high_water: Family<PluginLabels, Gauge>,
+    sql_duration: Histograms<KindLabels>,
+    sql_errors: Family<KindLabels, Counter>,
+    instances_in_use: Gauge,
+    connections_open: Gauge,
+    query_cache: Family<TargetLabels, Gauge>,
+    replica_reads: Family<TargetLabels, Gauge>,
+    replica_lag_bytes: Family<ReplicaLabels, Gauge>,
+    replica_lag_seconds: Family<ReplicaLabels, FloatGauge>,
+    replica_healthy: Family<ReplicaLabels, Gauge>,
+    startup_seconds: FloatGauge,
+    start_time: FloatGauge,
+    process_rss: Gauge,
+    process_cpu: FloatGauge,
+}
+
+/// What the host knows at scrape time (gauges are set from it).
+#[derive(Debug, Default)]
+pub struct HostSnapshot {
+    /// Instances alive now across all plugins.
+    pub instances_in_use: i64,
+    /// Query cache (hits, misses).
+    pub query_cache: (u64, u64),
+    /// Replica-ok reads by where they went: `replica`, or the primary with
+    /// the reason (`primary_none_usable`, `primary_not_caught_up`).
+    pub replica_reads: Vec<(&'static str, u64)>,
+    /// Per replica: name, lag bytes, lag seconds, healthy.
+    pub replicas: Vec<(String, u64, f64, bool)>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("trellis");
+        let metrics = Metrics {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            unrouted: Family::default(),
+            guest_duration: Family::new_with_constructor(latency_histogram),
+            instantiate_duration: Family::new_with_constructor(latency_histogram),
+            faults: Family::default(),
+            memory_high_water: Family::default(),
+            sql_duration: Family::new_with_constructor(latency_histogram),
+            sql_errors: Family::default(),
+            instances_in_use: Gauge::default(),
+            connections_open: Gauge::default(),
+            query_cache: Family::default(),
+            replica_reads: Family::default(),
+            replica_lag_bytes: Family::default(),
+            replica_lag_seconds: Family::default(),
+            replica_healthy: Family::default(),
+            startup_seconds: FloatGauge::default(),
+            start_time: FloatGauge::default(),
+            process_rss: Gauge::default(),
+            process_cpu: FloatGauge::default(),
+            registry: Registry::default(),
+            windows: Mutex::default(),
+        };
+        let m = &metrics;
+        let r = &mut registry;
+        r.register(
+            "http_requests",
+            "HTTP requests served by a plugin route, by status class",
+            m.requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "Time from request head to response, per plugin route",
+            m.request_duration.clone(),
+        );
+        r.register(
+            "http_unrouted_requests",
+            "Requests that matched no route (404) or no method (405)",
+            m.unrouted.clone(),
+        );
+        r.register(
+            "guest_call_duration_seconds",
+            "Time in the plugin instance (instantiate and handle) per request",
+            m.guest_duration.clone(),
+        );
+        r.register(
+            "instantiate_duration_seconds",
+            "Time to instantiate a plugin from its pre-instantiated component",
+            m.instantiate_duration.clone(),
+        );
+        r.register(
+            "guest_faults",
+            "Requests a plugin failed, by error code (deadline_exceeded, guest_fault, memory_limit, overloaded, ...)",
+            m.faults.clone(),
+        );
+        r.register(
+            "plugin_memory_high_water_bytes",
+            "Largest linear memory any instance of the plugin grew to",
+            m.memory_high_water.clone(),
+        );
+        r.register(
+            "sql_statement_duration_seconds",
+            "SQL statements run by plugins, by operation (query, execute, cached)",
+            m.sql_duration.clone(),
+        );
+        r.register(
+            "sql_statement_errors",
+            "SQL statements that failed, by error kind",
+            m.sql_errors.clone(),
+        );
+        r.register(
+            "instances_in_use",
+            "Plugin instances alive now",
+            m.instances_in_use.clone(),
+        );
+        r.register(
+            "connections_open",
+            "HTTP connections open now",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "sql_query_cache",
+            "Query cache lookups so far, by result (hit, miss)",
+            m.query_cache.clone(),
+        );
+        r.register(
+            "sql_replica_ok_reads",
+            "replica-ok reads so far by where they ran (replica, or primary and why)",
+            m.replica_reads.clone(),
+        );
+        r.register(
+            "sql_replica_lag_bytes",
+            "WAL bytes a replica is behind the primary, as last sampled",
+            m.replica_lag_bytes.clone(),
+        );
+        r.register(
+            "sql_replica_lag_seconds",
+            "Replay delay of a replica, as last sampled",
+            m.replica_lag_seconds.clone(),
+        );
+        r.register(
+            "sql_replica_healthy",
+            "1 when a replica answered its last sample",
+            m.replica_healthy.clone(),
+        );
+        r.register(
+            "startup_duration_seconds",
+            "Process start (server start) to ready",
+            m.startup_seconds.clone(),
+        );
+        r.register(
+            "start_time_seconds",
+            "When the server became ready, Unix time",
+            m.start_time.clone(),
+        );
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident set size of the process",
+            m.process_rss.clone(),
+        );
+        r.register(
+            "process_cpu_seconds",
+            "CPU time the process has used (user and system)",
+            m.process_cpu.clone(),
+        );
+        r.register(
+            "build",
+            "The Trellis build",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The handles of one route, resolved once per plugin version.
+    pub fn route(&self, plugin: &str, route: &str, method: &str) -> RouteStats {
+        let counter = |status: &str| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    plugin: plugin.into(),
+                    route: route.into(),
+                    method: method.into(),
+                    status: status.into(),
+                })
+                .clone()
+        };
+        RouteStats {
+            requests: STATUS_CLASSES.map(counter),
+            duration: self
+                .request_duration
+                .get_or_create(&RouteLabels {
+                    plugin: plugin.into(),
+                    route: route.into(),
+                    method: method.into(),
+                })
+                .clone(),
+            window: self
+                .windows
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry((plugin.into(), route.into(), method.into()))
+                .or_default()
+                .clone(),
+        }
+    }
+
+    /// Each route's last minute and last five minutes.
+    pub fn summaries(&self) -> Vec<RouteSummary> {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        windows
+            .iter()
+            .map(|((plugin, route, method), window)| RouteSummary {
+                plugin: plugin.clone(),
+                route: route.clone(),
+                method: method.clone(),
+                last_1m: window.summary(Duration::from_secs(60)),
+                last_5m: window.summary(Duration::from_secs(300)),
+            })
+            .collect()
+    }
+
+    /// The handles of one plugin.
+    pub fn plugin(self: &Arc<Self>, plugin: &str) -> PluginStats {
+        let labels = PluginLabels {
+            plugin: plugin.into(),
+        };
+        let sql = |op: &str| {
+            self.sql_duration
+                .get_or_create(&KindLabels {
+                    plugin: plugin.into(),
+                    kind: op.into(),
+                })
+                .clone()
+        };
+        PluginStats {
+            name: plugin.into(),
+            guest_duration: self.guest_duration.get_or_create(&labels).clone(),
+            instantiate_duration: self.instantiate_duration.get_or_create(&labels).clone(),
+            memory_high_water: self.memory_high_water.get_or_create(&labels).clone(),
+            sql_query: sql("query"),
+            sql_execute: sql("execute"),
+            sql_cached: sql("cached"),
+            metrics: self.clone(),
+        }
+    }
+
+    /// A request that matched no route.
+    pub fn unrouted(&self, status: u16) {
+        self.unrouted
+            .get_or_create(&StatusLabels {
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// One HTTP connection opened (+1) or closed (-1).
+    pub fn connection(&self, delta: i64) {
+        self.connections_open.inc_by(delta);
+    }
+
+    /// Records the startup time and the moment the server became ready.
+    pub fn started(&self, elapsed: Duration) {
+        self.startup_seconds.set(elapsed.as_secs_f64());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.start_time.set(now.as_secs_f64());
+    }
+
+    /// The text exposition, gauges refreshed from `host` and the process.
+    pub fn render(&self, host: &HostSnapshot) -> String {
+        self.instances_in_use.set(host.instances_in_use);
+        let (hits, misses) = host.query_cache;
+        self.set(&self.query_cache, "hit", hits);
+        self.set(&self.query_cache, "miss", misses);
+        for &(target, count) in &host.replica_reads {
+            self.set(&self.replica_reads, target, count);
+        }
+        for (name, bytes, seconds, healthy) in &host.replicas {
+            let labels = ReplicaLabels {
+                replica: name.clone(),
+            };
+            self.replica_lag_bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(*bytes).unwrap_or(i64::MAX));
+            self.replica_lag_seconds
+                .get_or_create(&labels)
+                .set(*seconds);
+            self.replica_healthy
+                .get_or_create(&labels)
+                .set(i64::from(*healthy));
+        }
+        if let Some(process) = super::process::sample() {
+            self.process_rss
+                .set(i64::try_from(process.rss_bytes).unwrap_or(i64::MAX));
+            self.process_cpu.set(process.cpu_seconds);
+        }
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            let _ = writeln!(text, "# encoding failed");
+        }
+        text
+    }
+
+    fn set(&self, family: &Family<TargetLabels, Gauge>, target: &str, value: u64) {
+        family
+            .get_or_create(&TargetLabels {
+                target: target.into(),
+            })
+            .set(i64::try_from(value).unwrap_or(i64::MAX));
+    }
+}
+
+/// A route's recent traffic, for `/api/v1/monitoring/metrics`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteSummary {
+    /// The plugin serving it.
+    pub plugin: String,
+    /// The path pattern.
+    pub route: String,
+    /// The method.
+    pub method: String,
+    /// The last minute.
+    pub last_1m: Summary,
+    /// The last five minutes.
+    pub last_5m: Summary,
+}
+
+/// One route's handles: requests by status class, latency, and the sliding
+/// window behind the JSON summary.
+#[derive(Debug, Clone)]
+pub struct RouteStats {
+    requests: [Counter; 5],
+    duration: Histogram,
+    /// Recent requests, for `/api/v1/monitoring/metrics`.
+    pub window: Arc<Window>,
+}
+
+impl RouteStats {
+    /// Records one response.
+    pub fn record(&self, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests[class].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+        self.window.record(elapsed, status >= 500);
+    }
+}
+
+/// One plugin's handles.
+#[derive(Debug, Clone)]
+pub struct PluginStats {
+    name: String,
+    guest_duration: Histogram,
+    instantiate_duration: Histogram,
+    memory_high_water: Gauge<i64, AtomicI64>,
+    sql_query: Histogram,
+    sql_execute: Histogram,
+    sql_cached: Histogram,
+    metrics: Arc<Metrics>,
+}
+
+impl PluginStats {
+    /// A finished guest call: its time and the memory its instance reached.
+    pub fn guest_call(&self, instantiate: Duration, total: Duration, memory: usize) {
+        self.instantiate_duration.observe(instantiate.as_secs_f64());
+        self.guest_duration.observe(total.as_secs_f64());
+        let memory = i64::try_from(memory).unwrap_or(i64::MAX);
+        self.memory_high_water
+            .inner()
+            .fetch_max(memory, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A request the plugin failed, by kind.
+    pub fn fault(&self, kind: &str) {
+        self.metrics
+            .faults
+            .get_or_create(&KindLabels {
+                plugin: self.name.clone(),
+                kind: kind.into(),
+            })
+            .inc();
+    }
+
+    /// One SQL statement: `op` is `query`, `execute` or `cached`; `error`
+    /// its error kind when it failed.
+    pub fn sql(&self, op: &str, elapsed: Duration, error: Option<&str>) {
+        let histogram = match op {
+            "execute" => &self.sql_execute,
+            "cached" => &self.sql_cached,
+            _ => &self.sql_query,
+        };
+        histogram.observe(elapsed.as_secs_f64());
+        if let Some(kind) = error {
+            self.metrics
+                .sql_errors
+                .get_or_create(&KindLabels {
+                    plugin: self.name.clone(),
+                    kind: kind.into(),
+                })
+                .inc();
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The runtime's own endpoints: `/metrics` moves with known traffic and
+//! parses as Prometheus text, the JSON summary, health and readiness, and
+//! admin auth on every protected endpoint.
+
+use std::collections::HashMap;
+
+use http::Method;
+use trellis_tests::{TestServer, config, guest};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+fn plugins() -> String {
+    format!(
+        r#"
+[plugins.hello]
+path = {hello:?}
+[plugins.misbehave]
+path = {misbehave:?}
+grants = ["config", "sql"]
+[plugins.misbehave.limits]
+deadline = "300ms"
+"#,
+        hello = guest("hello"),
+        misbehave = guest("misbehave"),
+    )
+}
+
+/// Samples of a scrape, by metric name and sorted `k=v` labels.
+fn scrape(text: &str) -> HashMap<(String, String), f64> {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines)
+        .unwrap_or_else(|e| panic!("/metrics is not Prometheus text ({e}):\n{text}"));
+    parsed
+        .samples
+        .into_iter()
+        .map(|s| {
+            let mut labels: Vec<String> =
+                s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            labels.sort();
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                prometheus_parse::Value::Summary(_) => f64::NAN,
+            };
+            ((s.metric, labels.join(",")), value)
+        })
+        .collect()
+}
+
+fn sample(samples: &HashMap<(String, String), f64>, metric: &str, labels: &str) -> f64 {
+    samples
+        .get(&(metric.to_string(), labels.to_string()))
+        .copied()
+        .unwrap_or_else(|| {
+            let known: Vec<_> = samples.keys().filter(|(m, _)| m == metric).collect();
+            panic!("no sample {metric}{{{labels}}}; have {known:?}")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_with_known_traffic() {
+    let server = TestServer::start(&plugins()).await;
+    for _ in 0..7 {
+        assert_eq!(server.get("/hello").await.status, 200);
+    }
+    server
+        .get("/nowhere")
+        .await
+        .assert_problem(404, "not_found");
+    server
+        .get("/misbehave/trap")
+        .await
+        .assert_problem(500, "guest_fault");
+    server
+        .get("/misbehave/loop")
+        .await
+        .assert_problem(504, "deadline_exceeded");
+
+    let reply = server.get("/metrics").await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/openmetrics-text"))
+    );
+    let samples = scrape(&reply.text());
+    let hello = "method=GET,plugin=hello,route=/hello";
+    assert_eq!(
+        sample(
+            &samples,
+            "trellis_http_requests_total",
+            &format!("{hello},status=2xx")
+        ),
+        7.0
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            "trellis_http_request_duration_seconds_count",
+            hello
+        ),
+        7.0
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            "trellis_http_requests_total",
+            "method=GET,plugin=misbehave,route=/misbehave/trap,status=5xx"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            "trellis_http_unrouted_requests_total",
+            "status=404"
+        ),
+        1.0
+    );
+    for kind in ["guest_fault", "deadline_exceeded"] {
+        assert_eq!(
+            sample(
+                &samples,
+                "trellis_guest_faults_total",
+                &format!("kind={kind},plugin=misbehave")
+            ),
+            1.0,
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &samples,
+            "trellis_guest_call_duration_seconds_count",
+            "plugin=hello"
+        ),
+        7.0
+    );
+    assert!(
+        sample(
+            &samples,
+            "trellis_plugin_memory_high_water_bytes",
+            "plugin=hello"
+        ) > 0.0
+    );
+    assert!(sample(&samples, "trellis_process_resident_memory_bytes", "") > 1e6);
+    assert!(sample(&samples, "trellis_startup_duration_seconds", "") > 0.0);
+    assert_eq!(
+        sample(
+            &samples,
+            "trellis_build_info",
+            &format!("version={}", env!("CARGO_PKG_VERSION"))
+        ),
+        1.0
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_statements_are_counted_per_plugin() {
+    let server = TestServer::start("").await;
+    let created = server
+        .send(
+            Method::POST,
+            "/notes",
+            &[("content-type", "application/json")],
+            r#"{"title":"metrics","body":"counted"}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].clone();
+    assert_eq!(server.get(&format!("/notes/{id}")).await.status, 200);
+    let samples = scrape(&server.get("/metrics").await.text());
+    let executed = sample(
+        &samples,
+        "trellis_sql_statement_duration_seconds_count",
+        "kind=execute,plugin=notes",
+    ) + sample(
+        &samples,
+        "trellis_sql_statement_duration_seconds_count",
+        "kind=query,plugin=notes",
+    );
+    assert!(executed >= 2.0, "{executed}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_has_percentiles_per_route() {
+    let server = TestServer::start(&plugins()).await;
+    for _ in 0..20 {
+        server.get("/hello").await;
+    }
+    server.get("/misbehave/trap").await;
+    let reply = server.get("/api/v1/monitoring/metrics").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    let routes = body["routes"].as_array().expect("routes");
+    let find = |route: &str| {
+        routes
+            .iter()
+            .find(|r| r["route"] == route)
+            .unwrap_or_else(|| panic!("{route} not in {body}"))
+    };
+    let hello = &find("/hello")["last_1m"];
+    assert_eq!(hello["requests"], 20);
+    assert_eq!(hello["error_rate"], 0.0);
+    let (p50, p99) = (
+        hello["p50_ms"].as_f64().expect("p50"),
+        hello["p99_ms"].as_f64().expect("p99"),
+    );
+    assert!(p50 > 0.0 && p99 >= p50, "{hello}");
+    assert!(hello["rps"].as_f64().expect("rps") > 0.0);
+    assert_eq!(find("/misbehave/trap")["last_5m"]["error_rate"], 1.0);
+    // Routes not yet called are listed, idle.
+    assert_eq!(find("/misbehave/ok")["last_1m"]["requests"], 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness() {
+    let server = TestServer::start(&plugins()).await;
+    let reply = server.get("/healthz").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["status"], "ok");
+    assert_eq!(server.get("/readyz").await.status, 200);
+    let health = server.get("/api/v1/monitoring/health").await.json();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["checks"][0]["name"], "database");
+    assert!(health["checks"][0]["latency_ms"].as_f64().is_some());
+    assert_eq!(
+        health["checks"][1]["loaded"],
+        serde_json::json!(["hello", "misbehave"])
+    );
+    server
+        .send(Method::POST, "/healthz", &[], "")
+        .await
+        .assert_problem(405, "method_not_allowed");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_503_when_draining() {
+    let server = trellis::Server::start(&config(&plugins()))
+        .await
+        .expect("server starts");
+    let app = server.app().clone();
+    let addr = server.local_addr().expect("bound");
+    let handle = server.spawn().expect("spawned");
+    app.drain();
+    let reply = trellis_tests::raw_exchange(
+        addr,
+        b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(reply.contains("not_ready"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("retry-after"),
+        "{reply}"
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_need_a_valid_token() {
+    let toml = format!(
+        r#"
+[admin]
+tokens = ["{TOKEN}", "rotated-admin-token-0123456789"]
+public_metrics = false
+public_health = true
+{plugins}"#,
+        plugins = plugins()
+    );
+    let server = TestServer::start(&toml).await;
+    let protected = [
+        "/metrics",
+        "/api/v1/monitoring/metrics",
+        "/api/v1/monitoring/unknown",
+        "/admin/plugins",
+    ];
+    let bearer = format!("Bearer {TOKEN}");
+    for path in protected {
+        for headers in [
+            vec![],
+            vec![("authorization", "Bearer wrong-token-0123456789")],
+            vec![("authorization", TOKEN)],
+        ] {
+            let body = server
+                .send(Method::GET, path, &headers, "")
+                .await
+                .assert_problem(401, "unauthorized");
+            assert_eq!(body["detail"], "a valid admin bearer token is required");
+        }
+        let reply = server
+            .send(Method::GET, path, &[("authorization", bearer.as_str())], "")
+            .await;
+        assert_ne!(reply.status, 401, "{path}: {}", reply.text());
+    }
+    let rotated = server
+        .send(
+            Method::GET,
+            "/api/v1/monitoring/metrics",
+            &[("authorization", "Bearer rotated-admin-token-0123456789")],
+            "",
+        )
+        .await;
+    assert_eq!(rotated.status, 200);
+    // Health stays public; plugin routes never need the token.
+    assert_eq!(server.get("/healthz").await.status, 200);
+    assert_eq!(server.get("/hello").await.status, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_admin_token_is_a_config_error() {
+    let err = trellis::Config::parse(
+        "[admin]\ntokens = [\"short\"]\n",
+        std::path::Path::new("t.toml"),
+        std::iter::empty(),
+    )
+    .expect_err("a 5-character token is refused");
+    assert!(err.to_string().contains("admin.tokens[0]"), "{err}");
+}

@@ -85,6 +85,8 @@ pub struct Config {
     pub sql: SqlConfig,
     /// Admin authentication for `/admin/*` and the monitoring API.
     pub admin: AdminConfig,
+    /// Tracing: sampling, OTLP export, the local trace store.
+    pub telemetry: TelemetryConfig,
     /// The plugins to serve, by name. Absent: the embedded examples.
     pub plugins: Option<BTreeMap<String, PluginConfig>>,
 }
@@ -142,6 +144,38 @@ impl Default for AdminConfig {
             tokens: Vec::new(),
             public_metrics: true,
             public_health: true,
+        }
+    }
+}
+
+/// `[telemetry]`: request tracing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP collector base URL (`http://host:4318`); spans are posted
+    /// to `<url>/v1/traces` as protobuf. Absent: no export.
+    pub otlp_endpoint: Option<String>,
+    /// Share of traces exported, 0 to 1 (a sampled incoming `traceparent`
+    /// is always followed). The local store keeps errors and slow requests
+    /// whatever the ratio.
+    pub sampling_ratio: f64,
+    /// Requests at least this slow are kept in the local store first.
+    #[serde(with = "humantime_serde")]
+    pub slow_request: Duration,
+    /// Traces the local store keeps.
+    pub traces_kept: usize,
+    /// `service.name` of exported spans.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            sampling_ratio: 1.0,
+            slow_request: Duration::from_millis(500),
+            traces_kept: 1000,
+            service_name: "trellis".into(),
         }
     }
 }
@@ -398,6 +432,7 @@ impl Default for Config {
             limits: Limits::default(),
             sql: SqlConfig::default(),
             admin: AdminConfig::default(),
+            telemetry: TelemetryConfig::default(),
             plugins: None,
         }
     }
@@ -646,6 +681,21 @@ impl Config {
                 &format!("admin.tokens[{short}]"),
                 "an admin token is at least 16 characters",
             );
+        }
+        let telemetry = &self.telemetry;
+        if !(0.0..=1.0).contains(&telemetry.sampling_ratio) {
+            return invalid("telemetry.sampling_ratio", "must be between 0 and 1");
+        }
+        if let Some(url) = &telemetry.otlp_endpoint
+            && !url.starts_with("http://")
+        {
+            return invalid(
+                "telemetry.otlp_endpoint",
+                "must be an http:// URL (OTLP over HTTP with protobuf; put a collector on the host for TLS)",
+            );
+        }
+        if telemetry.traces_kept == 0 {
+            return invalid("telemetry.traces_kept", "must be at least 1");
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &format!("not a valid filter: {err}"));

@@ -11,3 +11,4 @@ mod roundtrip;
 mod soak;
 mod sql;
 mod startup;
+mod traces;

@@ -12,6 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use trellis::{Config, Server, ServerHandle};
 
+pub mod otlp;
 pub mod pg;
 
 /// A running server and clients for it. Shuts down when dropped.

@@ -5,10 +5,13 @@
 
 use std::time::Instant;
 
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use tracing::Instrument;
 use wasmtime::component::Resource;
 
 use crate::backend::sql::{self as backend, PluginDb, SqlError};
+use crate::monitor::child_span;
 use crate::plugin::HostState;
 use crate::plugin::bindings::sql::{Consistency, Error, Host, HostTransaction, Rows, Value};
 
@@ -27,6 +30,14 @@ pub struct SqlTransaction {
 }
 
 impl HostState {
+    /// `db.system.name` of the plugin's database.
+    fn db_system(&self) -> &'static str {
+        match &self.plugin.sql {
+            Some(PluginDb::Postgres(_)) => "postgresql",
+            _ => "sqlite",
+        }
+    }
+
     fn db(&self) -> Result<&PluginDb, Error> {
         self.plugin.sql.as_ref().ok_or_else(|| {
             Error::PermissionDenied(format!(
@@ -42,6 +53,8 @@ struct Watch {
     op: &'static str,
     shape: String,
     span: tracing::Span,
+    /// The statement's OpenTelemetry span, inside a traced request.
+    trace: Option<opentelemetry::Context>,
     started: Instant,
 }
 
@@ -54,10 +67,28 @@ impl HostState {
             op,
             shape = %shape,
         );
+        let trace = self.trace.has_active_span().then(|| {
+            child_span(
+                &self.plugin.tracer,
+                &self.trace,
+                if op == "execute" {
+                    "sql.execute"
+                } else {
+                    "sql.query"
+                },
+                SpanKind::Client,
+                vec![
+                    KeyValue::new("db.system.name", self.db_system()),
+                    KeyValue::new("db.query.text", shape.clone()),
+                    KeyValue::new("trellis.plugin", self.plugin.name.clone()),
+                ],
+            )
+        });
         Watch {
             op,
             shape,
             span,
+            trace,
             started: Instant::now(),
         }
     }
@@ -74,6 +105,12 @@ impl HostState {
     ) {
         let elapsed = watch.started.elapsed();
         self.plugin.stats.sql(watch.op, elapsed, error);
+        if let Some(trace) = &watch.trace {
+            if let Some(kind) = error {
+                trace.span().set_status(Status::error(kind));
+            }
+            trace.span().end();
+        }
         let succeeded = error.is_none();
         let thresholds = self.plugin.sql_watch;
         let seen = self.sql_seen.shapes.entry(watch.shape.clone()).or_insert(0);

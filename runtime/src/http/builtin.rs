@@ -49,7 +49,17 @@ pub(super) async fn serve(app: &App, parts: &Parts) -> Result<Response<Full<Byte
         "/metrics" => Ok(metrics(app)),
         "/api/v1/monitoring/health" => Ok(health(app).await),
         "/api/v1/monitoring/metrics" => Ok(summary(app)),
-        _ => Err(ApiError::NotFound { path: path.into() }),
+        "/api/v1/monitoring/traces" => traces(app, parts.uri.query()),
+        _ => match path.strip_prefix("/api/v1/monitoring/traces/") {
+            Some(id) => app
+                .host
+                .tracing()
+                .store()
+                .get(id)
+                .map(|trace| json_response(StatusCode::OK, &trace))
+                .ok_or_else(|| ApiError::NotFound { path: path.into() }),
+            None => Err(ApiError::NotFound { path: path.into() }),
+        },
     }
 }
 
@@ -118,6 +128,40 @@ fn summary(app: &App) -> Response<Full<Bytes>> {
         "routes": app.host.metrics().summaries(),
     });
     json_response(StatusCode::OK, &body)
+}
+
+/// Recent traces, newest first: `?limit=` (default 50, at most 1000) and
+/// `?notable=true` for errors and slow requests only.
+fn traces(app: &App, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let mut limit = 50;
+    let mut notable = false;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!("limit must be 1 to 1000, not `{value}`"))
+                    })?;
+            }
+            "notable" => notable = value == "true",
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter `{other}`; known: limit, notable"
+                )));
+            }
+        }
+    }
+    let store = app.host.tracing().store();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "traces": store.list(limit, notable),
+            "dropped_exports": store.dropped_exports(),
+        }),
+    ))
 }
 
 fn millis(d: Duration) -> f64 {

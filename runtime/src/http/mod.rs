@@ -17,11 +17,14 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use hyper::body::Body;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
 use tracing::Instrument;
 
 pub use auth::AdminAuth;
 
 use crate::error::ApiError;
+use crate::monitor::child_span;
 use crate::plugin::{GuestRequest, PluginHost};
 use crate::router::{Lookup, Router, is_reserved};
 
@@ -72,25 +75,42 @@ impl App {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let request_id = request_id::from_headers(request.headers());
+        // The runtime's own endpoints (scrapes, probes) are not traced.
+        let traced = !is_reserved(request.uri().path());
+        let trace = if traced {
+            self.host.tracing().server_span(
+                request.headers(),
+                request.method().as_str(),
+                request.uri().path(),
+            )
+        } else {
+            Context::new()
+        };
         let span = tracing::info_span!(
             "request",
             method = %request.method(),
             path = request.uri().path(),
             request_id = %request_id,
+            trace_id = %trace.span().span_context().trace_id(),
         );
         async {
             let started = Instant::now();
-            let mut response = match self.dispatch(request, &request_id).await {
+            let mut code = None;
+            let mut response = match self.dispatch(request, &request_id, &trace).await {
                 Ok(response) => response,
                 Err(err) => {
                     if err.status().is_server_error() {
                         tracing::warn!(code = err.code(), error = %err, "request failed");
                     }
+                    code = Some(err.code());
                     err.into_response(&request_id)
                 }
             };
             if let Ok(value) = HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert(request_id::HEADER, value);
+            }
+            if traced {
+                self.end_trace(&trace, &request_id, code, &mut response);
             }
             tracing::debug!(
                 status = response.status().as_u16(),
@@ -103,10 +123,34 @@ impl App {
         .await
     }
 
+    /// Completes the server span and returns its `traceparent`.
+    fn end_trace(
+        &self,
+        trace: &Context,
+        request_id: &str,
+        code: Option<&'static str>,
+        response: &mut Response<Full<Bytes>>,
+    ) {
+        let span = trace.span();
+        let status = response.status();
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        ));
+        span.set_attribute(KeyValue::new("trellis.request_id", request_id.to_string()));
+        if status.is_server_error() {
+            let description = code.map_or_else(|| status.as_str().to_string(), str::to_string);
+            span.set_status(Status::error(description));
+        }
+        self.host.tracing().inject(trace, response.headers_mut());
+        span.end();
+    }
+
     async fn dispatch<B>(
         &self,
         request: Request<B>,
         request_id: &str,
+        trace: &Context,
     ) -> Result<Response<Full<Bytes>>, ApiError>
     where
         B: Body<Data = Bytes>,
@@ -119,7 +163,11 @@ impl App {
         if is_reserved(path) {
             return builtin::serve(self, &parts).await;
         }
-        let (target, params) = match routes.lookup(parts.method.as_str(), path) {
+        let tracer = self.host.tracing().tracer();
+        let routing = child_span(tracer, trace, "http.route", SpanKind::Internal, Vec::new());
+        let lookup = routes.lookup(parts.method.as_str(), path);
+        routing.span().end();
+        let (target, params) = match lookup {
             Lookup::Found { target, params } => (target, params),
             Lookup::MethodNotAllowed(allow) => {
                 self.host.metrics().unrouted(405);
@@ -135,7 +183,16 @@ impl App {
                 });
             }
         };
-        let result = Self::call(target, params, parts, body, request_id).await;
+        if let Some(route) = target.plugin.manifest().routes.get(target.route as usize) {
+            let span = trace.span();
+            span.update_name(format!("{} {}", parts.method, route.path));
+            span.set_attribute(KeyValue::new("http.route", route.path.clone()));
+            span.set_attribute(KeyValue::new(
+                "trellis.plugin",
+                target.plugin.name().to_string(),
+            ));
+        }
+        let result = Self::call(target, params, parts, body, request_id, trace).await;
         if let Some(stats) = target.plugin.route_stats(target.route) {
             let status = match &result {
                 Ok(response) => response.status().as_u16(),
@@ -153,6 +210,7 @@ impl App {
         parts: http::request::Parts,
         body: B,
         request_id: &str,
+        trace: &Context,
     ) -> Result<Response<Full<Bytes>>, ApiError>
     where
         B: Body<Data = Bytes>,
@@ -178,7 +236,7 @@ impl App {
             body,
             request_id: request_id.to_string(),
         };
-        let guest_response = plugin.handle(&guest_request).await?;
+        let guest_response = plugin.handle(&guest_request, trace).await?;
         // For HEAD, hyper sends the headers (with the GET body's length) and
         // drops the body.
         convert::into_http(plugin.name(), guest_response)

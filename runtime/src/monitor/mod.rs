@@ -1,11 +1,16 @@
 //! What the runtime knows about itself: Prometheus metrics, sliding windows
-//! of recent requests per route, and process resource use. Cross-cutting:
+//! of recent requests per route, process resource use, and request traces
+//! (OpenTelemetry spans, exported over OTLP and kept in a local store). Cross-cutting:
 //! `plugin`, `capability` and `http` record here; `http::builtin` serves it.
 
 mod metrics;
 mod process;
+mod trace;
+mod trace_store;
 mod window;
 
 pub use metrics::{HostSnapshot, Metrics, PluginStats, RouteStats, RouteSummary};
 pub use process::{Process, sample as process_sample};
+pub use trace::{Tracing, child as child_span};
+pub use trace_store::TraceStore;
 pub use window::{Summary, Window};

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
 use tokio::sync::SemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -14,25 +16,56 @@ use super::{LoadedPlugin, PluginHost};
 use crate::backend::sql::{format_lsn, parse_lsn};
 use crate::capability::sql::CONSISTENCY_HEADER;
 use crate::error::ApiError;
+use crate::monitor::child_span;
 
 impl LoadedPlugin {
     /// Runs `request` in a fresh instance of this plugin.
-    pub async fn handle(&self, request: &GuestRequest) -> Result<GuestResponse, ApiError> {
-        let result = self.call(request).await;
+    /// `trace` is the request's span; the call opens its own under it.
+    pub async fn handle(
+        &self,
+        request: &GuestRequest,
+        trace: &Context,
+    ) -> Result<GuestResponse, ApiError> {
+        let span = child_span(
+            &self.context.tracer,
+            trace,
+            "plugin.call",
+            SpanKind::Internal,
+            vec![KeyValue::new("trellis.plugin", self.context.name.clone())],
+        );
+        let result = self.call(request, &span).await;
         if let Err(err) = &result {
             self.context.stats.fault(err.code());
+            span.span().set_status(Status::error(err.code()));
         }
         result
     }
 
-    async fn call(&self, request: &GuestRequest) -> Result<GuestResponse, ApiError> {
+    async fn call(
+        &self,
+        request: &GuestRequest,
+        span: &Context,
+    ) -> Result<GuestResponse, ApiError> {
         let _permits = self.permits()?;
         let started = Instant::now();
-        let mut store = new_store(&self.host, self.context.clone(), request.request_id.clone());
+        let mut store = new_store(
+            &self.host,
+            self.context.clone(),
+            request.request_id.clone(),
+            span.clone(),
+        );
         store.data_mut().sql_seen.min_lsn = consistency_token(request);
         let mut instantiated = None;
         let call = async {
+            let instantiating = child_span(
+                &self.context.tracer,
+                span,
+                "plugin.instantiate",
+                SpanKind::Internal,
+                Vec::new(),
+            );
             let instance = self.pre.instantiate_async(&mut store).await?;
+            instantiating.span().end();
             instantiated = Some(started.elapsed());
             let handler = self.exports.http.load(&mut store, &instance)?;
             handler.call_handle(&mut store, request).await
@@ -170,9 +203,10 @@ pub(super) fn new_store(
     host: &PluginHost,
     context: Arc<PluginContext>,
     request_id: String,
+    trace: Context,
 ) -> Store<HostState> {
     let deadline = Instant::now() + context.limits.deadline;
-    let mut store = Store::new(&host.engine, HostState::new(context, request_id));
+    let mut store = Store::new(&host.engine, HostState::new(context, request_id, trace));
     store.limiter(|state| &mut state.memory);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {

@@ -126,6 +126,7 @@ impl PluginHost {
             sql_watch: self.sql_watch,
             query_cache: self.query_cache.clone(),
             stats: self.metrics.plugin(name),
+            tracer: self.tracing.tracer().clone(),
         };
         let manifest = read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
             .await
@@ -221,7 +222,12 @@ impl PluginHost {
         let Some(indices) = &exports.migrations else {
             return Ok(Vec::new());
         };
-        let mut store = super::call::new_store(self, context.clone(), "migrate".to_string());
+        let mut store = super::call::new_store(
+            self,
+            context.clone(),
+            "migrate".to_string(),
+            opentelemetry::Context::new(),
+        );
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
             indices
@@ -299,8 +305,12 @@ async fn read_manifest(
     exports: &Exports,
     context: &Arc<PluginContext>,
 ) -> Result<PluginManifest, String> {
-    let mut store: Store<HostState> =
-        super::call::new_store(host, context.clone(), "load".to_string());
+    let mut store: Store<HostState> = super::call::new_store(
+        host,
+        context.clone(),
+        "load".to_string(),
+        opentelemetry::Context::new(),
+    );
     let call = async {
         let instance = pre.instantiate_async(&mut store).await?;
         let guest = exports.manifest.load(&mut store, &instance)?;

@@ -20,7 +20,7 @@ use wasmtime::component::{HasSelf, InstancePre, Linker};
 
 use crate::backend::sql::{QueryCache, SqlError, SqlService};
 use crate::config::{Config, Limits};
-use crate::monitor::{HostSnapshot, Metrics, RouteStats};
+use crate::monitor::{HostSnapshot, Metrics, RouteStats, Tracing};
 
 pub use bindings::{GuestRequest, GuestResponse, PluginManifest};
 pub use load::LoadError;
@@ -46,6 +46,8 @@ pub struct PluginHost {
     query_cache: Arc<QueryCache>,
     /// The server's metrics; plugins and routes get their handles here.
     metrics: Arc<Metrics>,
+    /// The server's tracer and trace store.
+    tracing: Arc<Tracing>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -114,7 +116,9 @@ impl PluginHost {
             .map_err(HostError::Sql)?;
 
         let max_instances = config.engine.max_instances;
+        let tracing = Tracing::new(&config.telemetry).map_err(HostError::Telemetry)?;
         Ok(PluginHost {
+            tracing: Arc::new(tracing),
             engine,
             linker: Arc::new(linker),
             instances: Arc::new(Semaphore::new(max_instances as usize)),
@@ -139,6 +143,11 @@ impl PluginHost {
     /// The server's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The server's tracing.
+    pub fn tracing(&self) -> &Arc<Tracing> {
+        &self.tracing
     }
 
     /// What the host's gauges read now.
@@ -181,6 +190,9 @@ pub enum HostError {
     /// The SQL backend could not be reached or prepared.
     #[error("cannot start the sql backend: {0}")]
     Sql(SqlError),
+    /// Trace export could not be set up.
+    #[error("cannot start telemetry: {0}")]
+    Telemetry(String),
 }
 
 impl LoadedPlugin {

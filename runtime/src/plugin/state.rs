@@ -34,6 +34,8 @@ pub struct PluginContext {
     pub query_cache: Arc<QueryCache>,
     /// Its metric handles.
     pub stats: PluginStats,
+    /// The server's tracer, for spans of host calls.
+    pub tracer: opentelemetry_sdk::trace::SdkTracer,
 }
 
 /// Thresholds for SQL diagnostics (from `[sql]` and `[log]`).
@@ -67,11 +69,17 @@ pub struct HostState {
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) table: ResourceTable,
     pub(crate) sql_seen: SqlSeen,
+    /// The span of the guest call: host calls open their spans under it.
+    pub(crate) trace: opentelemetry::Context,
     wasi: WasiCtx,
 }
 
 impl HostState {
-    pub(crate) fn new(plugin: Arc<PluginContext>, request_id: String) -> Self {
+    pub(crate) fn new(
+        plugin: Arc<PluginContext>,
+        request_id: String,
+        trace: opentelemetry::Context,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtx::builder()
             .stdout(SinkOutputStream)
@@ -86,6 +94,7 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             sql_seen: SqlSeen::default(),
+            trace,
         }
     }
 

@@ -23,6 +23,9 @@ use crate::http::{AdminAuth, App};
 use crate::plugin::{HostError, LoadError, LoadedPlugin, PluginHost};
 use crate::router::{RouteConflict, Router};
 
+/// Time queued spans get to reach the collector on shutdown.
+const TELEMETRY_FLUSH: Duration = Duration::from_secs(5);
+
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -151,6 +154,7 @@ impl Server {
                 tracing::warn!("grace period over; cutting the remaining connections");
             }
         }
+        self.host.tracing().flush(TELEMETRY_FLUSH).await;
     }
 
     /// Runs the server on a task; the handle stops it.

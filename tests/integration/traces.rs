@@ -1,0 +1,188 @@
+//! Tracing end to end: an incoming `traceparent` is the parent of the
+//! server span; routing, the plugin call, instantiation and each SQL
+//! statement are child spans; the spans reach a real OTLP/HTTP endpoint on
+//! loopback, and the local store serves the same trace.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::Method;
+use trellis_tests::TestServer;
+use trellis_tests::otlp::OtlpReceiver;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A receiver, and a server exporting to it with a sampling ratio of 0 and
+/// a store of 5 traces; `plugins` as given (empty: the examples).
+async fn traced_server(plugins: &str) -> (OtlpReceiver, TestServer) {
+    let receiver = OtlpReceiver::start().await;
+    let server = TestServer::start(&format!(
+        r#"
+[telemetry]
+otlp_endpoint = "{}"
+sampling_ratio = 0.0
+traces_kept = 5
+service_name = "trellis-test"
+{plugins}"#,
+        receiver.endpoint()
+    ))
+    .await;
+    (receiver, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_exports_its_span_tree_under_the_incoming_parent() {
+    let (receiver, server) = traced_server("").await;
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
+    let reply = server
+        .send(
+            Method::POST,
+            "/notes",
+            &[
+                ("content-type", "application/json"),
+                ("traceparent", traceparent.as_str()),
+                ("tracestate", "vendor=opaque"),
+            ],
+            r#"{"title":"traced","body":"spans"}"#,
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let returned = reply.header("traceparent").expect("traceparent returned");
+    assert!(
+        returned.starts_with(&format!("00-{TRACE_ID}-")),
+        "{returned}"
+    );
+    assert!(
+        !returned.contains(PARENT_ID),
+        "the server span is a new span"
+    );
+    assert_eq!(reply.header("tracestate"), Some("vendor=opaque"));
+
+    // Sampled by the caller: exported although the ratio is 0.
+    let spans = receiver
+        .wait_for(Duration::from_secs(10), |spans| {
+            spans.iter().any(|s| s.span.name == "POST /notes")
+        })
+        .await;
+    assert_eq!(
+        receiver.paths().first().map(String::as_str),
+        Some("/v1/traces")
+    );
+    let ours: Vec<_> = spans
+        .iter()
+        .filter(|s| hex(&s.span.trace_id) == TRACE_ID)
+        .collect();
+    let by_id: HashMap<String, &opentelemetry_proto::tonic::trace::v1::Span> = ours
+        .iter()
+        .map(|s| (hex(&s.span.span_id), &s.span))
+        .collect();
+    let named = |name: &str| {
+        ours.iter()
+            .find(|s| s.span.name == name)
+            .map(|s| &s.span)
+            .unwrap_or_else(|| {
+                let names: Vec<_> = ours.iter().map(|s| &s.span.name).collect();
+                panic!("no span {name}; have {names:?}")
+            })
+    };
+    let server_span = named("POST /notes");
+    assert_eq!(hex(&server_span.parent_span_id), PARENT_ID);
+    assert!(ours.iter().all(|s| s.service.contains("trellis-test")));
+    let parent_of = |span: &opentelemetry_proto::tonic::trace::v1::Span| {
+        by_id
+            .get(&hex(&span.parent_span_id))
+            .map(|p| p.name.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(parent_of(named("http.route")), "POST /notes");
+    assert_eq!(parent_of(named("plugin.call")), "POST /notes");
+    assert_eq!(parent_of(named("plugin.instantiate")), "plugin.call");
+    let sql = named("sql.query");
+    assert_eq!(parent_of(sql), "plugin.call");
+    let statement = sql
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "db.query.text")
+        .and_then(|kv| kv.value.as_ref())
+        .map(|v| format!("{:?}", v.value))
+        .unwrap_or_default();
+    assert!(statement.contains("INSERT INTO notes"), "{statement}");
+
+    // The local store has the same trace, whole.
+    let stored = server
+        .get(&format!("/api/v1/monitoring/traces/{TRACE_ID}"))
+        .await;
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    let stored = stored.json();
+    assert_eq!(stored["name"], "POST /notes");
+    assert_eq!(stored["attributes"]["http.response.status_code"], 201);
+    assert_eq!(stored["spans"], ours.len());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_requests_are_not_exported_but_errors_are_kept_locally() {
+    let (receiver, server) = traced_server(&format!(
+        r#"
+[plugins.misbehave]
+path = {:?}
+grants = ["config", "sql"]
+[plugins.hello]
+path = {:?}
+"#,
+        trellis_tests::guest("misbehave"),
+        trellis_tests::guest("hello"),
+    ))
+    .await;
+    server
+        .get("/misbehave/trap")
+        .await
+        .assert_problem(500, "guest_fault");
+    // Many ordinary requests after it: the store (5 traces) evicts them
+    // before the error.
+    for _ in 0..20 {
+        assert_eq!(server.get("/hello").await.status, 200);
+    }
+    let listed = server
+        .get("/api/v1/monitoring/traces?limit=100")
+        .await
+        .json();
+    let traces = listed["traces"].as_array().expect("traces");
+    assert_eq!(traces.len(), 5, "{listed}");
+    let error = traces
+        .iter()
+        .find(|t| t["error"] == true)
+        .unwrap_or_else(|| panic!("the error trace was evicted: {listed}"));
+    assert_eq!(error["name"], "GET /misbehave/trap");
+    let notable = server
+        .get("/api/v1/monitoring/traces?notable=true")
+        .await
+        .json();
+    assert_eq!(notable["traces"].as_array().map(Vec::len), Some(1));
+    let detail = server
+        .get(&format!(
+            "/api/v1/monitoring/traces/{}",
+            error["trace_id"].as_str().expect("id")
+        ))
+        .await
+        .json();
+    let call = detail["span_list"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["name"] == "plugin.call"))
+        .unwrap_or_else(|| panic!("no plugin.call span: {detail}"));
+    assert_eq!(call["status"]["error"], "guest_fault");
+    server
+        .get("/api/v1/monitoring/traces?limit=0")
+        .await
+        .assert_problem(400, "bad_request");
+
+    // Nothing was sampled, so nothing reached the collector.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(receiver.wait_for(Duration::ZERO, |_| true).await.is_empty());
+    server.shutdown().await;
+}

@@ -281,6 +281,8 @@ public_health = true
     let protected = [
         "/metrics",
         "/api/v1/monitoring/metrics",
+        "/api/v1/monitoring/traces",
+        "/api/v1/monitoring/errors",
         "/api/v1/monitoring/unknown",
         "/admin/plugins",
     ];
@@ -326,4 +328,97 @@ async fn a_short_admin_token_is_a_config_error() {
     )
     .expect_err("a 5-character token is refused");
     assert!(err.to_string().contains("admin.tokens[0]"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_grouped_by_fingerprint_and_paged() {
+    let server = TestServer::start(&plugins()).await;
+    for i in 0..100 {
+        let request_id = format!("trap-{i}");
+        server
+            .send(
+                Method::GET,
+                "/misbehave/trap",
+                &[("x-request-id", request_id.as_str())],
+                "",
+            )
+            .await
+            .assert_problem(500, "guest_fault");
+    }
+    // The same failure with different numbers in its message: one group.
+    for n in [17, 4242] {
+        server
+            .get(&format!("/misbehave/fail?n={n}"))
+            .await
+            .assert_problem(500, "internal_server_error");
+    }
+    // A fingerprint the plugin chose; the header does not reach the client.
+    let chosen = server
+        .get("/misbehave/fail?n=1&fingerprint=payments-down")
+        .await;
+    assert_eq!(chosen.status, 500);
+    assert_eq!(chosen.header("x-trellis-fingerprint"), None);
+    // 4xx are the client's, not grouped.
+    server
+        .get("/nowhere")
+        .await
+        .assert_problem(404, "not_found");
+
+    let page = server.get("/api/v1/monitoring/errors?limit=10").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let groups = page.json()["errors"].as_array().cloned().expect("errors");
+    assert_eq!(groups.len(), 3, "{groups:?}");
+    let traps = groups
+        .iter()
+        .find(|g| g["kind"] == "guest_fault")
+        .expect("the trap group");
+    assert_eq!(traps["count"], 100);
+    assert_eq!(traps["plugin"], "misbehave");
+    assert_eq!(traps["route"], "/misbehave/trap");
+    assert_eq!(traps["new"], true);
+    let samples = traps["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 10);
+    assert_eq!(samples[9]["request_id"], "trap-99");
+    assert!(
+        samples
+            .iter()
+            .all(|s| s["trace_id"].as_str().is_some_and(|t| t.len() == 32))
+    );
+    let charged = groups
+        .iter()
+        .find(|g| g["kind"] == "plugin_error" && g["fingerprint"] != "payments-down")
+        .expect("the plugin's own 500s");
+    assert_eq!(charged["count"], 2);
+    assert_eq!(charged["message"], "order <n> could not be charged");
+    assert!(groups.iter().any(|g| g["fingerprint"] == "payments-down"));
+
+    // Paging: one at a time, then the end.
+    let first = server.get("/api/v1/monitoring/errors?limit=2").await;
+    let next = first.json()["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    assert!(
+        first
+            .header("link")
+            .is_some_and(|l| l.contains(&next) && l.contains("rel=\"next\""))
+    );
+    let second = server
+        .get(&format!("/api/v1/monitoring/errors?limit=2&cursor={next}"))
+        .await
+        .json();
+    assert_eq!(second["errors"].as_array().map(Vec::len), Some(1));
+    assert_eq!(second["next_cursor"], serde_json::Value::Null);
+    server
+        .get("/api/v1/monitoring/errors?cursor=nothex")
+        .await
+        .assert_problem(400, "bad_request");
+    let one = server
+        .get(&format!(
+            "/api/v1/monitoring/errors/{}",
+            traps["fingerprint"].as_str().expect("fingerprint")
+        ))
+        .await;
+    assert_eq!(one.json()["count"], 100);
+    server.shutdown().await;
 }

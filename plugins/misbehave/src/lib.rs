@@ -30,6 +30,7 @@ fn routes() -> App {
         .get("/misbehave/trap", trap)
         .get("/misbehave/big", big_response)
         .get("/misbehave/status", bad_status)
+        .get("/misbehave/fail", fail)
         .get("/misbehave/sleep", sleep)
         .post("/misbehave/body", body_len)
         .post("/misbehave/sql", run_sql)
@@ -156,6 +157,17 @@ fn big_response(req: Request) -> Result<Response> {
 }
 
 /// Answers with a status code HTTP does not have.
+/// A 500 from the plugin itself, naming `?n=` in its message; with
+/// `?fingerprint=`, grouped under that.
+fn fail(req: Request) -> Result<Response> {
+    let n: u64 = req.query_as("n")?.unwrap_or(0);
+    let error = Error::internal(format!("order {n} could not be charged"));
+    Err(match req.query("fingerprint") {
+        Some(fingerprint) => error.with_fingerprint(fingerprint),
+        None => error,
+    })
+}
+
 fn bad_status(_req: Request) -> Result<Response> {
     Ok(Response::new(1000).body("not a status"))
 }

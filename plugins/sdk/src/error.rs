@@ -39,6 +39,13 @@ impl Error {
         self
     }
 
+    /// Groups this error (a 5xx) under `fingerprint` in the runtime's error
+    /// aggregation instead of the one it computes from the message. The
+    /// runtime removes the header before the client sees the response.
+    pub fn with_fingerprint(self, fingerprint: impl Into<String>) -> Self {
+        self.with_header("x-trellis-fingerprint", fingerprint)
+    }
+
     /// Sets the machine-readable `code` of the problem body (default: the
     /// status title in snake case, e.g. `not_found`).
     pub fn with_code(mut self, code: impl Into<String>) -> Self {

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use wasmtime::component::Resource;
 
 use crate::backend::sql::{self as backend, PluginDb, SqlError};
-use crate::monitor::child_span;
+use crate::monitor::{Occurrence, child_span, trace_id};
 use crate::plugin::HostState;
 use crate::plugin::bindings::sql::{Consistency, Error, Host, HostTransaction, Rows, Value};
 
@@ -99,10 +99,27 @@ impl HostState {
     fn record(
         &mut self,
         watch: Watch,
-        error: Option<&'static str>,
+        failure: Option<&SqlError>,
         statement: String,
         params: Vec<backend::Value>,
     ) {
+        let error = failure.map(SqlError::kind);
+        if let Some(err @ (SqlError::Unavailable(_) | SqlError::Timeout(_))) = failure {
+            // The database failed the plugin: an infrastructure error.
+            self.plugin.errors.record(Occurrence {
+                plugin: &self.plugin.name,
+                route: "sql",
+                kind: if error == Some("timeout") {
+                    "sql_timeout"
+                } else {
+                    "sql_unavailable"
+                },
+                message: &err.to_string(),
+                fingerprint: None,
+                request_id: &self.request_id,
+                trace_id: trace_id(&self.trace),
+            });
+        }
         let elapsed = watch.started.elapsed();
         self.plugin.stats.sql(watch.op, elapsed, error);
         if let Some(trace) = &watch.trace {
@@ -203,12 +220,7 @@ impl HostState {
         if result.is_ok() && consistency == Consistency::Primary && may_write(&statement) {
             self.wrote(db, std::slice::from_ref(&statement)).await;
         }
-        self.record(
-            watch,
-            result.as_ref().err().map(SqlError::kind),
-            statement,
-            params,
-        );
+        self.record(watch, result.as_ref().err(), statement, params);
         result
     }
 }
@@ -287,12 +299,7 @@ impl Host for HostState {
         if result.is_ok() {
             self.wrote(&db, std::slice::from_ref(&statement)).await;
         }
-        self.record(
-            watch,
-            result.as_ref().err().map(SqlError::kind),
-            statement,
-            params,
-        );
+        self.record(watch, result.as_ref().err(), statement, params);
         Ok(result.map_err(to_wit_error))
     }
 
@@ -333,12 +340,7 @@ impl HostTransaction for HostState {
         if result.is_ok() && may_write(&statement) {
             self.written_in(&this, &statement)?;
         }
-        self.record(
-            watch,
-            result.as_ref().err().map(SqlError::kind),
-            statement,
-            params,
-        );
+        self.record(watch, result.as_ref().err(), statement, params);
         Ok(result.map(to_wit_rows).map_err(to_wit_error))
     }
 
@@ -360,12 +362,7 @@ impl HostTransaction for HostState {
         if result.is_ok() {
             self.written_in(&this, &statement)?;
         }
-        self.record(
-            watch,
-            result.as_ref().err().map(SqlError::kind),
-            statement,
-            params,
-        );
+        self.record(watch, result.as_ref().err(), statement, params);
         Ok(result.map_err(to_wit_error))
     }
 

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::App;
 use crate::error::ApiError;
+use crate::monitor::ErrorCursor;
 
 /// Who may call an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,16 +51,22 @@ pub(super) async fn serve(app: &App, parts: &Parts) -> Result<Response<Full<Byte
         "/api/v1/monitoring/health" => Ok(health(app).await),
         "/api/v1/monitoring/metrics" => Ok(summary(app)),
         "/api/v1/monitoring/traces" => traces(app, parts.uri.query()),
-        _ => match path.strip_prefix("/api/v1/monitoring/traces/") {
-            Some(id) => app
-                .host
-                .tracing()
-                .store()
-                .get(id)
-                .map(|trace| json_response(StatusCode::OK, &trace))
-                .ok_or_else(|| ApiError::NotFound { path: path.into() }),
-            None => Err(ApiError::NotFound { path: path.into() }),
-        },
+        "/api/v1/monitoring/errors" => errors(app, parts),
+        _ => {
+            let found = if let Some(id) = path.strip_prefix("/api/v1/monitoring/traces/") {
+                app.host.tracing().store().get(id)
+            } else if let Some(fp) = path.strip_prefix("/api/v1/monitoring/errors/") {
+                app.host
+                    .errors()
+                    .get(fp)
+                    .and_then(|g| serde_json::to_value(g).ok())
+            } else {
+                None
+            };
+            found
+                .map(|body| json_response(StatusCode::OK, &body))
+                .ok_or_else(|| ApiError::NotFound { path: path.into() })
+        }
     }
 }
 
@@ -137,15 +144,7 @@ fn traces(app: &App, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiEr
     let mut notable = false;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
-            "limit" => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::BadRequest(format!("limit must be 1 to 1000, not `{value}`"))
-                    })?;
-            }
+            "limit" => limit = parse_limit(&value, 1000)?,
             "notable" => notable = value == "true",
             other => {
                 return Err(ApiError::BadRequest(format!(
@@ -162,6 +161,53 @@ fn traces(app: &App, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiEr
             "dropped_exports": store.dropped_exports(),
         }),
     ))
+}
+
+/// Error groups by last seen, newest first, a page at a time: `?limit=`
+/// (default 50, at most 200) and the opaque `?cursor=` of the previous
+/// page's `next_cursor` (also in its `Link: rel="next"` header).
+fn errors(app: &App, parts: &Parts) -> Result<Response<Full<Bytes>>, ApiError> {
+    let mut limit = 50;
+    let mut cursor = None;
+    for (key, value) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "limit" => limit = parse_limit(&value, 200)?,
+            "cursor" => {
+                cursor = Some(ErrorCursor::decode(&value).ok_or_else(|| {
+                    ApiError::BadRequest("cursor is not one this endpoint returned".into())
+                })?);
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter `{other}`; known: limit, cursor"
+                )));
+            }
+        }
+    }
+    let (groups, next) = app.host.errors().page(limit, cursor.as_ref());
+    let next = next.map(|c| c.encode());
+    let mut response = json_response(
+        StatusCode::OK,
+        &json!({"errors": groups, "next_cursor": next}),
+    );
+    if let Some(next) = next
+        && let Ok(link) = HeaderValue::from_str(&format!(
+            "<{}?limit={limit}&cursor={next}>; rel=\"next\"",
+            parts.uri.path()
+        ))
+    {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+/// `?limit=`: 1 to `max`, else 400.
+fn parse_limit(value: &str, max: usize) -> Result<usize, ApiError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| ApiError::BadRequest(format!("limit must be 1 to {max}, not `{value}`")))
 }
 
 fn millis(d: Duration) -> f64 {

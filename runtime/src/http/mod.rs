@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use hyper::body::Body;
@@ -24,9 +25,24 @@ use tracing::Instrument;
 pub use auth::AdminAuth;
 
 use crate::error::ApiError;
-use crate::monitor::child_span;
+use crate::monitor::{Occurrence, child_span, trace_id};
 use crate::plugin::{GuestRequest, PluginHost};
 use crate::router::{Lookup, Router, is_reserved};
+
+/// A response header a plugin sets on a 5xx to choose the fingerprint its
+/// error is grouped by; the runtime removes it.
+pub const FINGERPRINT_HEADER: &str = "x-trellis-fingerprint";
+
+/// The `detail` of a problem+json body, else the status line.
+fn problem_detail(response: &Response<Full<Bytes>>) -> String {
+    let status = response.status();
+    let detail = http_body_util::BodyExt::collect(response.body().clone())
+        .now_or_never()
+        .and_then(Result::ok)
+        .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body.to_bytes()).ok())
+        .and_then(|json| json.get("detail")?.as_str().map(str::to_string));
+    detail.unwrap_or_else(|| format!("status {status}"))
+}
 
 /// What every request needs: the current routing table, swapped atomically
 /// when plugins change (requests in flight keep the table they started with),
@@ -192,13 +208,39 @@ impl App {
                 target.plugin.name().to_string(),
             ));
         }
-        let result = Self::call(target, params, parts, body, request_id, trace).await;
+        let mut result = Self::call(target, params, parts, body, request_id, trace).await;
+        let status = match &result {
+            Ok(response) => response.status().as_u16(),
+            Err(err) => err.status().as_u16(),
+        };
         if let Some(stats) = target.plugin.route_stats(target.route) {
-            let status = match &result {
-                Ok(response) => response.status().as_u16(),
-                Err(err) => err.status().as_u16(),
-            };
             stats.record(status, started.elapsed());
+        }
+        // The plugin's own fingerprint is for the runtime, not the client.
+        let chosen = result
+            .as_mut()
+            .ok()
+            .and_then(|r| r.headers_mut().remove(FINGERPRINT_HEADER));
+        if status >= 500 {
+            let route = target
+                .plugin
+                .manifest()
+                .routes
+                .get(target.route as usize)
+                .map_or("", |r| r.path.as_str());
+            let (kind, message) = match &result {
+                Err(err) => (err.code(), err.to_string()),
+                Ok(response) => ("plugin_error", problem_detail(response)),
+            };
+            self.host.errors().record(Occurrence {
+                plugin: target.plugin.name(),
+                route,
+                kind,
+                message: &message,
+                fingerprint: chosen.as_ref().and_then(|v| v.to_str().ok()),
+                request_id,
+                trace_id: trace_id(trace),
+            });
         }
         result
     }

@@ -1,16 +1,19 @@
 //! What the runtime knows about itself: Prometheus metrics, sliding windows
 //! of recent requests per route, process resource use, and request traces
-//! (OpenTelemetry spans, exported over OTLP and kept in a local store). Cross-cutting:
+//! (OpenTelemetry spans, exported over OTLP and kept in a local store), and
+//! failures grouped by fingerprint. Cross-cutting:
 //! `plugin`, `capability` and `http` record here; `http::builtin` serves it.
 
+mod errors;
 mod metrics;
 mod process;
 mod trace;
 mod trace_store;
 mod window;
 
+pub use errors::{Cursor as ErrorCursor, ErrorGroups, Group as ErrorGroup, Occurrence};
 pub use metrics::{HostSnapshot, Metrics, PluginStats, RouteStats, RouteSummary};
 pub use process::{Process, sample as process_sample};
-pub use trace::{Tracing, child as child_span};
+pub use trace::{Tracing, child as child_span, trace_id};
 pub use trace_store::TraceStore;
 pub use window::{Summary, Window};

@@ -128,6 +128,13 @@ impl Tracing {
     }
 }
 
+/// The trace id of `cx`'s span, hex, when it has one.
+pub fn trace_id(cx: &Context) -> Option<String> {
+    let span = cx.span();
+    let context = span.span_context();
+    context.is_valid().then(|| context.trace_id().to_string())
+}
+
 /// A child span of `parent` named `name`, with `attributes`; no span when
 /// `parent` has none (work outside a request: loading, migrations).
 pub fn child(

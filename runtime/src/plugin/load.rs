@@ -127,6 +127,7 @@ impl PluginHost {
             query_cache: self.query_cache.clone(),
             stats: self.metrics.plugin(name),
             tracer: self.tracing.tracer().clone(),
+            errors: self.errors.clone(),
         };
         let manifest = read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
             .await

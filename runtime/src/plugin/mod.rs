@@ -20,7 +20,7 @@ use wasmtime::component::{HasSelf, InstancePre, Linker};
 
 use crate::backend::sql::{QueryCache, SqlError, SqlService};
 use crate::config::{Config, Limits};
-use crate::monitor::{HostSnapshot, Metrics, RouteStats, Tracing};
+use crate::monitor::{ErrorGroups, HostSnapshot, Metrics, RouteStats, Tracing};
 
 pub use bindings::{GuestRequest, GuestResponse, PluginManifest};
 pub use load::LoadError;
@@ -48,6 +48,8 @@ pub struct PluginHost {
     metrics: Arc<Metrics>,
     /// The server's tracer and trace store.
     tracing: Arc<Tracing>,
+    /// Failures grouped by fingerprint.
+    errors: Arc<ErrorGroups>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -119,6 +121,7 @@ impl PluginHost {
         let tracing = Tracing::new(&config.telemetry).map_err(HostError::Telemetry)?;
         Ok(PluginHost {
             tracing: Arc::new(tracing),
+            errors: Arc::default(),
             engine,
             linker: Arc::new(linker),
             instances: Arc::new(Semaphore::new(max_instances as usize)),
@@ -148,6 +151,11 @@ impl PluginHost {
     /// The server's tracing.
     pub fn tracing(&self) -> &Arc<Tracing> {
         &self.tracing
+    }
+
+    /// Failures grouped by fingerprint.
+    pub fn errors(&self) -> &Arc<ErrorGroups> {
+        &self.errors
     }
 
     /// What the host's gauges read now.

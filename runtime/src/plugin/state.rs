@@ -36,6 +36,8 @@ pub struct PluginContext {
     pub stats: PluginStats,
     /// The server's tracer, for spans of host calls.
     pub tracer: opentelemetry_sdk::trace::SdkTracer,
+    /// Where host-call failures are grouped.
+    pub errors: Arc<crate::monitor::ErrorGroups>,
 }
 
 /// Thresholds for SQL diagnostics (from `[sql]` and `[log]`).

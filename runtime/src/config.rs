@@ -1,7 +1,8 @@
 //! Configuration: `trellis.toml` plus `TRELLIS_*` environment overrides,
 //! validated strictly before anything starts.
 //!
-//! Cross-cutting; depends on nothing else in the crate. Every key has a
+//! Cross-cutting; depends on nothing else in the crate but the alert
+//! expression parser (`monitor::alerts`), which checks rules here. Every key has a
 //! default in code (see [`Config::default`]), unknown keys are errors, and an
 //! error names the key, and the line where the file has one.
 //!
@@ -87,6 +88,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Tracing: sampling, OTLP export, the local trace store.
     pub telemetry: TelemetryConfig,
+    /// Alert rules and where notifications go.
+    pub alerts: AlertsConfig,
     /// The plugins to serve, by name. Absent: the embedded examples.
     pub plugins: Option<BTreeMap<String, PluginConfig>>,
 }
@@ -178,6 +181,59 @@ impl Default for TelemetryConfig {
             service_name: "trellis".into(),
         }
     }
+}
+
+/// `[alerts]`: rules over the runtime's own figures, evaluated every
+/// `evaluation_interval`; transitions are posted to every webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// How often rules are evaluated.
+    #[serde(with = "humantime_serde")]
+    pub evaluation_interval: Duration,
+    /// `http://` URLs that receive a JSON POST per transition.
+    pub webhooks: Vec<String>,
+    /// The rules (`[[alerts.rules]]`).
+    pub rules: Vec<AlertRule>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            evaluation_interval: Duration::from_secs(10),
+            webhooks: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One `[[alerts.rules]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    /// The alert's name (`alertname` label).
+    pub name: String,
+    /// The condition, e.g. `route_p95_ms{route="/hello"} > 200`.
+    pub expr: String,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for", with = "humantime_serde", default)]
+    pub for_: Duration,
+    /// How long a firing alert keeps firing after the condition clears.
+    #[serde(with = "humantime_serde", default)]
+    pub keep_firing_for: Duration,
+    /// `info`, `warning` or `critical`.
+    #[serde(default = "default_severity")]
+    pub severity: String,
+    /// Extra labels on every alert of the rule.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// A line for people, sent with notifications.
+    #[serde(default)]
+    pub summary: Option<String>,
+}
+
+fn default_severity() -> String {
+    "warning".into()
 }
 
 /// `[log]`: how logs are written.
@@ -433,6 +489,7 @@ impl Default for Config {
             sql: SqlConfig::default(),
             admin: AdminConfig::default(),
             telemetry: TelemetryConfig::default(),
+            alerts: AlertsConfig::default(),
             plugins: None,
         }
     }
@@ -697,12 +754,44 @@ impl Config {
         if telemetry.traces_kept == 0 {
             return invalid("telemetry.traces_kept", "must be at least 1");
         }
+        self.validate_alerts()?;
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &format!("not a valid filter: {err}"));
         }
         self.limits.validate("limits")?;
         for (name, plugin) in self.plugins() {
             self.validate_plugin(&name, &plugin)?;
+        }
+        Ok(())
+    }
+
+    fn validate_alerts(&self) -> Result<(), ConfigError> {
+        let alerts = &self.alerts;
+        if alerts.evaluation_interval < Duration::from_millis(50) {
+            return invalid("alerts.evaluation_interval", "must be at least 50ms");
+        }
+        if let Some(i) = alerts
+            .webhooks
+            .iter()
+            .position(|u| !u.starts_with("http://"))
+        {
+            return invalid(&format!("alerts.webhooks[{i}]"), "must be an http:// URL");
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, rule) in alerts.rules.iter().enumerate() {
+            let key = |field: &str| format!("alerts.rules[{i}].{field}");
+            if rule.name.is_empty() || !names.insert(rule.name.as_str()) {
+                return invalid(&key("name"), "must be set and unique");
+            }
+            crate::monitor::alerts::Expr::parse(&rule.expr).map_err(|message| {
+                ConfigError::Invalid {
+                    key: key("expr"),
+                    message,
+                }
+            })?;
+            if !matches!(rule.severity.as_str(), "info" | "warning" | "critical") {
+                return invalid(&key("severity"), "one of info, warning, critical");
+            }
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! One integration-test binary, a module per area. Every test starts a real
 //! server on an ephemeral loopback port and talks HTTP to it.
 
+mod alerts;
 mod config;
 mod examples;
 mod limits;

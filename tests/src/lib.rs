@@ -14,6 +14,7 @@ use trellis::{Config, Server, ServerHandle};
 
 pub mod otlp;
 pub mod pg;
+pub mod webhook;
 
 /// A running server and clients for it. Shuts down when dropped.
 #[derive(Debug)]
@@ -236,6 +237,34 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: std::time::Durat
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(wait, stream.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Serves `handler` over HTTP/1.1 on a fresh loopback port until the
+/// test's runtime ends (a stand-in peer: OTLP collector, webhook).
+pub async fn serve_loopback<H, F>(handler: H) -> SocketAddr
+where
+    H: Fn(Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let response = handler(request);
+                    async move { Ok::<_, std::convert::Infallible>(response.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
 }
 
 /// Writes `bytes` to a fresh file in a per-process temp dir and returns its path.

@@ -2,7 +2,6 @@
 //! `POST /v1/traces` protobuf body with the OpenTelemetry proto types and
 //! keeps the spans for the test to inspect.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,8 +10,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -39,30 +36,12 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Listens on `127.0.0.1:0`.
     pub async fn start() -> OtlpReceiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the OTLP receiver");
-        let receiver = OtlpReceiver {
-            addr: listener.local_addr().expect("bound"),
-            spans: Arc::default(),
-            paths: Arc::default(),
-        };
-        let shared = receiver.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(shared.receive(request).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        receiver
+        let spans: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let paths: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (s, p) = (spans.clone(), paths.clone());
+        let addr =
+            crate::serve_loopback(move |request| receive(s.clone(), p.clone(), request)).await;
+        OtlpReceiver { addr, spans, paths }
     }
 
     /// The base URL to configure as `telemetry.otlp_endpoint`.
@@ -90,46 +69,50 @@ impl OtlpReceiver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
 
-    async fn receive(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        self.paths
-            .lock()
-            .expect("not poisoned")
-            .push(request.uri().path().to_string());
-        let Ok(body) = request.into_body().collect().await else {
-            return status(400);
-        };
-        let Ok(export) = ExportTraceServiceRequest::decode(body.to_bytes()) else {
-            return status(400);
-        };
-        let mut spans = self.spans.lock().expect("not poisoned");
-        for resource in export.resource_spans {
-            let service = resource
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref())
-                .map(|v| format!("{:?}", v.value))
-                .unwrap_or_default();
-            for scope in resource.scope_spans {
-                for span in scope.spans {
-                    spans.push(Received {
-                        service: service.clone(),
-                        span,
-                    });
-                }
+async fn receive(
+    spans: Arc<Mutex<Vec<Received>>>,
+    paths: Arc<Mutex<Vec<String>>>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    paths
+        .lock()
+        .expect("not poisoned")
+        .push(request.uri().path().to_string());
+    let Ok(body) = request.into_body().collect().await else {
+        return status(400);
+    };
+    let Ok(export) = ExportTraceServiceRequest::decode(body.to_bytes()) else {
+        return status(400);
+    };
+    let mut spans = spans.lock().expect("not poisoned");
+    for resource in export.resource_spans {
+        let service = resource
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref())
+            .map(|v| format!("{:?}", v.value))
+            .unwrap_or_default();
+        for scope in resource.scope_spans {
+            for span in scope.spans {
+                spans.push(Received {
+                    service: service.clone(),
+                    span,
+                });
             }
         }
-        let mut response = Response::new(Full::new(Bytes::from(
-            ExportTraceServiceResponse::default().encode_to_vec(),
-        )));
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/x-protobuf"),
-        );
-        response
     }
+    let mut response = Response::new(Full::new(Bytes::from(
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-protobuf"),
+    );
+    response
 }
 
 fn status(code: u16) -> Response<Full<Bytes>> {

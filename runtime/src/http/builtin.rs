@@ -52,6 +52,7 @@ pub(super) async fn serve(app: &App, parts: &Parts) -> Result<Response<Full<Byte
         "/api/v1/monitoring/metrics" => Ok(summary(app)),
         "/api/v1/monitoring/traces" => traces(app, parts.uri.query()),
         "/api/v1/monitoring/errors" => errors(app, parts),
+        "/api/v1/monitoring/alerts" => Ok(alerts(app)),
         _ => {
             let found = if let Some(id) = path.strip_prefix("/api/v1/monitoring/traces/") {
                 app.host.tracing().store().get(id)
@@ -199,6 +200,30 @@ fn errors(app: &App, parts: &Parts) -> Result<Response<Full<Bytes>>, ApiError> {
         response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)
+}
+
+/// Alerts not inactive (firing first) and the rules.
+fn alerts(app: &App) -> Response<Full<Bytes>> {
+    let rules: Vec<serde_json::Value> = app
+        .alerts
+        .rules()
+        .into_iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "expr": r.expr,
+                "for": humantime::format_duration(r.for_).to_string(),
+                "keep_firing_for": humantime::format_duration(r.keep_firing_for).to_string(),
+                "severity": r.severity,
+                "labels": r.labels,
+                "summary": r.summary,
+            })
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"alerts": app.alerts.list(), "rules": rules}),
+    )
 }
 
 /// `?limit=`: 1 to `max`, else 400.

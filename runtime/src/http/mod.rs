@@ -25,6 +25,7 @@ use tracing::Instrument;
 pub use auth::AdminAuth;
 
 use crate::error::ApiError;
+use crate::monitor::alerts::Alerts;
 use crate::monitor::{Occurrence, child_span, trace_id};
 use crate::plugin::{GuestRequest, PluginHost};
 use crate::router::{Lookup, Router, is_reserved};
@@ -52,6 +53,8 @@ pub struct App {
     routes: ArcSwap<Router>,
     host: PluginHost,
     admin: AdminAuth,
+    /// Alert rules and their alerts.
+    alerts: Arc<Alerts>,
     /// Set when shutdown begins: readiness turns 503.
     draining: AtomicBool,
     started: Instant,
@@ -59,11 +62,12 @@ pub struct App {
 
 impl App {
     /// An app serving `router` from `host`.
-    pub fn new(router: Router, host: PluginHost, admin: AdminAuth) -> Self {
+    pub fn new(router: Router, host: PluginHost, admin: AdminAuth, alerts: Arc<Alerts>) -> Self {
         App {
             routes: ArcSwap::from_pointee(router),
             host,
             admin,
+            alerts,
             draining: AtomicBool::new(false),
             started: Instant::now(),
         }

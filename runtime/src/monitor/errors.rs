@@ -184,6 +184,13 @@ impl ErrorGroups {
         (page, next.flatten())
     }
 
+    /// Groups flagged spiking now.
+    pub fn spiking(&self) -> usize {
+        let now = unix_ms(SystemTime::now());
+        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.values().filter(|g| g.flagged(now).spiking).count()
+    }
+
     /// One group.
     pub fn get(&self, fingerprint: &str) -> Option<Group> {
         let now = unix_ms(SystemTime::now());
@@ -274,7 +281,9 @@ pub fn normalise(message: &str) -> String {
     out
 }
 
-fn fingerprint(parts: &[&str]) -> String {
+/// A short hex hash of `parts` (each ended by a NUL, so parts cannot run
+/// into each other).
+pub(super) fn fingerprint(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update(part.as_bytes());

@@ -306,6 +306,15 @@ impl Metrics {
         }
     }
 
+    /// Each route's window: plugin, route, method, window.
+    pub fn route_windows(&self) -> Vec<(String, String, String, Arc<Window>)> {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        windows
+            .iter()
+            .map(|((p, r, m), w)| (p.clone(), r.clone(), m.clone(), w.clone()))
+            .collect()
+    }
+
     /// Each route's last minute and last five minutes.
     pub fn summaries(&self) -> Vec<RouteSummary> {
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());

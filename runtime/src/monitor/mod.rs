@@ -1,9 +1,10 @@
 //! What the runtime knows about itself: Prometheus metrics, sliding windows
 //! of recent requests per route, process resource use, and request traces
-//! (OpenTelemetry spans, exported over OTLP and kept in a local store), and
-//! failures grouped by fingerprint. Cross-cutting:
+//! (OpenTelemetry spans, exported over OTLP and kept in a local store), failures grouped by
+//! fingerprint, and alert rules over all of it. Cross-cutting:
 //! `plugin`, `capability` and `http` record here; `http::builtin` serves it.
 
+pub mod alerts;
 mod errors;
 mod metrics;
 mod process;

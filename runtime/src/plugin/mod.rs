@@ -170,6 +170,19 @@ impl PluginHost {
         }
     }
 
+    /// What alert rules read now.
+    pub fn alert_inputs(&self) -> crate::monitor::alerts::Inputs {
+        let (hits, misses) = self.query_cache.stats();
+        crate::monitor::alerts::Inputs {
+            routes: self.metrics.route_windows(),
+            query_cache_hit_rate: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+            instances_in_use: f64::from(self.max_instances)
+                - self.instances.available_permits() as f64,
+            process_rss_bytes: crate::monitor::process_sample().map(|p| p.rss_bytes as f64),
+            error_groups_spiking: self.errors.spiking() as f64,
+        }
+    }
+
     /// Whether the database answers, and how fast.
     pub async fn check_database(&self) -> Result<std::time::Duration, SqlError> {
         self.sql.ping().await

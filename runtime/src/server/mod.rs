@@ -20,6 +20,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{Config, ServerConfig};
 use crate::http::{AdminAuth, App};
+use crate::monitor::alerts::{Alerts, Notifier, now_ms};
 use crate::plugin::{HostError, LoadError, LoadedPlugin, PluginHost};
 use crate::router::{RouteConflict, Router};
 
@@ -65,6 +66,18 @@ pub struct Server {
     shutdown_grace: Duration,
     /// The plugin host, kept alive as long as the server.
     host: PluginHost,
+    /// The alert evaluation task, stopped with the server.
+    _alerting: Option<AbortOnDrop>,
+}
+
+/// A background task that ends when its owner is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -100,13 +113,24 @@ impl Server {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "ready"
         );
+        let alerts = Arc::new(Alerts::new(&config.alerts, &config.data_dir));
+        let alerting = (!alerts.is_empty()).then(|| {
+            AbortOnDrop(tokio::spawn(evaluate_alerts(
+                alerts.clone(),
+                host.clone(),
+                Notifier::new(&config.alerts.webhooks),
+                config.alerts.evaluation_interval,
+            )))
+        });
         Ok(Server {
+            _alerting: alerting,
             listener,
             connections: Arc::new(Semaphore::new(config.server.max_connections)),
             app: Arc::new(App::new(
                 router,
                 host.clone(),
                 AdminAuth::new(&config.admin, addr.ip().is_loopback()),
+                alerts,
             )),
             builder: connection_builder(&config.server),
             shutdown_grace: config.server.shutdown_grace,
@@ -259,6 +283,31 @@ fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX));
     builder
+}
+
+/// Evaluates the alert rules every `interval` and sends the transitions.
+async fn evaluate_alerts(
+    alerts: Arc<Alerts>,
+    host: PluginHost,
+    notifier: Notifier,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let notifications = alerts.evaluate(&host.alert_inputs(), now_ms());
+        for n in &notifications {
+            tracing::warn!(
+                alert = %n.alert.rule,
+                status = ?n.status,
+                value = ?n.alert.value,
+                labels = ?n.alert.labels,
+                "alert"
+            );
+        }
+        notifier.send(notifications);
+    }
 }
 
 /// Loads every configured plugin concurrently (compilation runs on the

@@ -1,0 +1,397 @@
+//! Alerting: rules from `[alerts]` evaluated over the runtime's own figures
+//! every `evaluation_interval`. Each alert (a rule and one label set; its
+//! fingerprint is the hash of the labels) goes inactive → pending →
+//! firing → resolved; every transition to firing or resolved is posted once
+//! to each webhook (with retries), and the states are saved in
+//! `<data_dir>/alerts-state.json` so a restart neither forgets a firing
+//! alert nor notifies it again.
+
+mod notify;
+pub mod rule;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use notify::Notifier;
+pub use rule::{Expr, Op, Signal};
+
+use super::Window;
+use crate::config::{AlertRule, AlertsConfig};
+
+/// Resolved alerts stay listed this long.
+const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
+
+/// A rule, parsed.
+#[derive(Debug, Clone)]
+struct Rule {
+    config: AlertRule,
+    expr: Expr,
+}
+
+/// Where an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// The condition holds, not yet for `for`.
+    Pending,
+    /// The condition held for `for`.
+    Firing,
+    /// It fired and the condition cleared (after `keep_firing_for`).
+    Resolved,
+}
+
+/// One alert: a rule and a label set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Hash of the labels.
+    pub fingerprint: String,
+    /// The rule's name.
+    pub rule: String,
+    /// `alertname`, the route's labels, the rule's labels, `severity`.
+    pub labels: BTreeMap<String, String>,
+    /// Where it is.
+    pub state: State,
+    /// The value last evaluated.
+    pub value: Option<f64>,
+    /// Since when the condition holds (Unix ms).
+    pub active_since: u64,
+    /// When it last held (Unix ms).
+    pub last_true: u64,
+    /// When it fired (Unix ms).
+    pub fired_at: Option<u64>,
+    /// When it resolved (Unix ms).
+    pub resolved_at: Option<u64>,
+}
+
+/// What the rules read, gathered once per evaluation.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Per route: plugin, route, method and its window.
+    pub routes: Vec<(String, String, String, Arc<Window>)>,
+    /// Query cache hits over lookups since start (`None` before any).
+    pub query_cache_hit_rate: Option<f64>,
+    /// Instances alive.
+    pub instances_in_use: f64,
+    /// Resident memory.
+    pub process_rss_bytes: Option<f64>,
+    /// Error groups flagged spiking.
+    pub error_groups_spiking: f64,
+}
+
+/// A transition to announce.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    /// `firing` or `resolved`.
+    pub status: State,
+    /// The alert.
+    pub alert: Alert,
+    /// The rule's summary.
+    pub summary: Option<String>,
+    /// The rule's expression.
+    pub expr: String,
+}
+
+/// The rules and the alerts they raised.
+#[derive(Debug)]
+pub struct Alerts {
+    rules: Vec<Rule>,
+    alerts: Mutex<BTreeMap<String, Alert>>,
+    state_file: PathBuf,
+}
+
+impl Alerts {
+    /// The rules of `config` (already validated), with the states saved
+    /// under `data_dir` by an earlier run.
+    pub fn new(config: &AlertsConfig, data_dir: &Path) -> Alerts {
+        let rules: Vec<Rule> = config
+            .rules
+            .iter()
+            .filter_map(|r| {
+                Expr::parse(&r.expr).ok().map(|expr| Rule {
+                    config: r.clone(),
+                    expr,
+                })
+            })
+            .collect();
+        let _ = std::fs::create_dir_all(data_dir);
+        let state_file = data_dir.join("alerts-state.json");
+        let saved: Vec<Alert> = std::fs::read(&state_file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let alerts = saved
+            .into_iter()
+            .filter(|a| rules.iter().any(|r| r.config.name == a.rule))
+            .map(|a| (a.fingerprint.clone(), a))
+            .collect();
+        Alerts {
+            rules,
+            alerts: Mutex::new(alerts),
+            state_file,
+        }
+    }
+
+    /// Whether there is anything to evaluate.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Every alert not inactive, firing first.
+    pub fn list(&self) -> Vec<Alert> {
+        let alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<Alert> = alerts.values().cloned().collect();
+        list.sort_by_key(|a| (a.state != State::Firing, a.state, a.rule.clone()));
+        list
+    }
+
+    /// The rules, as configured.
+    pub fn rules(&self) -> Vec<&AlertRule> {
+        self.rules.iter().map(|r| &r.config).collect()
+    }
+
+    /// One evaluation at `now` (Unix ms): moves every alert and returns the
+    /// transitions to announce. Saves the states when anything changed.
+    pub fn evaluate(&self, inputs: &Inputs, now: u64) -> Vec<Notification> {
+        let mut notifications = Vec::new();
+        let mut alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
+        let before = alerts.clone();
+        for rule in &self.rules {
+            let mut active = Vec::new();
+            for (labels, value) in samples(rule, inputs) {
+                if value.is_some_and(|v| rule.expr.op.holds(v, rule.expr.threshold)) {
+                    let fingerprint = fingerprint(&labels);
+                    let alert = alerts
+                        .entry(fingerprint.clone())
+                        .and_modify(|a| {
+                            if a.state == State::Resolved {
+                                *a = fresh(rule, &fingerprint, &labels, now);
+                            }
+                        })
+                        .or_insert_with(|| fresh(rule, &fingerprint, &labels, now));
+                    alert.value = value;
+                    alert.last_true = now;
+                    let held = Duration::from_millis(now.saturating_sub(alert.active_since));
+                    if alert.state == State::Pending && held >= rule.config.for_ {
+                        alert.state = State::Firing;
+                        alert.fired_at = Some(now);
+                        notifications.push(notification(rule, alert));
+                    }
+                    active.push(fingerprint);
+                }
+            }
+            let cleared: Vec<String> = alerts
+                .values()
+                .filter(|a| a.rule == rule.config.name && !active.contains(&a.fingerprint))
+                .map(|a| a.fingerprint.clone())
+                .collect();
+            for fingerprint in cleared {
+                let Some(alert) = alerts.get_mut(&fingerprint) else {
+                    continue;
+                };
+                let quiet = Duration::from_millis(now.saturating_sub(alert.last_true));
+                match alert.state {
+                    State::Pending => {
+                        alerts.remove(&fingerprint);
+                    }
+                    State::Firing if quiet >= rule.config.keep_firing_for => {
+                        alert.state = State::Resolved;
+                        alert.resolved_at = Some(now);
+                        notifications.push(notification(rule, alert));
+                    }
+                    State::Resolved
+                        if Duration::from_millis(
+                            now.saturating_sub(alert.resolved_at.unwrap_or(now)),
+                        ) >= RESOLVED_KEPT =>
+                    {
+                        alerts.remove(&fingerprint);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if *alerts != before {
+            self.save(&alerts);
+        }
+        notifications
+    }
+
+    fn save(&self, alerts: &BTreeMap<String, Alert>) {
+        let list: Vec<&Alert> = alerts.values().collect();
+        let Ok(bytes) = serde_json::to_vec_pretty(&list) else {
+            return;
+        };
+        let tmp = self.state_file.with_extension("json.tmp");
+        let written =
+            std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &self.state_file));
+        if let Err(err) = written {
+            tracing::warn!(%err, file = %self.state_file.display(), "cannot save alert states");
+        }
+    }
+}
+
+/// The rule's samples: a label set and a value (`None`: no data).
+fn samples(rule: &Rule, inputs: &Inputs) -> Vec<(BTreeMap<String, String>, Option<f64>)> {
+    let mut base = rule.config.labels.clone();
+    base.insert("alertname".into(), rule.config.name.clone());
+    base.insert("severity".into(), rule.config.severity.clone());
+    let expr = &rule.expr;
+    let host = |value: Option<f64>| vec![(base.clone(), value)];
+    match expr.signal {
+        Signal::QueryCacheHitRate => host(inputs.query_cache_hit_rate),
+        Signal::InstancesInUse => host(Some(inputs.instances_in_use)),
+        Signal::ProcessRss => host(inputs.process_rss_bytes),
+        Signal::ErrorGroupsSpiking => host(Some(inputs.error_groups_spiking)),
+        _ => inputs
+            .routes
+            .iter()
+            .filter(|(plugin, route, method, _)| {
+                let wanted = |key: &str, value: &str| {
+                    expr.matchers.get(key).is_none_or(|want| want == value)
+                };
+                wanted("plugin", plugin) && wanted("route", route) && wanted("method", method)
+            })
+            .map(|(plugin, route, method, window)| {
+                let summary = window.summary(expr.window);
+                let value = match expr.signal {
+                    Signal::RouteLatency(50) => summary.p50_ms,
+                    Signal::RouteLatency(95) => summary.p95_ms,
+                    Signal::RouteLatency(_) => summary.p99_ms,
+                    Signal::RouteErrorRate => (summary.requests > 0).then_some(summary.error_rate),
+                    Signal::RouteRps => Some(summary.rps),
+                    _ => Some(summary.requests as f64),
+                };
+                let mut labels = base.clone();
+                labels.insert("plugin".into(), plugin.clone());
+                labels.insert("route".into(), route.clone());
+                labels.insert("method".into(), method.clone());
+                (labels, value)
+            })
+            .collect(),
+    }
+}
+
+fn fresh(rule: &Rule, fingerprint: &str, labels: &BTreeMap<String, String>, now: u64) -> Alert {
+    Alert {
+        fingerprint: fingerprint.to_string(),
+        rule: rule.config.name.clone(),
+        labels: labels.clone(),
+        state: State::Pending,
+        value: None,
+        active_since: now,
+        last_true: now,
+        fired_at: None,
+        resolved_at: None,
+    }
+}
+
+fn notification(rule: &Rule, alert: &Alert) -> Notification {
+    Notification {
+        status: alert.state,
+        alert: alert.clone(),
+        summary: rule.config.summary.clone(),
+        expr: rule.config.expr.clone(),
+    }
+}
+
+fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let parts: Vec<&str> = labels
+        .iter()
+        .flat_map(|(k, v)| [k.as_str(), v.as_str()])
+        .collect();
+    super::errors::fingerprint(&parts)
+}
+
+/// Now, Unix ms.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alerts(expr: &str, for_: u64, keep: u64, dir: &Path) -> Alerts {
+        let config = AlertsConfig {
+            rules: vec![AlertRule {
+                name: "TooMany".into(),
+                expr: expr.into(),
+                for_: Duration::from_millis(for_),
+                keep_firing_for: Duration::from_millis(keep),
+                severity: "critical".into(),
+                labels: BTreeMap::from([("team".into(), "api".into())]),
+                summary: None,
+            }],
+            ..AlertsConfig::default()
+        };
+        Alerts::new(&config, dir)
+    }
+
+    fn inputs(instances: f64) -> Inputs {
+        Inputs {
+            instances_in_use: instances,
+            ..Inputs::default()
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("trellis-alerts-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn pending_firing_resolved_with_one_notification_each() {
+        let dir = temp_dir("cycle");
+        let alerts = alerts("instances_in_use > 5", 1000, 500, &dir);
+        assert!(alerts.evaluate(&inputs(9.0), 0).is_empty());
+        assert_eq!(alerts.list()[0].state, State::Pending);
+        assert!(alerts.evaluate(&inputs(9.0), 500).is_empty());
+        let fired = alerts.evaluate(&inputs(9.0), 1000);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].status, State::Firing);
+        assert_eq!(fired[0].alert.labels["team"], "api");
+        // Deduplicated while firing.
+        assert!(alerts.evaluate(&inputs(9.0), 2000).is_empty());
+        // keep_firing_for: still firing 400 ms after it cleared.
+        assert!(alerts.evaluate(&inputs(1.0), 2400).is_empty());
+        let resolved = alerts.evaluate(&inputs(1.0), 2500);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].status, State::Resolved);
+
+        // A restart keeps the state: no second "firing".
+        let again = alerts_in(&dir);
+        assert_eq!(again.list()[0].state, State::Resolved);
+    }
+
+    fn alerts_in(dir: &Path) -> Alerts {
+        alerts("instances_in_use > 5", 1000, 500, dir)
+    }
+
+    #[test]
+    fn a_firing_alert_survives_a_restart_without_renotifying() {
+        let dir = temp_dir("restart");
+        let first = alerts("instances_in_use > 5", 0, 0, &dir);
+        assert_eq!(first.evaluate(&inputs(9.0), 0).len(), 1);
+        let second = alerts_in(&dir);
+        assert_eq!(second.list()[0].state, State::Firing);
+        assert!(second.evaluate(&inputs(9.0), 100).is_empty());
+    }
+
+    #[test]
+    fn a_pending_alert_that_clears_goes_quietly() {
+        let dir = temp_dir("quiet");
+        let alerts = alerts("instances_in_use > 5", 1000, 0, &dir);
+        alerts.evaluate(&inputs(9.0), 0);
+        assert!(alerts.evaluate(&inputs(1.0), 100).is_empty());
+        assert!(alerts.list().is_empty());
+    }
+}

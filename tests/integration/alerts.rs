@@ -1,0 +1,104 @@
+//! Alerting end to end: a rule on a test route goes pending → firing →
+//! resolved under real traffic, and a webhook on loopback receives one
+//! notification per transition, the first after a failed delivery.
+
+use std::time::{Duration, Instant};
+
+use trellis_tests::webhook::Webhook;
+use trellis_tests::{TestServer, guest};
+
+async fn state(server: &TestServer) -> Option<String> {
+    let body = server.get("/api/v1/monitoring/alerts").await.json();
+    body["alerts"][0]["state"].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_fires_and_resolves_with_one_notification_each() {
+    let hook = Webhook::start(1).await;
+    let server = TestServer::start(&format!(
+        r#"
+[alerts]
+evaluation_interval = "100ms"
+webhooks = ["{hook}"]
+
+[[alerts.rules]]
+name = "SleepSlow"
+expr = 'route_p95_ms{{route="/misbehave/sleep"}}[10s] > 150'
+for = "1s"
+severity = "critical"
+labels = {{ team = "api" }}
+summary = "sleep is slow"
+
+[plugins.misbehave]
+path = {misbehave:?}
+grants = ["config", "sql"]
+"#,
+        hook = hook.url(),
+        misbehave = guest("misbehave"),
+    ))
+    .await;
+    assert_eq!(state(&server).await, None, "nothing before traffic");
+
+    // Slow requests until it fires; it is pending for the first second.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        assert_eq!(server.get("/misbehave/sleep?ms=250").await.status, 200);
+        let now = state(&server).await;
+        if seen.last() != Some(&now) {
+            seen.push(now.clone());
+        }
+        if now.as_deref() == Some("firing") {
+            break;
+        }
+    }
+    assert!(
+        seen.contains(&Some("pending".into())) && seen.last() == Some(&Some("firing".into())),
+        "{seen:?}"
+    );
+
+    // Fast requests bring p95 under the threshold: resolved.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && state(&server).await.as_deref() != Some("resolved") {
+        for _ in 0..50 {
+            server.get("/misbehave/sleep?ms=0").await;
+        }
+    }
+    assert_eq!(state(&server).await.as_deref(), Some("resolved"));
+
+    let received = hook.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(received[0]["status"], "firing");
+    assert_eq!(received[1]["status"], "resolved");
+    let labels = &received[0]["alert"]["labels"];
+    assert_eq!(labels["alertname"], "SleepSlow");
+    assert_eq!(labels["team"], "api");
+    assert_eq!(labels["severity"], "critical");
+    assert_eq!(labels["route"], "/misbehave/sleep");
+    assert_eq!(received[0]["summary"], "sleep is slow");
+    assert!(
+        received[0]["alert"]["value"]
+            .as_f64()
+            .is_some_and(|v| v > 150.0)
+    );
+    // The first delivery failed and was retried; nothing was sent twice.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook.attempts(), 3);
+    server.shutdown().await;
+}
+
+#[test]
+fn an_invalid_rule_is_a_config_error_naming_its_key() {
+    let err = trellis::Config::parse(
+        "[[alerts.rules]]\nname = \"x\"\nexpr = \"route_p42_ms > 1\"\n",
+        std::path::Path::new("t.toml"),
+        std::iter::empty(),
+    )
+    .expect_err("an unknown signal is refused");
+    let message = err.to_string();
+    assert!(message.contains("alerts.rules[0].expr"), "{message}");
+    assert!(
+        message.contains("unknown signal `route_p42_ms`"),
+        "{message}"
+    );
+}

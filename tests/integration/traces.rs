@@ -186,3 +186,53 @@ path = {:?}
     assert!(receiver.wait_for(Duration::ZERO, |_| true).await.is_empty());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_spans_join_the_request_trace() {
+    let (_receiver, server) = traced_server(&format!(
+        r#"
+[plugins.misbehave]
+path = {:?}
+grants = ["config", "sql"]
+"#,
+        trellis_tests::guest("misbehave"),
+    ))
+    .await;
+    let reply = server.get("/misbehave/spans").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let trace_id = reply
+        .header("traceparent")
+        .and_then(|t| t.split('-').nth(1))
+        .expect("traceparent")
+        .to_string();
+    let detail = server
+        .get(&format!("/api/v1/monitoring/traces/{trace_id}"))
+        .await
+        .json();
+    let spans = detail["span_list"].as_array().expect("spans");
+    let named = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {detail}"))
+    };
+    let (call, work, inner) = (
+        named("plugin.call"),
+        named("guest.work"),
+        named("guest.inner"),
+    );
+    assert_eq!(work["parent_span_id"], call["span_id"]);
+    assert_eq!(inner["parent_span_id"], work["span_id"]);
+    assert_eq!(work["attributes"]["items"], "3");
+    assert_eq!(work["events"][0]["name"], "started");
+    assert_eq!(work["events"][0]["attributes"]["phase"], "one");
+    assert_eq!(inner["status"]["error"], "inner failed");
+
+    // Past the per-call limit the plugin faults; the server keeps serving.
+    server
+        .get("/misbehave/spans?n=5000")
+        .await
+        .assert_problem(500, "guest_fault");
+    assert_eq!(server.get("/misbehave/spans").await.status, 200);
+    server.shutdown().await;
+}

@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 use trellis_sdk::prelude::*;
-use trellis_sdk::{Migration, sql};
+use trellis_sdk::{Migration, sql, trace};
 
 fn app() -> App {
     let app = routes();
@@ -31,6 +31,7 @@ fn routes() -> App {
         .get("/misbehave/big", big_response)
         .get("/misbehave/status", bad_status)
         .get("/misbehave/fail", fail)
+        .get("/misbehave/spans", spans)
         .get("/misbehave/sleep", sleep)
         .post("/misbehave/body", body_len)
         .post("/misbehave/sql", run_sql)
@@ -157,6 +158,21 @@ fn big_response(req: Request) -> Result<Response> {
 }
 
 /// Answers with a status code HTTP does not have.
+/// Opens guest spans: `guest.work` with an attribute and an event, and a
+/// failed `guest.inner` under it; with `?n=`, that many more (a hostile
+/// plugin past the limit).
+fn spans(req: Request) -> Result<Response> {
+    let n: u32 = req.query_as("n")?.unwrap_or(0);
+    trace::in_span("guest.work", |work| {
+        work.set("items", 3).event("started", &[("phase", "one")]);
+        work.child("guest.inner").error("inner failed");
+        for _ in 0..n {
+            drop(trace::Span::start("guest.many"));
+        }
+    });
+    Ok(Response::text("traced"))
+}
+
 /// A 500 from the plugin itself, naming `?n=` in its message; with
 /// `?fingerprint=`, grouped under that.
 fn fail(req: Request) -> Result<Response> {

@@ -34,6 +34,7 @@ mod response;
 pub mod config;
 pub mod log;
 pub mod sql;
+pub mod trace;
 
 pub use app::{App, Handler, Migration};
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@
 mod config;
 mod log;
 pub mod sql;
+pub mod trace;
 
 /// `trellis:plugin/types` has only types; its host trait is empty.
 impl crate::plugin::bindings::types::Host for crate::plugin::HostState {}

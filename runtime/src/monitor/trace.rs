@@ -140,7 +140,7 @@ pub fn trace_id(cx: &Context) -> Option<String> {
 pub fn child(
     tracer: &SdkTracer,
     parent: &Context,
-    name: &'static str,
+    name: impl Into<std::borrow::Cow<'static, str>>,
     kind: SpanKind,
     attributes: Vec<KeyValue>,
 ) -> Context {

@@ -8,11 +8,13 @@ mod generated {
         world: "plugin",
         imports: {
             "trellis:plugin/sql": async | trappable,
+            "trellis:plugin/trace": async | trappable,
             default: async,
         },
         exports: { default: async },
         with: {
             "trellis:plugin/sql.transaction": crate::capability::sql::SqlTransaction,
+            "trellis:plugin/trace.span": crate::capability::trace::GuestSpan,
         },
     });
 }
@@ -21,4 +23,4 @@ pub use generated::Plugin;
 pub use generated::exports::trellis::plugin::manifest::PluginManifest;
 pub use generated::exports::trellis::plugin::{http_handler, manifest, migrations};
 pub use generated::trellis::plugin::types::{Request as GuestRequest, Response as GuestResponse};
-pub use generated::trellis::plugin::{config, log, sql, types};
+pub use generated::trellis::plugin::{config, log, sql, trace, types};

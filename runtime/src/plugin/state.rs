@@ -73,6 +73,8 @@ pub struct HostState {
     pub(crate) sql_seen: SqlSeen,
     /// The span of the guest call: host calls open their spans under it.
     pub(crate) trace: opentelemetry::Context,
+    /// Guest spans opened in this call.
+    pub(crate) spans_opened: u32,
     wasi: WasiCtx,
 }
 
@@ -97,6 +99,7 @@ impl HostState {
             table: ResourceTable::new(),
             sql_seen: SqlSeen::default(),
             trace,
+            spans_opened: 0,
         }
     }
 

@@ -52,11 +52,7 @@ fn shape_uncached(sql: &str) -> String {
 
 fn cut(mut text: String) -> String {
     if text.len() > MAX_SHAPE {
-        let mut end = MAX_SHAPE;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+        text.truncate(text.floor_char_boundary(MAX_SHAPE));
         text.push_str("...");
     }
     text

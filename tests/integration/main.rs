@@ -3,6 +3,7 @@
 
 mod alerts;
 mod config;
+mod dashboard;
 mod examples;
 mod limits;
 mod malformed;

@@ -422,3 +422,50 @@ async fn errors_are_grouped_by_fingerprint_and_paged() {
     assert_eq!(one.json()["count"], 100);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_dashboard_names_only_metrics_we_export() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/grafana/trellis-dashboard.json"
+    );
+    let dashboard = std::fs::read_to_string(path).expect("the Grafana dashboard");
+    serde_json::from_str::<serde_json::Value>(&dashboard).expect("valid JSON");
+    // Families without samples are not exposed: make every one but the
+    // replica figures (they need replicas) have some.
+    let server = TestServer::start(&plugins()).await;
+    server.get("/hello").await;
+    server.get("/nowhere").await;
+    server.get("/misbehave/trap").await;
+    server
+        .send(
+            Method::POST,
+            "/misbehave/sql",
+            &[("content-type", "application/json")],
+            r#"{"sql": "SELEC nonsense"}"#,
+        )
+        .await;
+    let exposition = server.get("/metrics").await.text();
+    let mut names: Vec<&str> = dashboard
+        .match_indices("trellis_")
+        .map(|(i, _)| {
+            let rest = &dashboard[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|name| *name != "trellis_" && !name.starts_with("trellis_sql_replica_"))
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() > 10, "{names:?}");
+    for name in names {
+        let base = name
+            .strip_suffix("_bucket")
+            .or_else(|| name.strip_suffix("_total"))
+            .unwrap_or(name);
+        assert!(exposition.contains(base), "{name} is not exported");
+    }
+    server.shutdown().await;
+}

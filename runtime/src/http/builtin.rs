@@ -17,6 +17,8 @@ use crate::monitor::ErrorCursor;
 /// Who may call an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
+    /// Static assets: the dashboard page (its data needs the token).
+    Public,
     Health,
     Metrics,
     Admin,
@@ -28,9 +30,11 @@ pub(super) async fn serve(app: &App, parts: &Parts) -> Result<Response<Full<Byte
     let access = match path {
         "/healthz" | "/readyz" | "/api/v1/monitoring/health" => Access::Health,
         "/metrics" => Access::Metrics,
+        "/dashboard" => Access::Public,
         _ => Access::Admin,
     };
     let public = match access {
+        Access::Public => true,
         Access::Health => app.admin.public_health,
         Access::Metrics => app.admin.public_metrics,
         Access::Admin => false,
@@ -46,6 +50,7 @@ pub(super) async fn serve(app: &App, parts: &Parts) -> Result<Response<Full<Byte
     }
     match path {
         "/healthz" => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        "/dashboard" => Ok(dashboard()),
         "/readyz" => ready(app).await,
         "/metrics" => Ok(metrics(app)),
         "/api/v1/monitoring/health" => Ok(health(app).await),
@@ -81,6 +86,26 @@ async fn ready(app: &App) -> Result<Response<Full<Bytes>>, ApiError> {
         .await
         .map_err(|e| ApiError::NotReady(format!("database: {e}")))?;
     Ok(json_response(StatusCode::OK, &json!({"status": "ready"})))
+}
+
+/// The dashboard: one page, its script and styles inline, no external
+/// assets; it polls the monitoring API.
+fn dashboard() -> Response<Full<Bytes>> {
+    const PAGE: &str = include_str!("../../assets/dashboard.html");
+    let mut response = Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self'",
+        ),
+    );
+    response
 }
 
 fn metrics(app: &App) -> Response<Full<Bytes>> {

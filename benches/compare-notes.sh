@@ -7,22 +7,13 @@
 # Usage: benches/compare-notes.sh [ROUNDS=3] [DURATION=10s] [CONNECTIONS=32]
 #   PG_URL (default postgres://postgres@127.0.0.1:5432/test) is the admin URL.
 set -euo pipefail
-rounds=${1:-3}
-duration=${2:-10s}
-connections=${3:-32}
 pg_url=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 cd "$(dirname "$0")/.."
 source benches/lib.sh
-
-unset RUST_BACKTRACE
-cargo build --release -q -p trellis -p trellis-benches --bins
-bin=target/release
-work=$(mktemp -d)
+setup 32 "$@"
 results="$work/results.jsonl"
-pids=()
 cleanup() {
-    kill "${pids[@]}" 2>/dev/null || true
-    wait 2>/dev/null || true
+    stop_servers
     psql "$pg_url" -q -c "DROP SCHEMA IF EXISTS bench_notes CASCADE; DROP SCHEMA IF EXISTS bench CASCADE;" \
         -c "DROP OWNED BY bench_notes; DROP ROLE IF EXISTS bench_notes;" >/dev/null 2>&1 || true
 }

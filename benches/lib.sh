@@ -1,5 +1,26 @@
-# Shared by the compare scripts: waiting for a server, and alternating load
-# rounds. Expects $bin, $rounds, $duration, $connections and $results.
+# Shared by the compare scripts: arguments, building, waiting for a server,
+# and alternating load rounds (which append to $results).
+
+# setup DEFAULT_CONNECTIONS [ROUNDS=3] [DURATION=10s] [CONNECTIONS]: sets
+# $rounds, $duration, $connections, builds the release binaries, sets $bin
+# and $work; the pids added to $pids are stopped on exit.
+setup() {
+    rounds=${2:-3}
+    duration=${3:-10s}
+    connections=${4:-$1}
+    # A backtrace captured per wasmtime error value costs 10-20 % (PERF_NOTES.md).
+    unset RUST_BACKTRACE
+    cargo build --release -q -p trellis -p trellis-benches --bins
+    bin=target/release
+    work=$(mktemp -d)
+    pids=()
+    trap stop_servers EXIT
+}
+
+stop_servers() {
+    kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+}
 
 # Waits until URL answers 2xx (20 s at most).
 wait_for() {
@@ -9,16 +30,26 @@ wait_for() {
 }
 
 # alternate LABEL_PREFIX PATH TRELLIS_PORT TRELLIS_PID NATIVE_PORT NATIVE_PID:
-# $rounds rounds, each loading Trellis then native with the load tool
-# pinned to CPU 1, appending one JSON line per run to $results.
+# Trellis against native (see alternate_many).
 alternate() {
+    alternate_many "$1" "$2" "trellis:$3:$4" "native:$5:$6"
+}
+
+# alternate_many LABEL_PREFIX PATH LABEL:PORT:PID...: $rounds rounds, each
+# loading every target in turn with the load tool pinned to CPU 1,
+# appending one JSON line per run to $results. Each round starts one target
+# later than the one before, so no target always runs first or last.
+alternate_many() {
     local prefix=$1 path=$2
-    local -A port=([trellis]=$3 [native]=$5) pid=([trellis]=$4 [native]=$6)
+    shift 2
+    local targets=("$@") n=$#
     for round in $(seq 1 "$rounds"); do
-        for target in trellis native; do
-            taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:${port[$target]}$path" \
+        for i in $(seq 0 $((n - 1))); do
+            target=${targets[$(((round - 1 + i) % n))]}
+            IFS=: read -r label port pid <<<"$target"
+            taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port$path" \
                 --connections "$connections" --duration "$duration" --warmup 2s \
-                --server-pid "${pid[$target]}" --label "$prefix$target" >>"$results"
+                --server-pid "$pid" --label "$prefix$label" >>"$results"
         done
         echo "${prefix}round $round done" >&2
     done

@@ -175,7 +175,7 @@ impl Default for TelemetryConfig {
     fn default() -> Self {
         TelemetryConfig {
             otlp_endpoint: None,
-            sampling_ratio: 1.0,
+            sampling_ratio: 0.1,
             slow_request: Duration::from_millis(500),
             traces_kept: 1000,
             service_name: "trellis".into(),

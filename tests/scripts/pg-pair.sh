@@ -67,7 +67,16 @@ stop() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
-    pause-replay) sql "$replica_port" 'SELECT pg_wal_replay_pause()' >/dev/null ;;
+    pause-replay)
+        # The pause is requested, not immediate: wait until replay stopped.
+        sql "$replica_port" 'SELECT pg_wal_replay_pause()' >/dev/null
+        for _ in $(seq 1 100); do
+            state=$(sql "$replica_port" 'SELECT pg_get_wal_replay_pause_state()')
+            [ "$state" = paused ] && break
+            sleep 0.1
+        done
+        [ "$state" = paused ] || { echo "replay did not pause: $state" >&2; exit 1; }
+        ;;
     resume-replay) sql "$replica_port" 'SELECT pg_wal_replay_resume()' >/dev/null ;;
     stop-primary) ctl primary stop -m fast >/dev/null ;;
     start-primary) ctl primary start >/dev/null ;;

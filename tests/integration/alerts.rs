@@ -7,6 +7,16 @@ use std::time::{Duration, Instant};
 use trellis_tests::webhook::Webhook;
 use trellis_tests::{TestServer, guest};
 
+/// `[alerts]` evaluating every 100 ms and notifying `hook`, and a rule
+/// `name` with `expr` (more keys of the rule may follow).
+fn alerting(hook: &Webhook, name: &str, expr: &str) -> String {
+    format!(
+        "[alerts]\nevaluation_interval = \"100ms\"\nwebhooks = [{:?}]\n\n\
+         [[alerts.rules]]\nname = {name:?}\nexpr = {expr:?}\n",
+        hook.url()
+    )
+}
+
 async fn state(server: &TestServer) -> Option<String> {
     let body = server.get("/api/v1/monitoring/alerts").await.json();
     body["alerts"][0]["state"].as_str().map(str::to_string)
@@ -16,14 +26,7 @@ async fn state(server: &TestServer) -> Option<String> {
 async fn a_rule_fires_and_resolves_with_one_notification_each() {
     let hook = Webhook::start(1).await;
     let server = TestServer::start(&format!(
-        r#"
-[alerts]
-evaluation_interval = "100ms"
-webhooks = ["{hook}"]
-
-[[alerts.rules]]
-name = "SleepSlow"
-expr = 'route_p95_ms{{route="/misbehave/sleep"}}[10s] > 150'
+        r#"{alerting}
 for = "1s"
 severity = "critical"
 labels = {{ team = "api" }}
@@ -33,7 +36,11 @@ summary = "sleep is slow"
 path = {misbehave:?}
 grants = ["config", "sql"]
 "#,
-        hook = hook.url(),
+        alerting = alerting(
+            &hook,
+            "SleepSlow",
+            r#"route_p95_ms{route="/misbehave/sleep"}[10s] > 150"#
+        ),
         misbehave = guest("misbehave"),
     ))
     .await;
@@ -101,4 +108,53 @@ fn an_invalid_rule_is_a_config_error_naming_its_key() {
         message.contains("unknown signal `route_p42_ms`"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_of_a_cluster_evaluates_and_another_takes_over() {
+    let namespace = trellis_tests::pg::Namespace::new().await;
+    let hook = Webhook::start(0).await;
+    let toml = format!(
+        "{}\n{}",
+        namespace.toml(),
+        alerting(&hook, "Always", "instances_in_use >= 0")
+    );
+    let nodes = [
+        TestServer::start(&toml).await,
+        TestServer::start(&toml).await,
+    ];
+    assert_eq!(hook.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    // Both evaluate every 100 ms; only one may notify.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(hook.wait_for(2, Duration::ZERO).await.len(), 1);
+    let mut evaluating = Vec::new();
+    for node in &nodes {
+        let body = node.get("/api/v1/monitoring/alerts").await.json();
+        evaluating.push(body["evaluating"] == true);
+    }
+    assert_eq!(
+        evaluating.iter().filter(|e| **e).count(),
+        1,
+        "{evaluating:?}"
+    );
+
+    // The evaluating node stops; the other takes the role.
+    let [first, second] = nodes;
+    let (leader, other) = if evaluating[0] {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    leader.shutdown().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = other.get("/api/v1/monitoring/alerts").await.json();
+        if body["evaluating"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no node took over: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    other.shutdown().await;
+    namespace.drop_all().await;
 }

@@ -247,7 +247,11 @@ fn alerts(app: &App) -> Response<Full<Bytes>> {
         .collect();
     json_response(
         StatusCode::OK,
-        &json!({"alerts": app.alerts.list(), "rules": rules}),
+        &json!({
+            "alerts": app.alerts.list(),
+            "rules": rules,
+            "evaluating": app.alerts.leading(),
+        }),
     )
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 
-use crate::backend::sql::{QueryCache, SqlError, SqlService};
+use crate::backend::sql::{Leader, QueryCache, SqlError, SqlService};
 use crate::config::{Config, Limits};
 use crate::monitor::{ErrorGroups, HostSnapshot, Metrics, RouteStats, Tracing};
 
@@ -181,6 +181,12 @@ impl PluginHost {
             process_rss_bytes: crate::monitor::process_sample().map(|p| p.rss_bytes as f64),
             error_groups_spiking: self.errors.spiking() as f64,
         }
+    }
+
+    /// Tries to become the node that does `role` (see
+    /// [`SqlService::try_lead`]).
+    pub async fn try_lead(&self, role: &str) -> Result<Option<Leader>, SqlError> {
+        self.sql.try_lead(role).await
     }
 
     /// Whether the database answers, and how fast.

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::backend::sql::Leader;
 use crate::config::{Config, ServerConfig};
 use crate::http::{AdminAuth, App};
 use crate::monitor::alerts::{Alerts, Notifier, now_ms};
@@ -294,8 +295,12 @@ async fn evaluate_alerts(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leader = None;
     loop {
         tick.tick().await;
+        if !lead(&host, &alerts, &mut leader).await {
+            continue;
+        }
         let notifications = alerts.evaluate(&host.alert_inputs(), now_ms());
         for n in &notifications {
             tracing::warn!(
@@ -308,6 +313,29 @@ async fn evaluate_alerts(
         }
         notifier.send(notifications);
     }
+}
+
+/// Keeps or takes the alert-evaluation role: among nodes sharing a
+/// PostgreSQL database exactly one evaluates and notifies.
+async fn lead(host: &PluginHost, alerts: &Alerts, leader: &mut Option<Leader>) -> bool {
+    if let Some(held) = leader
+        && !held.still().await
+    {
+        tracing::warn!("lost the alert evaluation role");
+        *leader = None;
+    }
+    if leader.is_none() {
+        match host.try_lead("alerts").await {
+            Ok(Some(held)) => {
+                tracing::info!("this node evaluates the alert rules");
+                *leader = Some(held);
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(%err, "cannot take the alert evaluation role"),
+        }
+    }
+    alerts.set_leading(leader.is_some());
+    leader.is_some()
 }
 
 /// Loads every configured plugin concurrently (compilation runs on the

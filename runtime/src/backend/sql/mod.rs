@@ -76,6 +76,21 @@ pub enum SqlError {
     TransactionClosed,
 }
 
+/// A cluster-wide role held by this node (a PostgreSQL session advisory
+/// lock on a connection of its own); dropping it lets another node lead.
+#[derive(Debug)]
+pub struct Leader(Option<sqlx::PgConnection>);
+
+impl Leader {
+    /// Whether the role is still held (the lock's connection answers).
+    pub async fn still(&mut self) -> bool {
+        match &mut self.0 {
+            None => true,
+            Some(conn) => sqlx::Connection::ping(conn).await.is_ok(),
+        }
+    }
+}
+
 /// A plugin's database: its pool on the configured backend.
 #[derive(Debug, Clone)]
 pub enum PluginDb {
@@ -274,6 +289,16 @@ impl SqlService {
         match self {
             SqlService::Sqlite(_) => (Vec::new(), Vec::new()),
             SqlService::Postgres(s) => s.replica_stats(),
+        }
+    }
+
+    /// Tries to become the one node doing `role` (e.g. evaluating alerts)
+    /// among the nodes sharing this database: `None` while another node
+    /// is. With SQLite there is one node, and it always leads.
+    pub async fn try_lead(&self, role: &str) -> Result<Option<Leader>, SqlError> {
+        match self {
+            SqlService::Sqlite(_) => Ok(Some(Leader(None))),
+            SqlService::Postgres(s) => Ok(s.try_lead(role).await?.map(|c| Leader(Some(c)))),
         }
     }
 

@@ -121,6 +121,23 @@ impl Service {
         self.replicas.stats()
     }
 
+    /// Tries to take the cluster-wide lock of `role` in this namespace on a
+    /// connection of its own: held while the connection lives.
+    pub(super) async fn try_lead(&self, role: &str) -> Result<Option<PgConnection>, SqlError> {
+        use sqlx::Connection as _;
+        let mut conn = PgConnection::connect_with(&self.options)
+            .await
+            .map_err(map_error)?;
+        let key = format!("{}:{role}", self.namespace);
+        let (got,): (bool,) =
+            sqlx::query_as("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(map_error)?;
+        Ok(got.then_some(conn))
+    }
+
     /// Round trip to the primary over the admin pool.
     pub(super) async fn ping(&self) -> Result<(), SqlError> {
         sqlx::query("SELECT 1")

@@ -101,6 +101,8 @@ pub struct Alerts {
     rules: Vec<Rule>,
     alerts: Mutex<BTreeMap<String, Alert>>,
     state_file: PathBuf,
+    /// Whether this node evaluates (one node per shared database does).
+    leading: std::sync::atomic::AtomicBool,
 }
 
 impl Alerts {
@@ -132,7 +134,19 @@ impl Alerts {
             rules,
             alerts: Mutex::new(alerts),
             state_file,
+            leading: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Records whether this node evaluates the rules.
+    pub fn set_leading(&self, leading: bool) {
+        self.leading
+            .store(leading, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this node evaluates the rules (the others' lists are stale).
+    pub fn leading(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether there is anything to evaluate.

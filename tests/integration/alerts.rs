@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use http::Method;
 use trellis_tests::webhook::Webhook;
 use trellis_tests::{TestServer, guest};
 
@@ -157,4 +158,81 @@ async fn one_node_of_a_cluster_evaluates_and_another_takes_over() {
     }
     other.shutdown().await;
     namespace.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_holds_notifications_back_until_it_ends() {
+    let hook = Webhook::start(0).await;
+    let server = TestServer::start(&format!(
+        "{}for = \"1s\"\n",
+        alerting(&hook, "Always", "instances_in_use >= 0")
+    ))
+    .await;
+    let json = [("content-type", "application/json")];
+    let created = server
+        .send(
+            Method::POST,
+            "/api/v1/monitoring/silences",
+            &json,
+            r#"{"matchers": {"alertname": "Always"}, "duration": "3s", "comment": "deploy"}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_str().expect("an id").to_string();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/v1/monitoring/silences/{id}").as_str())
+    );
+    let listed = server.get("/api/v1/monitoring/silences").await.json();
+    assert_eq!(listed["silences"][0]["comment"], "deploy");
+
+    // It fires while silenced: listed as such, nobody told.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state(&server).await.as_deref() != Some("firing") {
+        assert!(Instant::now() < deadline, "it never fired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alerts = server.get("/api/v1/monitoring/alerts").await.json();
+    assert_eq!(alerts["alerts"][0]["silenced"], true);
+    assert!(
+        hook.wait_for(1, Duration::from_millis(200))
+            .await
+            .is_empty()
+    );
+
+    // The silence ends: the held-back firing is announced, once.
+    let received = hook.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["status"], "firing");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook.wait_for(2, Duration::ZERO).await.len(), 1);
+    let listed = server.get("/api/v1/monitoring/silences").await.json();
+    assert_eq!(listed["silences"], serde_json::json!([]));
+
+    // Unhappy paths.
+    server
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/monitoring/silences/{id}"),
+            &[],
+            "",
+        )
+        .await
+        .assert_problem(404, "not_found");
+    for bad in [
+        r#"{"matchers": {}, "duration": "1h"}"#,
+        r#"{"matchers": {"alertname": "Always"}, "duration": "90days"}"#,
+        r#"{"matchers": {"alertname": "Always"}}"#,
+        "not json",
+    ] {
+        server
+            .send(Method::POST, "/api/v1/monitoring/silences", &json, bad)
+            .await
+            .assert_problem(400, "bad_request");
+    }
+    server
+        .send(Method::PUT, "/api/v1/monitoring/silences", &json, "{}")
+        .await
+        .assert_problem(405, "method_not_allowed");
+    server.shutdown().await;
 }

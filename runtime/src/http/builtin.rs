@@ -8,11 +8,13 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
+use hyper::body::Body;
 use serde_json::json;
 
-use super::App;
+use super::{App, convert};
 use crate::error::ApiError;
 use crate::monitor::ErrorCursor;
+use crate::monitor::alerts::{NewSilence, now_ms};
 
 /// Who may call an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +27,15 @@ enum Access {
 }
 
 /// Serves a request to a reserved path.
-pub(super) async fn serve(app: &App, parts: &Parts) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn serve<B>(
+    app: &App,
+    parts: &Parts,
+    body: B,
+) -> Result<Response<Full<Bytes>>, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let path = parts.uri.path();
     let access = match path {
         "/healthz" | "/readyz" | "/api/v1/monitoring/health" => Access::Health,
@@ -41,6 +51,9 @@ pub(super) async fn serve(app: &App, parts: &Parts) -> Result<Response<Full<Byte
     };
     if !public {
         app.admin.check(&parts.headers)?;
+    }
+    if let Some(rest) = path.strip_prefix(SILENCES) {
+        return silences(app, parts, rest, body).await;
     }
     if parts.method != Method::GET && parts.method != Method::HEAD {
         return Err(ApiError::MethodNotAllowed {
@@ -75,6 +88,67 @@ pub(super) async fn serve(app: &App, parts: &Parts) -> Result<Response<Full<Byte
         }
     }
 }
+
+const SILENCES: &str = "/api/v1/monitoring/silences";
+/// Largest silence request body.
+const SILENCE_BODY: u64 = 64 * 1024;
+
+/// `GET` (those in force), `POST` (a new one: `{"matchers": {..},
+/// "duration": "2h", "comment": ".."}` → 201), `DELETE /{id}` (end it).
+async fn silences<B>(
+    app: &App,
+    parts: &Parts,
+    rest: &str,
+    body: B,
+) -> Result<Response<Full<Bytes>>, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let store = app.alerts.silences();
+    let now = now_ms();
+    let not_allowed = |allow: &str| ApiError::MethodNotAllowed {
+        method: parts.method.to_string(),
+        allow: allow.into(),
+    };
+    match (rest, &parts.method) {
+        ("", &Method::GET | &Method::HEAD) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"silences": store.active(now)}),
+        )),
+        ("", &Method::POST) => {
+            let bytes =
+                convert::read_body(body, &parts.headers, SILENCE_BODY, SILENCE_TIMEOUT).await?;
+            let new: NewSilence = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::BadRequest(format!("invalid silence: {e}")))?;
+            let silence = store.add(new, now).map_err(ApiError::BadRequest)?;
+            let mut response = json_response(StatusCode::CREATED, &json!(silence));
+            if let Ok(location) = HeaderValue::from_str(&format!("{SILENCES}/{}", silence.id)) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(response)
+        }
+        ("", _) => Err(not_allowed("GET, HEAD, POST")),
+        (id, &Method::DELETE) if id.len() > 1 && id.starts_with('/') => {
+            if store.remove(&id[1..]) {
+                let mut response = Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                Ok(response)
+            } else {
+                Err(ApiError::NotFound {
+                    path: parts.uri.path().into(),
+                })
+            }
+        }
+        (id, _) if id.len() > 1 && id.starts_with('/') => Err(not_allowed("DELETE")),
+        _ => Err(ApiError::NotFound {
+            path: parts.uri.path().into(),
+        }),
+    }
+}
+
+/// Time a client has to send a silence.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// 200 when serving; 503 while draining or when the database is down.
 async fn ready(app: &App) -> Result<Response<Full<Bytes>>, ApiError> {

@@ -181,7 +181,7 @@ impl App {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path();
         if is_reserved(path) {
-            return builtin::serve(self, &parts).await;
+            return builtin::serve(self, &parts, body).await;
         }
         let tracer = self.host.tracing().tracer();
         let routing = child_span(tracer, trace, "http.route", SpanKind::Internal, Vec::new());

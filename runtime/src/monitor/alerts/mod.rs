@@ -8,6 +8,7 @@
 
 mod notify;
 pub mod rule;
+pub mod silence;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use notify::Notifier;
 pub use rule::{Expr, Op, Signal};
+pub use silence::{NewSilence, Silence, Silences};
 
 use super::Window;
 use crate::config::{AlertRule, AlertsConfig};
@@ -65,6 +67,12 @@ pub struct Alert {
     pub fired_at: Option<u64>,
     /// When it resolved (Unix ms).
     pub resolved_at: Option<u64>,
+    /// Whether its firing was announced (not held back by a silence).
+    #[serde(default)]
+    pub notified: bool,
+    /// Whether a silence matches it now.
+    #[serde(default)]
+    pub silenced: bool,
 }
 
 /// What the rules read, gathered once per evaluation.
@@ -103,6 +111,8 @@ pub struct Alerts {
     state_file: PathBuf,
     /// Whether this node evaluates (one node per shared database does).
     leading: std::sync::atomic::AtomicBool,
+    /// Silences in force.
+    silences: Silences,
 }
 
 impl Alerts {
@@ -135,7 +145,13 @@ impl Alerts {
             alerts: Mutex::new(alerts),
             state_file,
             leading: std::sync::atomic::AtomicBool::new(false),
+            silences: Silences::load(data_dir.join("silences.json"), now_ms()),
         }
+    }
+
+    /// The silences.
+    pub fn silences(&self) -> &Silences {
+        &self.silences
     }
 
     /// Records whether this node evaluates the rules.
@@ -227,23 +243,64 @@ impl Alerts {
                 }
             }
         }
+        let notifications = self.hold_back_silenced(&mut alerts, notifications, now);
         if *alerts != before {
             self.save(&alerts);
         }
         notifications
     }
 
+    /// Drops the notifications a silence holds back, and announces firing
+    /// alerts held back before whose silence has ended.
+    fn hold_back_silenced(
+        &self,
+        alerts: &mut BTreeMap<String, Alert>,
+        transitions: Vec<Notification>,
+        now: u64,
+    ) -> Vec<Notification> {
+        let mut out = Vec::new();
+        for n in transitions {
+            let silenced = self.silences.silences(&n.alert.labels, now);
+            let Some(alert) = alerts.get_mut(&n.alert.fingerprint) else {
+                continue;
+            };
+            match n.status {
+                State::Firing if !silenced => {
+                    alert.notified = true;
+                    out.push(n);
+                }
+                // A resolution is news only where the firing was.
+                State::Resolved if alert.notified && !silenced => out.push(n),
+                _ => {}
+            }
+        }
+        for alert in alerts.values_mut() {
+            alert.silenced = self.silences.silences(&alert.labels, now);
+            if alert.state == State::Firing && !alert.notified && !alert.silenced {
+                alert.notified = true;
+                if let Some(rule) = self.rules.iter().find(|r| r.config.name == alert.rule) {
+                    out.push(notification(rule, alert));
+                }
+            }
+        }
+        out
+    }
+
     fn save(&self, alerts: &BTreeMap<String, Alert>) {
         let list: Vec<&Alert> = alerts.values().collect();
-        let Ok(bytes) = serde_json::to_vec_pretty(&list) else {
-            return;
-        };
-        let tmp = self.state_file.with_extension("json.tmp");
-        let written =
-            std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &self.state_file));
-        if let Err(err) = written {
-            tracing::warn!(%err, file = %self.state_file.display(), "cannot save alert states");
-        }
+        save_json(&self.state_file, &list, "alert states");
+    }
+}
+
+/// Writes `value` as JSON to `file` atomically (a temporary file renamed
+/// over it); a failure is logged as not saving `what`.
+pub(super) fn save_json(file: &Path, value: &impl Serialize, what: &str) {
+    let Ok(bytes) = serde_json::to_vec_pretty(value) else {
+        return;
+    };
+    let tmp = file.with_extension("json.tmp");
+    if let Err(err) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, file)) {
+        tracing::warn!(%err, file = %file.display(), "cannot save {what}");
     }
 }
 
@@ -299,6 +356,8 @@ fn fresh(rule: &Rule, fingerprint: &str, labels: &BTreeMap<String, String>, now:
         last_true: now,
         fired_at: None,
         resolved_at: None,
+        notified: false,
+        silenced: false,
     }
 }
 

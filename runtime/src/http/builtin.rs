@@ -223,14 +223,13 @@ async fn health(app: &App) -> Response<Full<Bytes>> {
 fn summary(app: &App) -> Response<Full<Bytes>> {
     let snapshot = app.host.snapshot();
     let (hits, misses) = snapshot.query_cache;
-    let lookups = hits + misses;
     let body = json!({
         "uptime_s": app.started.elapsed().as_secs(),
         "instances_in_use": snapshot.instances_in_use,
         "query_cache": {
             "hits": hits,
             "misses": misses,
-            "hit_rate": if lookups == 0 { None } else { Some(hits as f64 / lookups as f64) },
+            "hit_rate": snapshot.query_cache_hit_rate(),
         },
         "routes": app.host.metrics().summaries(),
     });

@@ -203,10 +203,16 @@ impl App {
                 });
             }
         };
-        if let Some(route) = target.plugin.manifest().routes.get(target.route as usize) {
+        let route = target
+            .plugin
+            .manifest()
+            .routes
+            .get(target.route as usize)
+            .map_or("", |r| r.path.as_str());
+        {
             let span = trace.span();
-            span.update_name(format!("{} {}", parts.method, route.path));
-            span.set_attribute(KeyValue::new("http.route", route.path.clone()));
+            span.update_name(format!("{} {route}", parts.method));
+            span.set_attribute(KeyValue::new("http.route", route.to_string()));
             span.set_attribute(KeyValue::new(
                 "trellis.plugin",
                 target.plugin.name().to_string(),
@@ -226,12 +232,6 @@ impl App {
             .ok()
             .and_then(|r| r.headers_mut().remove(FINGERPRINT_HEADER));
         if status >= 500 {
-            let route = target
-                .plugin
-                .manifest()
-                .routes
-                .get(target.route as usize)
-                .map_or("", |r| r.path.as_str());
             let (kind, message) = match &result {
                 Err(err) => (err.code(), err.to_string()),
                 Ok(response) => ("plugin_error", problem_detail(response)),

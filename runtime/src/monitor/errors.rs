@@ -188,7 +188,7 @@ impl ErrorGroups {
     pub fn spiking(&self) -> usize {
         let now = unix_ms(SystemTime::now());
         let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        groups.values().filter(|g| g.flagged(now).spiking).count()
+        groups.values().filter(|g| g.spiking_at(now)).count()
     }
 
     /// One group.
@@ -204,6 +204,13 @@ impl Group {
     fn flagged(&self, now: u64) -> Group {
         let mut group = self.clone();
         group.new = now.saturating_sub(self.first_seen) < millis(NEW_FOR);
+        group.spiking = self.spiking_at(now);
+        group
+    }
+
+    /// At least [`SPIKE_MIN`] in the minute of `now` and [`SPIKE_FACTOR`]
+    /// times the average of the minutes before.
+    fn spiking_at(&self, now: u64) -> bool {
         let minute = now / 60_000;
         let last = self
             .minutes
@@ -217,8 +224,7 @@ impl Group {
             .map(|(_, n)| n)
             .sum();
         let average = earlier as f64 / (MINUTES - 1) as f64;
-        group.spiking = last >= SPIKE_MIN && last as f64 >= SPIKE_FACTOR * average.max(1.0);
-        group
+        last >= SPIKE_MIN && last as f64 >= SPIKE_FACTOR * average.max(1.0)
     }
 }
 

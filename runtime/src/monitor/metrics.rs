@@ -125,6 +125,14 @@ pub struct HostSnapshot {
     pub replicas: Vec<(String, u64, f64, bool)>,
 }
 
+impl HostSnapshot {
+    /// Query cache hits over lookups; `None` before any lookup.
+    pub fn query_cache_hit_rate(&self) -> Option<f64> {
+        let (hits, misses) = self.query_cache;
+        (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64)
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()

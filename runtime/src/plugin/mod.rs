@@ -138,11 +138,6 @@ impl PluginHost {
         })
     }
 
-    /// Query result cache (hits, misses) so far.
-    pub fn query_cache_stats(&self) -> (u64, u64) {
-        self.query_cache.stats()
-    }
-
     /// The server's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -172,12 +167,11 @@ impl PluginHost {
 
     /// What alert rules read now.
     pub fn alert_inputs(&self) -> crate::monitor::alerts::Inputs {
-        let (hits, misses) = self.query_cache.stats();
+        let snapshot = self.snapshot();
         crate::monitor::alerts::Inputs {
             routes: self.metrics.route_windows(),
-            query_cache_hit_rate: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
-            instances_in_use: f64::from(self.max_instances)
-                - self.instances.available_permits() as f64,
+            query_cache_hit_rate: snapshot.query_cache_hit_rate(),
+            instances_in_use: snapshot.instances_in_use as f64,
             process_rss_bytes: crate::monitor::process_sample().map(|p| p.rss_bytes as f64),
             error_groups_spiking: self.errors.spiking() as f64,
         }

@@ -35,7 +35,7 @@ alternate() {
     alternate_many "$1" "$2" "trellis:$3:$4" "native:$5:$6"
 }
 
-# alternate_many LABEL_PREFIX PATH LABEL:PORT:PID...: $rounds rounds, each
+# alternate_many LABEL_PREFIX PATH LABEL:PORT:PID[:HEADER]...: $rounds rounds, each
 # loading every target in turn with the load tool pinned to CPU 1,
 # appending one JSON line per run to $results. Each round starts one target
 # later than the one before, so no target always runs first or last.
@@ -46,9 +46,11 @@ alternate_many() {
     for round in $(seq 1 "$rounds"); do
         for i in $(seq 0 $((n - 1))); do
             target=${targets[$(((round - 1 + i) % n))]}
-            IFS=: read -r label port pid <<<"$target"
+            # An optional fourth field is a request header (`name: value`).
+            IFS=: read -r label port pid header <<<"$target"
             taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port$path" \
                 --connections "$connections" --duration "$duration" --warmup 2s \
+                ${header:+--header "$header"} \
                 --server-pid "$pid" --label "$prefix$label" >>"$results"
         done
         echo "${prefix}round $round done" >&2

@@ -27,7 +27,7 @@ use crate::examples;
 const NOT_OVERRIDES: &[&str] = &["TRELLIS_CONFIG", "TRELLIS_LOG"];
 
 /// Capabilities a plugin may be granted.
-pub const CAPABILITIES: &[&str] = &["log", "config", "sql"];
+pub const CAPABILITIES: &[&str] = &["log", "config", "sql", "cache", "lock"];
 
 /// A configuration error: what is wrong and where.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +90,99 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Alert rules and where notifications go.
     pub alerts: AlertsConfig,
+    /// Redis, shared by every node: the cache's second tier and its
+    /// invalidations, and locks. Absent: both stay in process.
+    pub redis: Option<RedisConfig>,
+    /// The `cache` capability and the HTTP response cache.
+    pub cache: CacheConfig,
+    /// The `lock` capability.
+    pub lock: LockConfig,
     /// The plugins to serve, by name. Absent: the embedded examples.
     pub plugins: Option<BTreeMap<String, PluginConfig>>,
+}
+
+/// `[redis]`: the Redis every node shares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Prefix of every key and channel, so deployments can share a Redis.
+    #[serde(default = "default_redis_namespace")]
+    pub namespace: String,
+    /// A command that takes longer fails (the cache then degrades, a lock
+    /// call reports `unavailable`).
+    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    pub command_timeout: Duration,
+}
+
+fn default_redis_namespace() -> String {
+    "trellis".into()
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(500)
+}
+
+/// `[cache]`: sizes and time bounds of the two-tier cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Memory of the in-process tier (values and keys).
+    pub l1_size: ByteSize,
+    /// The largest value a plugin may store.
+    pub max_value: ByteSize,
+    /// The longest ttl a plugin may ask for (longer ones are cut to it).
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// With Redis: how long a node keeps an entry in process at most. An
+    /// invalidation published by another node normally arrives within
+    /// milliseconds; if it is lost, this bounds how long the old value is
+    /// served.
+    #[serde(with = "humantime_serde")]
+    pub l1_max_ttl: Duration,
+    /// How long after expiry an entry may still be served when its reload
+    /// fails (stale-on-error).
+    #[serde(with = "humantime_serde")]
+    pub stale_for: Duration,
+    /// How long a `fetch` waits for another caller's load of the same key
+    /// before loading itself.
+    #[serde(with = "humantime_serde")]
+    pub load_wait: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            l1_size: ByteSize::mib(64),
+            max_value: ByteSize::mib(1),
+            max_ttl: Duration::from_secs(24 * 3600),
+            l1_max_ttl: Duration::from_secs(10),
+            stale_for: Duration::from_secs(30),
+            load_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[lock]`: bounds of the `lock` capability.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockConfig {
+    /// The longest lease a plugin may take.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// The longest a plugin may wait to acquire.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        LockConfig {
+            max_ttl: Duration::from_secs(300),
+            max_wait: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[server]`: the listener and the HTTP connection limits.
@@ -490,6 +581,9 @@ impl Default for Config {
             admin: AdminConfig::default(),
             telemetry: TelemetryConfig::default(),
             alerts: AlertsConfig::default(),
+            redis: None,
+            cache: CacheConfig::default(),
+            lock: LockConfig::default(),
             plugins: None,
         }
     }
@@ -755,12 +849,43 @@ impl Config {
             return invalid("telemetry.traces_kept", "must be at least 1");
         }
         self.validate_alerts()?;
+        self.validate_cache()?;
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &format!("not a valid filter: {err}"));
         }
         self.limits.validate("limits")?;
         for (name, plugin) in self.plugins() {
             self.validate_plugin(&name, &plugin)?;
+        }
+        Ok(())
+    }
+
+    fn validate_cache(&self) -> Result<(), ConfigError> {
+        if let Some(redis) = &self.redis {
+            if !(redis.url.starts_with("redis://") || redis.url.starts_with("rediss://")) {
+                return invalid("redis.url", "must be a redis:// URL");
+            }
+            if redis.namespace.is_empty()
+                || !redis
+                    .namespace
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return invalid("redis.namespace", "letters, digits, `_` and `-`");
+            }
+            if redis.command_timeout.is_zero() {
+                return invalid("redis.command_timeout", "must be more than 0");
+            }
+        }
+        let cache = &self.cache;
+        if cache.max_value.as_u64() == 0 || cache.max_value > cache.l1_size {
+            return invalid("cache.max_value", "must be more than 0 and at most l1_size");
+        }
+        if cache.max_ttl.is_zero() || cache.l1_max_ttl.is_zero() {
+            return invalid("cache", "max_ttl and l1_max_ttl must be more than 0");
+        }
+        if self.lock.max_ttl.is_zero() {
+            return invalid("lock.max_ttl", "must be more than 0");
         }
         Ok(())
     }

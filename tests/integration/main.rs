@@ -2,13 +2,16 @@
 //! server on an ephemeral loopback port and talks HTTP to it.
 
 mod alerts;
+mod cache;
 mod config;
 mod dashboard;
 mod examples;
 mod limits;
+mod locks;
 mod malformed;
 mod monitoring;
 mod replica;
+mod response_cache;
 mod roundtrip;
 mod soak;
 mod sql;

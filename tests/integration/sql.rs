@@ -96,7 +96,7 @@ on_both_backends!(
     query_cache_serves_until_a_write_to_its_tables,
 );
 
-const NOTES: &str = "[plugins.notes]\nbuiltin = \"notes\"\ngrants = [\"sql\"]\n";
+const NOTES: &str = "[plugins.notes]\nbuiltin = \"notes\"\ngrants = [\"sql\", \"cache\"]\n";
 
 fn misbehave(extra: &str) -> String {
     format!(

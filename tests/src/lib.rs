@@ -12,14 +12,17 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use trellis::{Config, Server, ServerHandle};
 
+pub mod node;
 pub mod otlp;
 pub mod pg;
+pub mod redis;
 pub mod webhook;
 
 /// A running server and clients for it. Shuts down when dropped.
 #[derive(Debug)]
 pub struct TestServer {
     handle: Option<ServerHandle>,
+    addr: SocketAddr,
     http1: Client<HttpConnector, Full<Bytes>>,
     http2: Client<HttpConnector, Full<Bytes>>,
 }
@@ -119,7 +122,11 @@ pub fn config_in(toml: &str, data_dir: &Path) -> Config {
             format!("{:?}", cache_dir().display().to_string()),
         ),
     ];
-    let env = env.into_iter().map(|(k, v)| (k.to_string(), v));
+    // A test that sizes the instance pool itself keeps its size.
+    let env = env
+        .into_iter()
+        .filter(|(k, _)| !(*k == "TRELLIS_ENGINE__MAX_INSTANCES" && toml.contains("max_instances")))
+        .map(|(k, v)| (k.to_string(), v));
     Config::parse(toml, Path::new("test.toml"), env)
         .unwrap_or_else(|e| panic!("test config is invalid: {e}"))
 }
@@ -136,8 +143,16 @@ impl TestServer {
             .await
             .unwrap_or_else(|e| panic!("server did not start: {e}"));
         let handle = server.spawn().expect("server has an address");
+        let mut client = TestServer::at(handle.addr());
+        client.handle = Some(handle);
+        client
+    }
+
+    /// Clients for a server running elsewhere (another process) at `addr`.
+    pub fn at(addr: SocketAddr) -> TestServer {
         TestServer {
-            handle: Some(handle),
+            handle: None,
+            addr,
             http1: Client::builder(TokioExecutor::new()).build_http(),
             http2: Client::builder(TokioExecutor::new())
                 .http2_only(true)
@@ -147,7 +162,7 @@ impl TestServer {
 
     /// The server's address.
     pub fn addr(&self) -> SocketAddr {
-        self.handle.as_ref().map(|h| h.addr()).expect("running")
+        self.addr
     }
 
     /// `GET path` over HTTP/1.1.

@@ -49,6 +49,18 @@ struct Args {
     /// A label for the JSON output.
     #[arg(long, default_value = "")]
     label: String,
+    /// A request header, `name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_parser = parse_header)]
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+fn parse_header(text: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not `name: value`"))?;
+    let name = http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| e.to_string())?;
+    let value = http::HeaderValue::from_str(value.trim()).map_err(|e| e.to_string())?;
+    Ok((name, value))
 }
 
 /// The longest run allowed, whatever the flags say.
@@ -155,9 +167,12 @@ async fn connection(
             .parse()?
     };
     while Instant::now() < stop_at && shared.recorded.load(Ordering::Relaxed) < args.max_requests {
-        let request = Request::get(uri.clone())
+        let mut request = Request::get(uri.clone())
             .header(http::header::HOST, addr.to_string())
             .body(Empty::<Bytes>::new())?;
+        for (name, value) in &args.headers {
+            request.headers_mut().append(name.clone(), value.clone());
+        }
         let sent = Instant::now();
         match sender.send(request).await {
             Ok(status) => {

@@ -2,14 +2,24 @@
 //! pagination, update and delete notes. The same SQL runs on SQLite (the
 //! embedded default) and PostgreSQL; titles are unique, so a duplicate is a
 //! 409.
+//!
+//! Reads are served from the host's HTTP response cache (the `cache`
+//! capability) for up to 30 s: a note is tagged `notes` and `note:{id}`, the
+//! list `notes`. Every successful write invalidates the tags it touches, so
+//! readers see it without waiting for the ttl.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use trellis_sdk::prelude::*;
-use trellis_sdk::{Migration, params, sql};
+use trellis_sdk::{Migration, RouteCache, cache, params, sql};
 
 /// Page size when `?limit=` is absent, and the most a page may hold.
 const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 100;
+
+/// How long the host may serve a cached read.
+const CACHE_TTL: Duration = Duration::from_secs(30);
 
 fn app() -> App {
     App::new("notes", env!("CARGO_PKG_VERSION"))
@@ -31,9 +41,12 @@ fn app() -> App {
                            updated_at BIGINT NOT NULL);
                        CREATE INDEX notes_updated_at ON notes (updated_at);",
         })
+        .capability("cache")
         .post("/notes", create)
         .get("/notes", list)
+        .cache(RouteCache::ttl(CACHE_TTL).tag("notes"))
         .get("/notes/{id}", get)
+        .cache(RouteCache::ttl(CACHE_TTL).tag("notes").tag("note:{id}"))
         .put("/notes/{id}", update)
         .delete("/notes/{id}", delete)
 }
@@ -70,6 +83,7 @@ fn create(req: Request) -> Result<Response> {
     )?
     .first()?;
     let note = note.ok_or_else(|| Error::internal("the insert returned no row"))?;
+    cache::invalidate_tag("notes")?;
     Ok(Response::json(&note)?
         .with_status(201)
         .header("location", format!("/notes/{}", note.id)))
@@ -121,7 +135,10 @@ fn update(req: Request) -> Result<Response> {
     )?
     .first()?;
     match note {
-        Some(note) => Response::json(&note),
+        Some(note) => {
+            invalidate(id)?;
+            Response::json(&note)
+        }
         None => Err(Error::not_found(format!("no note {id}"))),
     }
 }
@@ -130,8 +147,17 @@ fn delete(req: Request) -> Result<Response> {
     let id: i64 = req.param("id")?;
     match sql::execute("DELETE FROM notes WHERE id = $1", &params![id])? {
         0 => Err(Error::not_found(format!("no note {id}"))),
-        _ => Ok(Response::no_content()),
+        _ => {
+            invalidate(id)?;
+            Ok(Response::no_content())
+        }
     }
+}
+
+/// Drops the cached reads of note `id` and of the list, after a write to it.
+fn invalidate(id: i64) -> Result<()> {
+    cache::invalidate_tag(&format!("note:{id}"))?;
+    cache::invalidate_tag("notes")
 }
 
 fn validate(input: &NoteInput) -> Result<()> {

@@ -1,6 +1,8 @@
 //! The route table a plugin declares, and the dispatch from the host's
 //! `handle` call to the matching handler.
 
+use std::time::Duration;
+
 use crate::bindings::exports::trellis::plugin::manifest::{PluginManifest, Route};
 use crate::bindings::exports::trellis::plugin::migrations::Migration as RawMigration;
 use crate::bindings::trellis::plugin::types::{Request as RawRequest, Response as RawResponse};
@@ -13,6 +15,8 @@ struct RouteEntry {
     method: &'static str,
     path: &'static str,
     handler: Handler,
+    /// Sent as the manifest's `route.options`.
+    options: Vec<(String, String)>,
 }
 
 /// A plugin's routes and the capabilities it asks for.
@@ -69,6 +73,7 @@ impl App {
             method,
             path,
             handler,
+            options: Vec::new(),
         });
         self
     }
@@ -98,11 +103,89 @@ impl App {
         self.route("DELETE", path, handler)
     }
 
+    /// Lets the host cache the responses of the route added last: it
+    /// answers repeated requests from its HTTP response cache without calling
+    /// the plugin, until the ttl runs out or a tag is invalidated (see
+    /// [`cache::invalidate_tag`](crate::cache::invalidate_tag)). Only `GET`
+    /// routes may be cached: the host refuses to load a plugin that caches
+    /// another method. Calling it again for the same route replaces the
+    /// settings.
+    ///
+    /// ```ignore
+    /// App::new("notes", "1.0.0")
+    ///     .get("/notes/{id}", get)
+    ///     .cache(RouteCache::ttl(Duration::from_secs(30)).tag("notes").tag("note:{id}"))
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When no route was added yet: `cache` follows the route it applies to.
+    pub fn cache(mut self, cache: RouteCache) -> Self {
+        let Some(route) = self.routes.last_mut() else {
+            panic!("App::cache applies to the route added before it, and there is none yet");
+        };
+        route.options.retain(|(key, _)| !key.starts_with("cache-"));
+        route.options.extend(cache.options());
+        self
+    }
+
     /// Declares a capability the plugin uses (`"log"`, `"config"`, ...). The
     /// operator must grant it, or the plugin does not load.
     pub fn capability(mut self, name: impl Into<String>) -> Self {
         self.capabilities.push(name.into());
         self
+    }
+}
+
+/// How the host caches a `GET` route's responses: see [`App::cache`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteCache {
+    ttl: Duration,
+    vary: Vec<String>,
+    tags: Vec<String>,
+}
+
+impl RouteCache {
+    /// Responses are served from the cache for `ttl` (whole milliseconds,
+    /// capped by the host's maximum).
+    pub fn ttl(ttl: Duration) -> Self {
+        RouteCache {
+            ttl,
+            vary: Vec::new(),
+            tags: Vec::new(),
+        }
+    }
+
+    /// Keeps one cached response per value of request header `header` (e.g.
+    /// `accept-language`). Repeatable.
+    pub fn vary(mut self, header: impl Into<String>) -> Self {
+        self.vary.push(header.into().to_ascii_lowercase());
+        self
+    }
+
+    /// Tags the cached responses with `tag`, so that
+    /// [`cache::invalidate_tag`](crate::cache::invalidate_tag) drops them. A
+    /// `{param}` in the tag is replaced with the request's path parameter of
+    /// that name: `note:{id}` on `/notes/{id}` tags `/notes/7` with `note:7`.
+    /// Repeatable.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// The route options: `cache-ttl` (`"30000ms"`), and `cache-vary` and
+    /// `cache-tags` as comma-separated lists when not empty.
+    fn options(&self) -> Vec<(String, String)> {
+        let mut options = vec![(
+            "cache-ttl".to_string(),
+            format!("{}ms", self.ttl.as_millis()),
+        )];
+        for (key, values) in [("cache-vary", &self.vary), ("cache-tags", &self.tags)] {
+            if !values.is_empty() {
+                options.push((key.to_string(), values.join(",")));
+            }
+        }
+        options
     }
 }
 
@@ -117,7 +200,7 @@ pub fn describe(app: &App) -> PluginManifest {
             .map(|r| Route {
                 method: r.method.to_string(),
                 path: r.path.to_string(),
-                options: Vec::new(),
+                options: r.options.clone(),
             })
             .collect(),
         capabilities: app.capabilities.clone(),

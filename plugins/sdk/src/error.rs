@@ -88,6 +88,11 @@ impl Error {
         &self.detail
     }
 
+    /// The code set with [`Error::with_code`] (e.g. `lock_lost`), if any.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
     /// The problem+json response for this error.
     pub fn into_response(self, request_id: &str) -> Response {
         let title = title(self.status);

@@ -31,12 +31,14 @@ mod error;
 mod request;
 mod response;
 
+pub mod cache;
 pub mod config;
+pub mod lock;
 pub mod log;
 pub mod sql;
 pub mod trace;
 
-pub use app::{App, Handler, Migration};
+pub use app::{App, Handler, Migration, RouteCache};
 pub use error::{Error, Result};
 pub use request::Request;
 pub use response::Response;

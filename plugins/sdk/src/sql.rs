@@ -127,6 +127,83 @@ pub fn execute(statement: &str, params: &[Value]) -> Result<u64, SqlError> {
     host::execute(statement, params)
 }
 
+/// Writes one row only if `token` is newer than the fencing token stored
+/// with it: the correctness half of a [`lock`](crate::lock) lease. A holder
+/// whose lease ran out while it paused carries an older token than the holder
+/// that took over, so its late write is refused instead of overwriting newer
+/// data.
+///
+/// Inserts the row `key_column = key` with `columns` and `fence_column =
+/// token`, or, when the key exists, updates those columns where the stored
+/// fence is lower than `token`, in one statement that runs on SQLite (3.24
+/// or later) and PostgreSQL:
+///
+/// ```sql
+/// INSERT INTO t (key, c1, fence) VALUES ($1, $2, $3)
+/// ON CONFLICT (key) DO UPDATE SET c1 = excluded.c1, fence = excluded.fence
+/// WHERE t.fence < excluded.fence
+/// ```
+///
+/// `key_column` must be the table's primary key or carry a unique constraint,
+/// and `fence_column` an integer column. Returns `Ok(true)` when the row was
+/// written, `Ok(false)` when the stored fence is at least `token` (a stale
+/// holder: nothing was written). Identifiers must be ASCII letters, digits
+/// and `_`, not starting with a digit, or it is a 500 `invalid identifier`.
+/// A token above `i64::MAX` is stored as `i64::MAX`.
+pub fn fenced_write(
+    table: &str,
+    key_column: &str,
+    key: Value,
+    columns: &[(&str, Value)],
+    fence_column: &str,
+    token: u64,
+) -> crate::Result<bool> {
+    let names: Vec<&str> = std::iter::once(key_column)
+        .chain(columns.iter().map(|(name, _)| *name))
+        .chain(std::iter::once(fence_column))
+        .collect();
+    for name in std::iter::once(table).chain(names.iter().copied()) {
+        check_identifier(name)?;
+    }
+    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+    let updates: Vec<String> = names[1..]
+        .iter()
+        .map(|name| format!("{name} = excluded.{name}"))
+        .collect();
+    let statement = format!(
+        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({key_column}) DO UPDATE SET {} \
+         WHERE {table}.{fence_column} < excluded.{fence_column}",
+        names.join(", "),
+        placeholders.join(", "),
+        updates.join(", "),
+    );
+    let params: Vec<Value> = std::iter::once(key)
+        .chain(columns.iter().map(|(_, value)| value.clone()))
+        .chain(std::iter::once(Value::Integer(
+            i64::try_from(token).unwrap_or(i64::MAX),
+        )))
+        .collect();
+    Ok(execute(&statement, &params)? > 0)
+}
+
+/// An identifier safe to splice into SQL unquoted: ASCII letters, digits and
+/// `_`, not starting with a digit.
+fn check_identifier(name: &str) -> crate::Result<()> {
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(crate::Error::internal(format!(
+            "invalid identifier `{name}`: use ASCII letters, digits and `_`, not starting \
+             with a digit"
+        )))
+    }
+}
+
 /// A transaction: dropped without [`Transaction::commit`], it rolls back.
 #[derive(Debug)]
 pub struct Transaction {

@@ -1,4 +1,7 @@
 //! Backends: the storage engines capabilities run on. Layer: the bottom;
-//! knows sqlx, not WIT or hyper.
+//! knows sqlx and fred, not WIT or hyper.
 
+pub mod cache;
+pub mod lock;
+pub mod redis;
 pub mod sql;

@@ -6,12 +6,11 @@
 use std::time::Instant;
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use tracing::Instrument;
 use wasmtime::component::Resource;
 
 use crate::backend::sql::{self as backend, PluginDb, SqlError};
-use crate::monitor::{Occurrence, child_span, trace_id};
+use crate::monitor::{Occurrence, trace_id};
 use crate::plugin::HostState;
 use crate::plugin::bindings::sql::{Consistency, Error, Host, HostTransaction, Rows, Value};
 
@@ -67,23 +66,17 @@ impl HostState {
             op,
             shape = %shape,
         );
-        let trace = self.trace.has_active_span().then(|| {
-            child_span(
-                &self.plugin.tracer,
-                &self.trace,
-                if op == "execute" {
-                    "sql.execute"
-                } else {
-                    "sql.query"
-                },
-                SpanKind::Client,
-                vec![
-                    KeyValue::new("db.system.name", self.db_system()),
-                    KeyValue::new("db.query.text", shape.clone()),
-                    KeyValue::new("trellis.plugin", self.plugin.name.clone()),
-                ],
-            )
-        });
+        let trace = self.host_span(
+            if op == "execute" {
+                "sql.execute"
+            } else {
+                "sql.query"
+            },
+            vec![
+                KeyValue::new("db.system.name", self.db_system()),
+                KeyValue::new("db.query.text", shape.clone()),
+            ],
+        );
         Watch {
             op,
             shape,
@@ -98,7 +91,7 @@ impl HostState {
     /// request path.
     fn record(
         &mut self,
-        watch: Watch,
+        mut watch: Watch,
         failure: Option<&SqlError>,
         statement: String,
         params: Vec<backend::Value>,
@@ -122,12 +115,7 @@ impl HostState {
         }
         let elapsed = watch.started.elapsed();
         self.plugin.stats.sql(watch.op, elapsed, error);
-        if let Some(trace) = &watch.trace {
-            if let Some(kind) = error {
-                trace.span().set_status(Status::error(kind));
-            }
-            trace.span().end();
-        }
+        super::end_span(watch.trace.take(), error);
         let succeeded = error.is_none();
         let thresholds = self.plugin.sql_watch;
         let seen = self.sql_seen.shapes.entry(watch.shape.clone()).or_insert(0);

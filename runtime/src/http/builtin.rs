@@ -204,7 +204,16 @@ async fn health(app: &App) -> Response<Full<Bytes>> {
         "status": if app.is_draining() { "draining" } else { "ok" },
         "loaded": plugins,
     });
-    let healthy = database["status"] == "ok" && serving["status"] == "ok";
+    let mut checks = vec![database, serving];
+    // Redis, when configured: down means the cache runs from process
+    // memory and locks are unavailable.
+    if let Some(redis) = app.host.cache().redis() {
+        checks.push(match redis.ping().await {
+            Ok(latency) => json!({"name": "redis", "status": "ok", "latency_ms": millis(latency)}),
+            Err(e) => json!({"name": "redis", "status": "down", "error": e.to_string()}),
+        });
+    }
+    let healthy = checks.iter().all(|c| c["status"] == "ok");
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -214,7 +223,7 @@ async fn health(app: &App) -> Response<Full<Bytes>> {
         status,
         &json!({
             "status": if healthy { "ok" } else { "degraded" },
-            "checks": [database, serving],
+            "checks": checks,
         }),
     )
 }

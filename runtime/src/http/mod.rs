@@ -7,6 +7,7 @@ pub mod auth;
 mod builtin;
 pub mod convert;
 pub mod request_id;
+pub mod response_cache;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -218,7 +219,18 @@ impl App {
                 target.plugin.name().to_string(),
             ));
         }
-        let mut result = Self::call(target, params, parts, body, request_id, trace).await;
+        let cached = matches!(parts.method, http::Method::GET | http::Method::HEAD)
+            .then(|| target.plugin.response_cache(target.route))
+            .flatten();
+        let mut result = match cached {
+            Some((policy, stats)) => {
+                self.call_cached(
+                    policy, stats, target, params, parts, body, request_id, trace,
+                )
+                .await
+            }
+            None => Self::call(target, params, parts, body, request_id, trace).await,
+        };
         let status = match &result {
             Ok(response) => response.status().as_u16(),
             Err(err) => err.status().as_u16(),
@@ -247,6 +259,74 @@ impl App {
             });
         }
         result
+    }
+
+    /// A routed request to a route whose responses are cached (see
+    /// [`response_cache`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn call_cached<B>(
+        &self,
+        policy: &crate::plugin::RouteCache,
+        stats: &crate::monitor::ResponseCacheStats,
+        target: &crate::router::Target,
+        params: Vec<(String, String)>,
+        parts: http::request::Parts,
+        body: B,
+        request_id: &str,
+        trace: &Context,
+    ) -> Result<Response<Full<Bytes>>, ApiError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        use crate::backend::cache::Fetched;
+        let cache = self.host.cache();
+        let plugin = target.plugin.name();
+        let key = response_cache::key(target.route, &parts, policy);
+        let tags = policy.tags_for(&params);
+        let if_none_match = response_cache::if_none_match(&parts.headers);
+        let outcome = |mut response: Response<Full<Bytes>>, outcome: &'static str| {
+            trace
+                .span()
+                .set_attribute(KeyValue::new("trellis.response_cache", outcome));
+            if response_cache::finish(&mut response, policy, if_none_match.as_ref(), outcome) {
+                stats.not_modified.inc();
+            }
+            response
+        };
+        if response_cache::no_cache(&parts.headers) {
+            stats.bypass.inc();
+            let response = Self::call(target, params, parts, body, request_id, trace).await?;
+            if let Some(stored) = response_cache::encode(&response) {
+                // A full cache or a bad tag only means the next one misses.
+                let _ = cache
+                    .set_internal(plugin, &key, stored, policy.ttl, &tags)
+                    .await;
+            }
+            return Ok(outcome(response, "bypass"));
+        }
+        let ticket = match cache.fetch_internal(plugin, &key).await {
+            Fetched::Hit(stored) => match response_cache::decode(&stored) {
+                Some(response) => {
+                    stats.hit.inc();
+                    return Ok(outcome(response, "hit"));
+                }
+                None => None,
+            },
+            Fetched::Absent => None,
+            Fetched::Load(ticket) => Some(ticket),
+        };
+        stats.miss.inc();
+        let result = Self::call(target, params, parts, body, request_id, trace).await;
+        if let Some(ticket) = ticket {
+            match result.as_ref().ok().and_then(response_cache::encode) {
+                Some(stored) => {
+                    let _ = ticket.fill(Some(stored), policy.ttl, &tags).await;
+                }
+                None => ticket.fail(),
+            }
+        }
+        result.map(|response| outcome(response, "miss"))
     }
 
     /// A routed request: its body under the plugin's limit, then the guest.

@@ -76,6 +76,40 @@ struct TargetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabels {
+    tier: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InvalidationLabels {
+    kind: String,
+    origin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseCacheLabels {
+    plugin: String,
+    route: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -109,6 +143,19 @@ pub struct Metrics {
     start_time: FloatGauge,
     process_rss: Gauge,
     process_cpu: FloatGauge,
+    cache_lookups: Family<TierLabels, Counter>,
+    cache_loads: Family<ResultLabels, Counter>,
+    cache_load_duration: Histogram,
+    cache_evictions: Family<CauseLabels, Counter>,
+    cache_invalidations: Family<InvalidationLabels, Counter>,
+    cache_stale_served: Counter,
+    cache_redis_errors: Family<OpLabels, Counter>,
+    cache_l1_bytes: Gauge,
+    redis_up: Gauge,
+    response_cache: Family<ResponseCacheLabels, Counter>,
+    lock_acquires: Family<ResultLabels, Counter>,
+    lock_wait: Histogram,
+    lock_lost: Counter,
 }
 
 /// What the host knows at scrape time (gauges are set from it).
@@ -123,6 +170,10 @@ pub struct HostSnapshot {
     pub replica_reads: Vec<(&'static str, u64)>,
     /// Per replica: name, lag bytes, lag seconds, healthy.
     pub replicas: Vec<(String, u64, f64, bool)>,
+    /// Bytes in the in-process cache tier.
+    pub cache_l1_bytes: u64,
+    /// `Some(up)` when Redis is configured.
+    pub redis_up: Option<bool>,
 }
 
 impl HostSnapshot {
@@ -164,6 +215,19 @@ impl Metrics {
             start_time: FloatGauge::default(),
             process_rss: Gauge::default(),
             process_cpu: FloatGauge::default(),
+            cache_lookups: Family::default(),
+            cache_loads: Family::default(),
+            cache_load_duration: latency_histogram(),
+            cache_evictions: Family::default(),
+            cache_invalidations: Family::default(),
+            cache_stale_served: Counter::default(),
+            cache_redis_errors: Family::default(),
+            cache_l1_bytes: Gauge::default(),
+            redis_up: Gauge::default(),
+            response_cache: Family::default(),
+            lock_acquires: Family::default(),
+            lock_wait: latency_histogram(),
+            lock_lost: Counter::default(),
             registry: Registry::default(),
             windows: Mutex::default(),
         };
@@ -268,6 +332,71 @@ impl Metrics {
             "process_cpu_seconds",
             "CPU time the process has used (user and system)",
             m.process_cpu.clone(),
+        );
+        r.register(
+            "cache_lookups",
+            "Cache lookups by tier (l1, l2) and result (hit, miss)",
+            m.cache_lookups.clone(),
+        );
+        r.register(
+            "cache_loads",
+            "Cache loads (fetch misses filled or failed) by result (ok, failed)",
+            m.cache_loads.clone(),
+        );
+        r.register(
+            "cache_load_duration_seconds",
+            "Time from a fetch miss to its fill or failure",
+            m.cache_load_duration.clone(),
+        );
+        r.register(
+            "cache_evictions",
+            "Entries the in-process tier dropped, by cause (size, expired)",
+            m.cache_evictions.clone(),
+        );
+        r.register(
+            "cache_invalidations",
+            "Invalidations by kind (key, tag) and origin (local, remote node)",
+            m.cache_invalidations.clone(),
+        );
+        r.register(
+            "cache_stale_served",
+            "Stale values served because their reload failed",
+            m.cache_stale_served.clone(),
+        );
+        r.register(
+            "cache_redis_errors",
+            "Cache operations that fell back to process memory, by Redis operation",
+            m.cache_redis_errors.clone(),
+        );
+        r.register(
+            "cache_l1_bytes",
+            "Bytes held by the in-process cache tier",
+            m.cache_l1_bytes.clone(),
+        );
+        r.register(
+            "redis_up",
+            "1 when Redis is configured and connected, 0 when configured and not",
+            m.redis_up.clone(),
+        );
+        r.register(
+            "http_response_cache",
+            "Cacheable GET requests by result (hit, miss, bypass, not_modified)",
+            m.response_cache.clone(),
+        );
+        r.register(
+            "lock_acquires",
+            "Lock acquisitions by result (acquired, timeout, unavailable, invalid)",
+            m.lock_acquires.clone(),
+        );
+        r.register(
+            "lock_wait_seconds",
+            "Time spent acquiring a lock (contention)",
+            m.lock_wait.clone(),
+        );
+        r.register(
+            "lock_lost",
+            "Leases found lost on extend or release",
+            m.lock_lost.clone(),
         );
         r.register(
             "build",
@@ -386,9 +515,56 @@ impl Metrics {
         self.start_time.set(now.as_secs_f64());
     }
 
+    /// Handles for the cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            lookups: self.cache_lookups.clone(),
+            loads: self.cache_loads.clone(),
+            load_duration: self.cache_load_duration.clone(),
+            evictions: self.cache_evictions.clone(),
+            invalidations: self.cache_invalidations.clone(),
+            stale_served: self.cache_stale_served.clone(),
+            redis_errors: self.cache_redis_errors.clone(),
+        }
+    }
+
+    /// Handles for locks.
+    pub fn lock_stats(&self) -> LockStats {
+        LockStats {
+            acquires: self.lock_acquires.clone(),
+            wait: self.lock_wait.clone(),
+            lost: self.lock_lost.clone(),
+        }
+    }
+
+    /// The response cache counters of one route (hit, miss, bypass,
+    /// not_modified), resolved once per plugin version.
+    pub fn response_cache(&self, plugin: &str, route: &str) -> ResponseCacheStats {
+        let counter = |result: &str| {
+            self.response_cache
+                .get_or_create(&ResponseCacheLabels {
+                    plugin: plugin.into(),
+                    route: route.into(),
+                    result: result.into(),
+                })
+                .clone()
+        };
+        ResponseCacheStats {
+            hit: counter("hit"),
+            miss: counter("miss"),
+            bypass: counter("bypass"),
+            not_modified: counter("not_modified"),
+        }
+    }
+
     /// The text exposition, gauges refreshed from `host` and the process.
     pub fn render(&self, host: &HostSnapshot) -> String {
         self.instances_in_use.set(host.instances_in_use);
+        self.cache_l1_bytes
+            .set(i64::try_from(host.cache_l1_bytes).unwrap_or(i64::MAX));
+        if let Some(up) = host.redis_up {
+            self.redis_up.set(i64::from(up));
+        }
         let (hits, misses) = host.query_cache;
         self.set(&self.query_cache, "hit", hits);
         self.set(&self.query_cache, "miss", misses);
@@ -519,4 +695,115 @@ impl PluginStats {
                 .inc();
         }
     }
+}
+
+/// The cache's handles.
+#[derive(Debug, Clone)]
+pub struct CacheStats {
+    lookups: Family<TierLabels, Counter>,
+    loads: Family<ResultLabels, Counter>,
+    load_duration: Histogram,
+    evictions: Family<CauseLabels, Counter>,
+    invalidations: Family<InvalidationLabels, Counter>,
+    stale_served: Counter,
+    redis_errors: Family<OpLabels, Counter>,
+}
+
+impl Default for CacheStats {
+    /// Handles registered nowhere (for tools and tests).
+    fn default() -> Self {
+        Metrics::new().cache_stats()
+    }
+}
+
+impl CacheStats {
+    /// A lookup in `tier` (`l1`, `l2`).
+    pub fn lookup(&self, tier: &str, hit: bool) {
+        self.lookups
+            .get_or_create(&TierLabels {
+                tier: tier.into(),
+                result: if hit { "hit" } else { "miss" }.into(),
+            })
+            .inc();
+    }
+
+    /// A finished load.
+    pub fn load(&self, ok: bool, elapsed: Duration) {
+        self.loads
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "failed" }.into(),
+            })
+            .inc();
+        self.load_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// An entry dropped from the in-process tier.
+    pub fn evicted(&self, cause: &str) {
+        self.evictions
+            .get_or_create(&CauseLabels {
+                cause: cause.into(),
+            })
+            .inc();
+    }
+
+    /// An invalidation of `kind` (`key`, `tag`) from `origin` (`local`,
+    /// `remote`).
+    pub fn invalidation(&self, kind: &str, origin: &str) {
+        self.invalidations
+            .get_or_create(&InvalidationLabels {
+                kind: kind.into(),
+                origin: origin.into(),
+            })
+            .inc();
+    }
+
+    /// A stale value served after a failed load.
+    pub fn stale_served(&self) {
+        self.stale_served.inc();
+    }
+
+    /// A Redis operation that failed (or was skipped while disconnected).
+    pub fn redis_error(&self, op: &str) {
+        self.redis_errors
+            .get_or_create(&OpLabels { op: op.into() })
+            .inc();
+    }
+}
+
+/// The lock handles.
+#[derive(Debug, Clone)]
+pub struct LockStats {
+    acquires: Family<ResultLabels, Counter>,
+    wait: Histogram,
+    lost: Counter,
+}
+
+impl LockStats {
+    /// An acquisition attempt's result and how long it took.
+    pub fn acquired(&self, result: &str, waited: Duration) {
+        self.acquires
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+        self.wait.observe(waited.as_secs_f64());
+    }
+
+    /// A lease found lost.
+    pub fn lost(&self) {
+        self.lost.inc();
+    }
+}
+
+/// One route's response cache counters.
+#[derive(Debug, Clone)]
+pub struct ResponseCacheStats {
+    /// Served from the cache.
+    pub hit: Counter,
+    /// Computed by the plugin (and stored).
+    pub miss: Counter,
+    /// The client asked for a fresh answer (`Cache-Control: no-cache`).
+    pub bypass: Counter,
+    /// Answered 304 to `If-None-Match`.
+    pub not_modified: Counter,
 }

@@ -13,7 +13,10 @@ mod trace_store;
 mod window;
 
 pub use errors::{Cursor as ErrorCursor, ErrorGroups, Group as ErrorGroup, Occurrence};
-pub use metrics::{HostSnapshot, Metrics, PluginStats, RouteStats, RouteSummary};
+pub use metrics::{
+    CacheStats, HostSnapshot, LockStats, Metrics, PluginStats, ResponseCacheStats, RouteStats,
+    RouteSummary,
+};
 pub use process::{Process, sample as process_sample};
 pub use trace::{Tracing, child as child_span, trace_id};
 pub use trace_store::TraceStore;

@@ -9,12 +9,16 @@ mod generated {
         imports: {
             "trellis:plugin/sql": async | trappable,
             "trellis:plugin/trace": async | trappable,
+            "trellis:plugin/cache": async | trappable,
+            "trellis:plugin/lock": async | trappable,
             default: async,
         },
         exports: { default: async },
         with: {
             "trellis:plugin/sql.transaction": crate::capability::sql::SqlTransaction,
             "trellis:plugin/trace.span": crate::capability::trace::GuestSpan,
+            "trellis:plugin/cache.loader": crate::capability::cache::GuestLoader,
+            "trellis:plugin/lock.lease": crate::capability::lock::GuestLease,
         },
     });
 }
@@ -23,4 +27,4 @@ pub use generated::Plugin;
 pub use generated::exports::trellis::plugin::manifest::PluginManifest;
 pub use generated::exports::trellis::plugin::{http_handler, manifest, migrations};
 pub use generated::trellis::plugin::types::{Request as GuestRequest, Response as GuestResponse};
-pub use generated::trellis::plugin::{config, log, sql, trace, types};
+pub use generated::trellis::plugin::{cache, config, lock, log, sql, trace, types};

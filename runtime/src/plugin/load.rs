@@ -13,6 +13,7 @@ use wasmtime::component::Component;
 use wasmtime::component::InstancePre;
 
 use super::bindings::{PluginManifest, http_handler, manifest, migrations};
+use super::route_cache::RouteCache;
 use super::state::{HostState, PluginContext};
 use super::{Exports, LoadedPlugin, PluginHost};
 use crate::backend::sql::{Migration as SqlMigration, SqlError};
@@ -125,6 +126,8 @@ impl PluginHost {
             sql: None,
             sql_watch: self.sql_watch,
             query_cache: self.query_cache.clone(),
+            cache: self.cache.clone(),
+            locks: self.locks.clone(),
             stats: self.metrics.plugin(name),
             tracer: self.tracing.tracer().clone(),
             errors: self.errors.clone(),
@@ -163,8 +166,20 @@ impl PluginHost {
             .iter()
             .map(|r| self.metrics.route(name, &r.path, &r.method))
             .collect();
+        // Validated above: every route's options parse.
+        let response_caches = manifest
+            .routes
+            .iter()
+            .map(|r| {
+                RouteCache::from_options(&r.method, &r.path, &r.options)
+                    .ok()
+                    .flatten()
+                    .map(|policy| (policy, self.metrics.response_cache(name, &r.path)))
+            })
+            .collect();
         Ok(Arc::new(LoadedPlugin {
             routes,
+            response_caches,
             concurrency: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
             context,
             manifest,
@@ -362,11 +377,8 @@ fn validate_manifest(manifest: &PluginManifest, grants: &[String]) -> Result<(),
                 route.path
             ));
         }
-        if let Some((key, _)) = route.options.first() {
-            return invalid(format!(
-                "route {} {} has unknown option `{key}`",
-                route.method, route.path
-            ));
+        if let Err(message) = RouteCache::from_options(&route.method, &route.path, &route.options) {
+            return invalid(message);
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ pub mod bindings;
 mod call;
 pub mod engine;
 mod load;
+pub mod route_cache;
 mod state;
 
 use std::sync::Arc;
@@ -18,12 +19,16 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 
+use crate::backend::cache::CacheService;
+use crate::backend::lock::LockService;
+use crate::backend::redis::Redis;
 use crate::backend::sql::{Leader, QueryCache, SqlError, SqlService};
 use crate::config::{Config, Limits};
-use crate::monitor::{ErrorGroups, HostSnapshot, Metrics, RouteStats, Tracing};
+use crate::monitor::{ErrorGroups, HostSnapshot, Metrics, ResponseCacheStats, RouteStats, Tracing};
 
 pub use bindings::{GuestRequest, GuestResponse, PluginManifest};
 pub use load::LoadError;
+pub use route_cache::RouteCache;
 pub use state::{HostState, PluginContext, SqlWatch};
 
 /// The engine, the linker with every host import, and the global instance
@@ -37,13 +42,17 @@ pub struct PluginHost {
     /// instantiation error.
     instances: Arc<Semaphore>,
     max_instances: u32,
-    cache: Option<wasmtime::Cache>,
+    compile_cache: Option<wasmtime::Cache>,
     /// Provisions plugin databases (the `sql` capability).
     sql: SqlService,
     /// SQL diagnostics thresholds handed to every plugin.
     sql_watch: SqlWatch,
     /// The query result cache handed to every plugin.
     query_cache: Arc<QueryCache>,
+    /// The two-tier cache (the `cache` capability, response caching).
+    cache: CacheService,
+    /// Leases (the `lock` capability).
+    locks: LockService,
     /// The server's metrics; plugins and routes get their handles here.
     metrics: Arc<Metrics>,
     /// The server's tracer and trace store.
@@ -70,6 +79,8 @@ pub struct LoadedPlugin {
     concurrency: Arc<Semaphore>,
     /// Metric handles per route, in manifest order.
     routes: Vec<RouteStats>,
+    /// Response caching per route, in manifest order.
+    response_caches: Vec<Option<(RouteCache, ResponseCacheStats)>>,
     host: PluginHost,
 }
 
@@ -104,8 +115,9 @@ impl PluginHost {
             .unwrap_or(config.limits.memory.as_u64());
         let cache_dir = config.cache_dir();
         let engine_error = |e: wasmtime::Error| HostError::Engine(format!("{e:#}"));
-        let (engine, cache) = engine::build(&config.engine, max_memory, cache_dir.as_deref())
-            .map_err(engine_error)?;
+        let (engine, compile_cache) =
+            engine::build(&config.engine, max_memory, cache_dir.as_deref())
+                .map_err(engine_error)?;
         engine::start_epoch_ticker(&engine, config.engine.epoch_tick)
             .map_err(|e| HostError::Engine(format!("cannot start the epoch ticker: {e}")))?;
 
@@ -119,14 +131,23 @@ impl PluginHost {
 
         let max_instances = config.engine.max_instances;
         let tracing = Tracing::new(&config.telemetry).map_err(HostError::Telemetry)?;
+        let metrics = Arc::new(Metrics::new());
+        let redis = match &config.redis {
+            Some(redis) => Some(Redis::connect(redis).await.map_err(HostError::Redis)?),
+            None => None,
+        };
+        let cache = CacheService::start(&config.cache, redis.clone(), metrics.cache_stats()).await;
+        let locks = LockService::new(&config.lock, redis, metrics.lock_stats());
         Ok(PluginHost {
+            cache,
+            locks,
             tracing: Arc::new(tracing),
             errors: Arc::default(),
             engine,
             linker: Arc::new(linker),
             instances: Arc::new(Semaphore::new(max_instances as usize)),
             max_instances,
-            cache,
+            compile_cache,
             sql,
             sql_watch: SqlWatch {
                 slow_query: config.sql.slow_query,
@@ -134,8 +155,18 @@ impl PluginHost {
                 debug_headers: config.log.debug_headers,
             },
             query_cache: Arc::new(QueryCache::new(config.sql.query_cache_size.as_u64())),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
         })
+    }
+
+    /// The two-tier cache.
+    pub fn cache(&self) -> &CacheService {
+        &self.cache
+    }
+
+    /// Leases.
+    pub fn locks(&self) -> &LockService {
+        &self.locks
     }
 
     /// The server's metrics.
@@ -162,6 +193,8 @@ impl PluginHost {
             query_cache: self.query_cache.stats(),
             replica_reads,
             replicas,
+            cache_l1_bytes: self.cache.l1_usage().1,
+            redis_up: self.cache.redis_state(),
         }
     }
 
@@ -190,7 +223,7 @@ impl PluginHost {
 
     /// Compile cache (hits, misses) so far, when the cache is on.
     pub fn compile_cache_stats(&self) -> Option<(usize, usize)> {
-        self.cache
+        self.compile_cache
             .as_ref()
             .map(|c| (c.cache_hits(), c.cache_misses()))
     }
@@ -214,6 +247,9 @@ pub enum HostError {
     /// Trace export could not be set up.
     #[error("cannot start telemetry: {0}")]
     Telemetry(String),
+    /// The Redis configuration is unusable.
+    #[error("cannot use Redis: {0}")]
+    Redis(String),
 }
 
 impl LoadedPlugin {
@@ -235,6 +271,11 @@ impl LoadedPlugin {
     /// SHA-256 of the component bytes, hex.
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// How route `index` caches its responses, if it does.
+    pub fn response_cache(&self, index: u32) -> Option<&(RouteCache, ResponseCacheStats)> {
+        self.response_caches.get(index as usize)?.as_ref()
     }
 
     /// The metric handles of route `index` (manifest order).

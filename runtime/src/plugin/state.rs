@@ -10,6 +10,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::backend::cache::CacheService;
+use crate::backend::lock::LockService;
 use crate::backend::sql::{PluginDb, QueryCache};
 use crate::config::Limits;
 use crate::monitor::PluginStats;
@@ -32,6 +34,10 @@ pub struct PluginContext {
     pub sql_watch: SqlWatch,
     /// The query result cache (shared by all plugins, keyed by plugin).
     pub query_cache: Arc<QueryCache>,
+    /// The two-tier cache (keys namespaced by `name`).
+    pub cache: CacheService,
+    /// Leases (names scoped by `name`).
+    pub locks: LockService,
     /// Its metric handles.
     pub stats: PluginStats,
     /// The server's tracer, for spans of host calls.

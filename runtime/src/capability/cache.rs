@@ -1,0 +1,172 @@
+//! `trellis:plugin/cache`: the plugin's keys in the two-tier cache
+//! (`backend::cache`), namespaced by the plugin's name so it cannot reach
+//! another's. Each call is a `cache.*` client span in the request's trace.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use opentelemetry::KeyValue;
+use wasmtime::component::Resource;
+
+use crate::backend::cache::{CacheError, Fetched, LoadTicket};
+use crate::plugin::HostState;
+use crate::plugin::bindings::cache::{EntryOptions, Error, Host, HostLoader, Lookup};
+
+/// The host side of a guest's `loader` resource: the ticket until it is
+/// filled or failed (dropping it fails the load).
+#[derive(Debug)]
+pub struct GuestLoader {
+    ticket: Option<LoadTicket>,
+}
+
+fn to_wit(err: CacheError) -> Error {
+    match err {
+        CacheError::TooLarge(size) => Error::TooLarge(size),
+        CacheError::Invalid(message) => Error::Invalid(message),
+    }
+}
+
+fn ttl(options: &EntryOptions) -> Duration {
+    Duration::from_millis(u64::from(options.ttl_ms))
+}
+
+impl HostState {
+    fn cache_span(&self, op: &'static str, key: &str) -> Option<opentelemetry::Context> {
+        self.host_span(
+            op,
+            vec![
+                KeyValue::new("db.system.name", "trellis.cache"),
+                KeyValue::new("trellis.cache.key", key.to_string()),
+            ],
+        )
+    }
+
+    fn cache_done<T>(
+        &self,
+        span: Option<opentelemetry::Context>,
+        result: Result<T, CacheError>,
+    ) -> Result<T, Error> {
+        let error = result.as_ref().err().map(|e| match e {
+            CacheError::TooLarge(_) => "too_large",
+            CacheError::Invalid(_) => "invalid",
+        });
+        super::end_span(span, error);
+        result.map_err(to_wit)
+    }
+}
+
+impl Host for HostState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        let span = self.cache_span("cache.get", &key);
+        let result = self.plugin.cache.get(&self.plugin.name, &key).await;
+        let result = result.map(|found| found.flatten().map(|v| v.to_vec()));
+        Ok(self.cache_done(span, result))
+    }
+
+    async fn get_many(
+        &mut self,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, Error>> {
+        let span = self.cache_span("cache.get_many", &format!("{} keys", keys.len()));
+        let result = self.plugin.cache.get_many(&self.plugin.name, &keys).await;
+        let result =
+            result.map(|values| values.into_iter().map(|v| v.map(|v| v.to_vec())).collect());
+        Ok(self.cache_done(span, result))
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        options: EntryOptions,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let span = self.cache_span("cache.set", &key);
+        let result = self
+            .plugin
+            .cache
+            .set(
+                &self.plugin.name,
+                &key,
+                Some(Bytes::from(value)),
+                ttl(&options),
+                &options.tags,
+            )
+            .await
+            .map(|_| ());
+        Ok(self.cache_done(span, result))
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), Error>> {
+        let span = self.cache_span("cache.delete", &key);
+        let result = self.plugin.cache.delete(&self.plugin.name, &key).await;
+        Ok(self.cache_done(span, result))
+    }
+
+    async fn invalidate_tag(&mut self, tag: String) -> wasmtime::Result<Result<(), Error>> {
+        let span = self.cache_span("cache.invalidate_tag", &tag);
+        let result = self
+            .plugin
+            .cache
+            .invalidate_tag(&self.plugin.name, &tag)
+            .await;
+        Ok(self.cache_done(span, result))
+    }
+
+    async fn fetch(&mut self, key: String) -> wasmtime::Result<Result<Lookup, Error>> {
+        let span = self.cache_span("cache.fetch", &key);
+        let result = self.plugin.cache.fetch(&self.plugin.name, &key).await;
+        if let (Some(cx), Ok(found)) = (&span, &result) {
+            use opentelemetry::trace::TraceContextExt;
+            let outcome = match found {
+                Fetched::Hit(_) => "hit",
+                Fetched::Absent => "absent",
+                Fetched::Load(_) => "load",
+            };
+            cx.span()
+                .set_attribute(KeyValue::new("trellis.cache.result", outcome));
+        }
+        let lookup = match self.cache_done(span, result) {
+            Ok(Fetched::Hit(value)) => Lookup::Hit(value.to_vec()),
+            Ok(Fetched::Absent) => Lookup::Absent,
+            Ok(Fetched::Load(ticket)) => Lookup::Load(self.table.push(GuestLoader {
+                ticket: Some(ticket),
+            })?),
+            Err(err) => return Ok(Err(err)),
+        };
+        Ok(Ok(lookup))
+    }
+}
+
+impl HostLoader for HostState {
+    async fn fill(
+        &mut self,
+        this: Resource<GuestLoader>,
+        value: Option<Vec<u8>>,
+        options: EntryOptions,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let Some(ticket) = self.table.get_mut(&this)?.ticket.take() else {
+            return Ok(Err(Error::Invalid(
+                "this loader was already filled or failed".into(),
+            )));
+        };
+        let span = self.cache_span("cache.fill", "");
+        let result = ticket
+            .fill(value.map(Bytes::from), ttl(&options), &options.tags)
+            .await;
+        Ok(self.cache_done(span, result))
+    }
+
+    async fn fail(&mut self, this: Resource<GuestLoader>, message: String) -> wasmtime::Result<()> {
+        if let Some(ticket) = self.table.get_mut(&this)?.ticket.take() {
+            tracing::debug!(plugin = %self.plugin.name, %message, "cache load failed");
+            ticket.fail();
+        }
+        Ok(())
+    }
+
+    async fn drop(&mut self, this: Resource<GuestLoader>) -> wasmtime::Result<()> {
+        // An unfilled ticket fails as it drops.
+        self.table.delete(this)?;
+        Ok(())
+    }
+}

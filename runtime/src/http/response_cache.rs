@@ -1,0 +1,238 @@
+//! The HTTP response cache: GET responses of routes that declare
+//! `cache-ttl` (see `plugin::route_cache`) are kept in the two-tier cache
+//! under the plugin's namespace and served without instantiating the
+//! plugin. Concurrent misses of one variant on one node call the plugin
+//! once (the cache's single-flight). Responses carry an `ETag`; a matching
+//! `If-None-Match` gets 304. A client's `Cache-Control: no-cache` (or
+//! `Pragma: no-cache`) skips the lookup and refreshes the entry. A plugin
+//! invalidates entries through the tags its route declares
+//! (`cache::invalidate-tag`).
+//!
+//! Only 200 responses without `Set-Cookie` and without `Cache-Control:
+//! no-store` or `private` are stored.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH, PRAGMA, SET_COOKIE, VARY};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use sha2::{Digest, Sha256};
+
+use crate::plugin::RouteCache;
+
+/// The response header that says how the cache answered.
+pub const CACHE_HEADER: &str = "x-trellis-cache";
+
+/// The cache key of one variant: the route, path, query and the values of
+/// the vary headers, hashed. It starts with a control character, which no
+/// plugin's own key may hold.
+pub fn key(route: u32, parts: &http::request::Parts, policy: &RouteCache) -> String {
+    let mut hash = Sha256::new();
+    hash.update(route.to_be_bytes());
+    hash.update(parts.uri.path());
+    hash.update(b"?");
+    hash.update(parts.uri.query().unwrap_or(""));
+    for name in &policy.vary {
+        hash.update(b"\0");
+        hash.update(name.as_str());
+        for value in parts.headers.get_all(name) {
+            hash.update(b"=");
+            hash.update(value.as_bytes());
+        }
+    }
+    format!("\u{0}http:{:x}", hash.finalize())
+}
+
+/// Whether the client asked for a fresh answer.
+pub fn no_cache(headers: &HeaderMap) -> bool {
+    let has = |name: HeaderName, directive: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|d| d.trim().eq_ignore_ascii_case(directive))
+            })
+        })
+    };
+    has(CACHE_CONTROL, "no-cache") || has(CACHE_CONTROL, "no-store") || has(PRAGMA, "no-cache")
+}
+
+/// The body of a response built by the runtime (always complete).
+fn body_of(response: &Response<Full<Bytes>>) -> Bytes {
+    futures_util::FutureExt::now_or_never(response.body().clone().collect())
+        .and_then(Result::ok)
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
+/// The stored form of `response` (`status, header count, per header: name
+/// length, name, value length, value; the body`), or `None` if it may not
+/// be stored.
+pub fn encode(response: &Response<Full<Bytes>>) -> Option<Bytes> {
+    if response.status() != StatusCode::OK || response.headers().contains_key(SET_COOKIE) {
+        return None;
+    }
+    let private = response.headers().get_all(CACHE_CONTROL).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').any(|d| {
+                matches!(
+                    d.trim().to_ascii_lowercase().as_str(),
+                    "no-store" | "private"
+                )
+            })
+        })
+    });
+    if private {
+        return None;
+    }
+    let body = body_of(response);
+    let mut out = BytesMut::with_capacity(body.len() + 256);
+    out.put_u16(response.status().as_u16());
+    let headers: Vec<_> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != CACHE_HEADER)
+        .collect();
+    out.put_u16(u16::try_from(headers.len()).ok()?);
+    for (name, value) in headers {
+        out.put_u16(u16::try_from(name.as_str().len()).ok()?);
+        out.put_slice(name.as_str().as_bytes());
+        out.put_u32(u32::try_from(value.len()).ok()?);
+        out.put_slice(value.as_bytes());
+    }
+    out.put_slice(&body);
+    Some(out.freeze())
+}
+
+/// The inverse of [`encode`]; `None` for bytes it did not write.
+pub fn decode(bytes: &Bytes) -> Option<Response<Full<Bytes>>> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let slice = bytes.get(at..at.checked_add(n)?)?;
+        at += n;
+        Some(slice)
+    };
+    let status = u16::from_be_bytes(take(2)?.try_into().ok()?);
+    let count = u16::from_be_bytes(take(2)?.try_into().ok()?);
+    let mut response = Response::builder().status(StatusCode::from_u16(status).ok()?);
+    for _ in 0..count {
+        let len = u16::from_be_bytes(take(2)?.try_into().ok()?);
+        let name = HeaderName::from_bytes(take(usize::from(len))?).ok()?;
+        let len = u32::from_be_bytes(take(4)?.try_into().ok()?);
+        let value = HeaderValue::from_bytes(take(usize::try_from(len).ok()?)?).ok()?;
+        response = response.header(name, value);
+    }
+    response.body(Full::new(bytes.slice(at..))).ok()
+}
+
+/// Adds `ETag` (the plugin's, or a hash of the body), `Vary` and the cache
+/// header to a 200, and turns it into a 304 when `if_none_match` matches.
+/// Returns whether it became a 304.
+pub fn finish(
+    response: &mut Response<Full<Bytes>>,
+    policy: &RouteCache,
+    if_none_match: Option<&HeaderValue>,
+    outcome: &'static str,
+) -> bool {
+    response
+        .headers_mut()
+        .insert(CACHE_HEADER, HeaderValue::from_static(outcome));
+    if response.status() != StatusCode::OK {
+        return false;
+    }
+    let etag = match response.headers().get(ETAG) {
+        Some(etag) => etag.clone(),
+        None => {
+            let digest = Sha256::digest(body_of(response));
+            let hex = format!("{digest:x}");
+            let etag = HeaderValue::from_str(&format!("\"{}\"", &hex[..32]))
+                .unwrap_or(HeaderValue::from_static("\"0\""));
+            response.headers_mut().insert(ETAG, etag.clone());
+            etag
+        }
+    };
+    if !policy.vary.is_empty() {
+        let names: Vec<&str> = policy.vary.iter().map(HeaderName::as_str).collect();
+        if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {
+            response.headers_mut().insert(VARY, value);
+        }
+    }
+    if if_none_match.is_some_and(|inm| matches(inm, &etag)) {
+        let mut not_modified = Response::new(Full::new(Bytes::new()));
+        *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
+        for name in [ETAG, VARY, CACHE_CONTROL] {
+            if let Some(value) = response.headers().get(&name) {
+                not_modified.headers_mut().insert(name, value.clone());
+            }
+        }
+        not_modified
+            .headers_mut()
+            .insert(CACHE_HEADER, HeaderValue::from_static(outcome));
+        *response = not_modified;
+        return true;
+    }
+    false
+}
+
+/// `If-None-Match` against an entity tag (weak comparison, as RFC 9110
+/// asks for this header).
+fn matches(if_none_match: &HeaderValue, etag: &HeaderValue) -> bool {
+    let Ok(list) = if_none_match.to_str() else {
+        return false;
+    };
+    let bare = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
+    let etag = etag.to_str().map(bare).unwrap_or_default();
+    list.split(',').any(|t| t.trim() == "*" || bare(t) == etag)
+}
+
+/// The request's `If-None-Match`.
+pub fn if_none_match(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers.get(IF_NONE_MATCH).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_responses_round_trip_and_private_ones_are_not_stored() {
+        let response = Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .header("x-a", "1")
+            .header("x-a", "2")
+            .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
+            .expect("valid");
+        let stored = encode(&response).expect("storable");
+        let back = decode(&stored).expect("decodes");
+        assert_eq!(back.status(), 200);
+        assert_eq!(back.headers(), response.headers());
+        assert_eq!(body_of(&back), body_of(&response));
+        let private = Response::builder()
+            .header("cache-control", "max-age=5, private")
+            .body(Full::new(Bytes::new()))
+            .expect("valid");
+        assert!(encode(&private).is_none());
+        let created = Response::builder()
+            .status(201)
+            .body(Full::new(Bytes::new()))
+            .expect("valid");
+        assert!(encode(&created).is_none());
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_accepts_lists() {
+        let etag = HeaderValue::from_static("\"abc\"");
+        for (header, expected) in [
+            ("\"abc\"", true),
+            ("W/\"abc\"", true),
+            ("\"x\", \"abc\"", true),
+            ("*", true),
+            ("\"abd\"", false),
+        ] {
+            assert_eq!(
+                matches(&HeaderValue::from_static(header), &etag),
+                expected,
+                "{header}"
+            );
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! A route's HTTP response caching, declared in its manifest options:
+//! `cache-ttl` (a duration, e.g. `30s` or `30000ms`), `cache-vary` (request
+//! headers that select a variant, comma-separated) and `cache-tags` (tags,
+//! comma-separated; `{param}` takes the value of the route's path
+//! parameter). Only `GET` routes may declare them. The serving side is
+//! `http::response_cache`.
+
+use std::time::Duration;
+
+use http::HeaderName;
+
+/// Route options this module reads.
+pub const OPTIONS: &[&str] = &["cache-ttl", "cache-vary", "cache-tags"];
+
+/// Most tags a route may declare.
+const MAX_TAGS: usize = 16;
+
+/// How one route's responses are cached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteCache {
+    /// How long a response is served from the cache.
+    pub ttl: Duration,
+    /// Request headers whose values select the variant.
+    pub vary: Vec<HeaderName>,
+    /// Tag templates.
+    pub tags: Vec<String>,
+}
+
+impl RouteCache {
+    /// The policy of a route with `options`, `None` when it declares none;
+    /// an error names the bad option.
+    pub fn from_options(
+        method: &str,
+        path: &str,
+        options: &[(String, String)],
+    ) -> Result<Option<RouteCache>, String> {
+        let get = |name: &str| options.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        if let Some((key, _)) = options.iter().find(|(k, _)| !OPTIONS.contains(&k.as_str())) {
+            return Err(format!(
+                "route {method} {path} has unknown option `{key}`; known: {}",
+                OPTIONS.join(", ")
+            ));
+        }
+        let Some(ttl) = get("cache-ttl") else {
+            return match options.first() {
+                Some((key, _)) => Err(format!(
+                    "route {method} {path} sets `{key}` without `cache-ttl`"
+                )),
+                None => Ok(None),
+            };
+        };
+        if method != "GET" {
+            return Err(format!(
+                "route {method} {path} declares response caching; only GET routes may"
+            ));
+        }
+        let ttl = humantime::parse_duration(ttl.trim())
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| {
+                format!("route {method} {path}: `cache-ttl` = `{ttl}` is not a duration above 0")
+            })?;
+        let list = |name: &str| -> Vec<String> {
+            get(name)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let vary = list("cache-vary")
+            .into_iter()
+            .map(|h| {
+                HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                    format!("route {method} {path}: `cache-vary` names `{h}`, not a header")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tags = list("cache-tags");
+        if tags.len() > MAX_TAGS {
+            return Err(format!(
+                "route {method} {path}: at most {MAX_TAGS} `cache-tags`"
+            ));
+        }
+        Ok(Some(RouteCache { ttl, vary, tags }))
+    }
+
+    /// The tags of one response: templates filled from the path parameters.
+    pub fn tags_for(&self, params: &[(String, String)]) -> Vec<String> {
+        self.tags
+            .iter()
+            .map(|template| {
+                params.iter().fold(template.clone(), |tag, (name, value)| {
+                    tag.replace(&format!("{{{name}}}"), value)
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn route_options_parse_or_name_what_is_wrong() {
+        let policy = RouteCache::from_options(
+            "GET",
+            "/notes/{id}",
+            &options(&[
+                ("cache-ttl", "30000ms"),
+                ("cache-vary", "Accept-Language, x-tenant"),
+                ("cache-tags", "notes,note:{id}"),
+            ]),
+        )
+        .expect("valid")
+        .expect("cached");
+        assert_eq!(policy.ttl, Duration::from_secs(30));
+        assert_eq!(policy.vary, ["accept-language", "x-tenant"]);
+        assert_eq!(
+            policy.tags_for(&[("id".into(), "7".into())]),
+            ["notes", "note:7"]
+        );
+        assert_eq!(RouteCache::from_options("GET", "/", &[]), Ok(None));
+        let err = |pairs: &[(&str, &str)], method: &str| {
+            RouteCache::from_options(method, "/x", &options(pairs)).expect_err("refused")
+        };
+        assert!(err(&[("cache-ttl", "1s")], "POST").contains("only GET"));
+        assert!(err(&[("cache-ttl", "soon")], "GET").contains("not a duration"));
+        assert!(err(&[("cache-tags", "a")], "GET").contains("without `cache-ttl`"));
+        assert!(err(&[("retries", "3")], "GET").contains("unknown option `retries`"));
+        assert!(
+            err(&[("cache-ttl", "1s"), ("cache-vary", "bad header")], "GET")
+                .contains("not a header")
+        );
+    }
+}

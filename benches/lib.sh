@@ -37,7 +37,8 @@ alternate() {
 
 # alternate_many LABEL_PREFIX PATH LABEL:PORT:PID[:HEADER]...: $rounds rounds, each
 # loading every target in turn with the load tool pinned to CPU 1,
-# appending one JSON line per run to $results. Each round starts one target
+# appending one JSON line per run to $results. $LOAD_ARGS, when set, is
+# passed to every run (e.g. `--zipf 5000`). Each round starts one target
 # later than the one before, so no target always runs first or last.
 alternate_many() {
     local prefix=$1 path=$2
@@ -50,7 +51,7 @@ alternate_many() {
             IFS=: read -r label port pid header <<<"$target"
             taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port$path" \
                 --connections "$connections" --duration "$duration" --warmup 2s \
-                ${header:+--header "$header"} \
+                ${header:+--header "$header"} ${LOAD_ARGS:-} \
                 --server-pid "$pid" --label "$prefix$label" >>"$results"
         done
         echo "${prefix}round $round done" >&2

@@ -247,6 +247,8 @@ async fn redis_stopped_mid_run_degrades_and_recovers() {
     private.stop();
     // Requests still succeed; the cache falls back to process memory.
     eventually(|| async { metric(&server, "trellis_redis_up", "").await == 0.0 }).await;
+    // Let the node see the drop (it flushes its process tier once).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(put(&server, "k", "during", "").await.status, 204);
     assert_eq!(value(&server, "k").await, "during");
     assert_eq!(server.get("/kv/load/x").await.status, 200);
@@ -271,6 +273,8 @@ async fn redis_stopped_mid_run_degrades_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eventually(|| async { metric(&server, "trellis_redis_up", "").await == 1.0 }).await;
+    // Let the node see the reconnection (it flushes its process tier).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(put(&server, "k", "after", "").await.status, 204);
     assert_eq!(value(&server, "k").await, "after");
     server.shutdown().await;

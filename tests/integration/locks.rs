@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use trellis_tests::TestServer;
 use trellis_tests::node::ChildNode;
 use trellis_tests::pg::Namespace;
 use trellis_tests::redis;
-use trellis_tests::{TestServer, guest};
 
 use crate::cache::{kv_toml, post};
 
@@ -58,6 +58,25 @@ async fn increment_from(clients: &[&TestServer], name: &str, total: usize) {
     assert_eq!(counter["n"], total as u64);
 }
 
+/// Polls until lock `name` is held by someone else: a try that times out
+/// with the typed error (a try that gets it releases it at once).
+async fn wait_until_held(server: &TestServer, name: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let reply = post(server, &format!("/locks/{name}/try?wait_ms=20")).await;
+        if reply.status == 503 {
+            reply.assert_problem(503, "lock_timeout");
+            return;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "lock {name} was never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_locks_exclude_expire_and_extend() {
     let server = TestServer::start(&kv_toml("")).await;
@@ -73,12 +92,9 @@ async fn in_process_locks_exclude_expire_and_extend() {
     // While held, others time out with a typed error.
     let holder = {
         let client = TestServer::at(server.addr());
-        tokio::spawn(async move { post(&client, "/locks/busy/hold?ttl_ms=2000&hold_ms=500").await })
+        tokio::spawn(async move { post(&client, "/locks/busy/hold?ttl_ms=2000&hold_ms=800").await })
     };
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    post(&server, "/locks/busy/try?wait_ms=50")
-        .await
-        .assert_problem(503, "lock_timeout");
+    wait_until_held(&server, "busy").await;
     assert_eq!(holder.await.expect("joined").json()["held_after"], true);
     let extended = post(&server, "/locks/e/extend?ttl_ms=1000").await.json();
     assert_eq!(extended["extended"], true);
@@ -123,14 +139,14 @@ async fn a_frozen_holder_cannot_write_with_its_stale_token() {
     let b = TestServer::start(&toml).await;
     let a = ChildNode::start("locks::node_child", &toml);
 
-    // A takes the lease for 400 ms and means to write after 200 ms.
+    // A takes the lease for 400 ms and means to write after 1 s.
     let stale = {
         let client = TestServer::at(a.server.addr());
         tokio::spawn(async move {
-            post(&client, "/locks/reg/fenced?ttl_ms=400&hold_ms=200&value=A").await
+            post(&client, "/locks/reg/fenced?ttl_ms=400&hold_ms=1000&value=A").await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until_held(&b, "reg").await;
     a.signal("STOP");
     // B waits out A's lease and writes with a newer token.
     let fresh = post(&b, "/locks/reg/fenced?ttl_ms=5000&wait_ms=5000&value=B")
@@ -200,5 +216,4 @@ async fn redis_leases_refuse_a_non_owner() {
         .await
         .expect("released");
     assert!(third.token() > 0);
-    let _ = guest;
 }

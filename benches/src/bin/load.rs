@@ -49,6 +49,13 @@ struct Args {
     /// A label for the JSON output.
     #[arg(long, default_value = "")]
     label: String,
+    /// Read-heavy skew: append an id drawn from a Zipf distribution over
+    /// 1..=N to the URL's path on every request (e.g. `/notes/` + id).
+    #[arg(long, value_name = "N")]
+    zipf: Option<u32>,
+    /// The Zipf exponent (1.0 is the classic skew).
+    #[arg(long, default_value_t = 1.0)]
+    zipf_exponent: f64,
     /// A request header, `name: value` (repeatable).
     #[arg(long = "header", short = 'H', value_parser = parse_header)]
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -166,8 +173,14 @@ async fn connection(
             .unwrap_or("/")
             .parse()?
     };
+    let ids = args.zipf.map(|n| Zipf::new(n, args.zipf_exponent));
+    let mut seed = u64::from(addr.port()) ^ (start_nanos() | 1);
     while Instant::now() < stop_at && shared.recorded.load(Ordering::Relaxed) < args.max_requests {
-        let mut request = Request::get(uri.clone())
+        let target = match &ids {
+            Some(ids) => format!("{uri}{}", ids.sample(&mut seed)).parse()?,
+            None => uri.clone(),
+        };
+        let mut request = Request::get(target)
             .header(http::header::HOST, addr.to_string())
             .body(Empty::<Bytes>::new())?;
         for (name, value) in &args.headers {
@@ -191,6 +204,43 @@ async fn connection(
         }
     }
     Ok(histogram)
+}
+
+/// Ids 1..=n with P(k) ∝ 1/k^s, drawn by binary search over the CDF.
+struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    fn new(n: u32, s: f64) -> Self {
+        let mut total = 0.0;
+        let mut cdf: Vec<f64> = (1..=n.max(1))
+            .map(|k| {
+                total += 1.0 / f64::from(k).powf(s);
+                total
+            })
+            .collect();
+        for p in &mut cdf {
+            *p /= total;
+        }
+        Zipf { cdf }
+    }
+
+    fn sample(&self, state: &mut u64) -> usize {
+        // xorshift64*: plenty for spreading load, no dependency.
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        let draw = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
+        self.cdf.partition_point(|p| *p < draw) + 1
+    }
+}
+
+fn start_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(1)
 }
 
 enum Sender {

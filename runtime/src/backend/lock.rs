@@ -128,6 +128,18 @@ impl LockService {
         }
     }
 
+    /// Takes the runtime's own lock `name` (a scope no plugin can name:
+    /// plugin names have no `:`), outside the bounds set for plugins.
+    pub async fn acquire_runtime(
+        &self,
+        name: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Lease, LockError> {
+        self.take(&format!("trellis:runtime:{name}"), ttl, wait)
+            .await
+    }
+
     /// Takes `scope`'s lock `name` for `ttl`, waiting up to `wait`.
     pub async fn acquire(
         &self,
@@ -153,7 +165,12 @@ impl LockService {
                 humantime::format_duration(self.config.max_wait)
             )));
         }
-        let key = format!("{}:{scope}:{name}", scope.len());
+        self.take(&format!("{}:{scope}:{name}", scope.len()), ttl, wait)
+            .await
+    }
+
+    async fn take(&self, key: &str, ttl: Duration, wait: Duration) -> Result<Lease, LockError> {
+        let key = key.to_string();
         let started = Instant::now();
         let started_ms = now_millis();
         let mut pause = Duration::from_millis(2);

@@ -16,8 +16,13 @@ use super::bindings::{PluginManifest, http_handler, manifest, migrations};
 use super::route_cache::RouteCache;
 use super::state::{HostState, PluginContext};
 use super::{Exports, LoadedPlugin, PluginHost};
+use crate::backend::lock::LockError;
 use crate::backend::sql::{Migration as SqlMigration, SqlError};
 use crate::config::{CAPABILITIES, Limits, PluginConfig, PluginSource};
+
+/// How long one node may hold a plugin's migration lock, and how long
+/// another waits for it.
+const MIGRATION_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// HTTP methods a route may declare.
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -261,6 +266,25 @@ impl PluginHost {
         }
         let Some(db) = &context.sql else {
             return Err("the plugin has migrations but no database: grant it `sql`".into());
+        };
+        // One node migrates a plugin at a time (across nodes with Redis);
+        // the others then find the migrations applied. Without the lock
+        // store the transactions still keep a failed migration out.
+        let _lease = match self
+            .locks
+            .acquire_runtime(
+                &format!("migrate:{}", context.name),
+                MIGRATION_LOCK_TTL,
+                MIGRATION_LOCK_TTL,
+            )
+            .await
+        {
+            Ok(lease) => Some(lease),
+            Err(LockError::Unavailable(why)) => {
+                tracing::warn!(plugin = %context.name, %why, "migrating without the migration lock");
+                None
+            }
+            Err(err) => return Err(format!("cannot take the migration lock: {err}")),
         };
         let dialect = self.sql.dialect();
         let migrations: Vec<SqlMigration> = list

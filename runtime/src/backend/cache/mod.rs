@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fred::interfaces::{EventInterface, KeysInterface, PubsubInterface};
+use fred::interfaces::{EventInterface, KeysInterface, LuaInterface, PubsubInterface};
 use fred::types::Expiration;
 use tokio::sync::watch;
 
@@ -51,6 +51,15 @@ pub const MAX_TAGS: usize = 32;
 const BETA: f64 = 1.0;
 /// Tags remembered per node (their epochs).
 const TAG_CAPACITY: u64 = 100_000;
+
+/// A tag's new epoch comes from one counter for the whole namespace, so a
+/// tag key that expired (after every entry it could outdate did) and is
+/// set again still gets an epoch above any entry stored before.
+const BUMP_TAG: &str = r"
+local epoch = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], epoch, 'PX', ARGV[1])
+return epoch
+";
 
 /// Why a cache call was refused. Redis trouble is never one of these: the
 /// cache degrades instead.
@@ -348,24 +357,26 @@ impl CacheService {
         let name = l1_key(plugin, tag);
         self.inner.stats.invalidation("tag", "local");
         if let Some(redis) = self.up() {
-            let key = self.redis_tag(redis, plugin, tag);
             let keep = self.inner.config.max_ttl + self.inner.config.stale_for;
-            let bumped = async {
-                let epoch: u64 = redis.client.incr(&key).await?;
-                redis
-                    .client
-                    .pexpire::<(), _>(&key, millis(keep), None)
-                    .await?;
-                Ok::<_, fred::error::Error>(epoch)
-            };
-            match bumped.await {
+            let bumped = redis
+                .client
+                .eval::<u64, _, _, _>(
+                    BUMP_TAG,
+                    vec![
+                        format!("{}epoch", redis.prefix),
+                        self.redis_tag(redis, plugin, tag),
+                    ],
+                    vec![millis(keep).to_string()],
+                )
+                .await;
+            match bumped {
                 Ok(epoch) => {
                     self.inner.tags.insert(name, epoch);
                     self.publish(redis, plugin, None, Some((tag.to_string(), epoch)))
                         .await;
                     return Ok(());
                 }
-                Err(err) => self.redis_failed("incr", &err),
+                Err(err) => self.redis_failed("invalidate_tag", &err),
             }
             // Redis failed: at least this node stops serving the tag.
             self.inner.tags.insert(name, u64::MAX);
@@ -733,13 +744,20 @@ impl CacheService {
                     event = reconnects.recv() => {
                         let Some(inner) = weak.upgrade() else { return };
                         if event.is_err() { return; }
+                        inner.subscribed.store(true, Ordering::Relaxed);
                         tracing::info!("Redis is back: the cache flushed its process tier");
                         CacheService { inner }.flush_l1();
                     }
                     event = errors.recv() => {
                         let Some(inner) = weak.upgrade() else { return };
                         if event.is_err() { return; }
-                        CacheService { inner }.flush_l1();
+                        // The subscription dropped: flush once. Failed
+                        // reconnection attempts after it leave L1 alone,
+                        // since it is all the cache has until Redis is back.
+                        let down = inner.redis.as_ref().is_some_and(|r| !r.is_up());
+                        if down && inner.subscribed.swap(false, Ordering::Relaxed) {
+                            CacheService { inner }.flush_l1();
+                        }
                     }
                 }
             }

@@ -383,8 +383,6 @@ pub struct SqlConfig {
     /// One statement shape run this many times in one request is flagged as
     /// an N+1 pattern.
     pub n_plus_one_threshold: u32,
-    /// Memory for cached query results (`query-cached`).
-    pub query_cache_size: ByteSize,
 }
 
 impl Default for SqlConfig {
@@ -394,7 +392,6 @@ impl Default for SqlConfig {
             pool: SqlPoolConfig::default(),
             slow_query: Duration::from_millis(250),
             n_plus_one_threshold: 10,
-            query_cache_size: ByteSize::mib(64),
         }
     }
 }

@@ -485,3 +485,44 @@ async fn query_cache_serves_until_a_write_to_its_tables(backend: &Backend) {
     assert_ne!(cached(&server, q3, 100).await, short, "the entry expired");
     server.shutdown().await;
 }
+
+/// Two nodes on one PostgreSQL database and one Redis: a result cached by
+/// one is served by the other, and a write on either invalidates it on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_cache_is_shared_and_invalidated_across_nodes() {
+    let ns = Namespace::new().await;
+    let toml = misbehave(&format!(
+        "{}{}",
+        ns.toml(),
+        trellis_tests::redis::toml(
+            &trellis_tests::redis::url(),
+            &trellis_tests::redis::namespace()
+        )
+    ));
+    let a = TestServer::start(&toml).await;
+    let b = TestServer::start(&toml).await;
+    for sql in [
+        "CREATE TABLE shared (x INTEGER)",
+        "INSERT INTO shared (x) VALUES (1)",
+    ] {
+        assert!(probe(&a, sql, true).await.get("ok").is_some(), "{sql}");
+    }
+    let q = "SELECT x, random() AS r FROM shared";
+    let first = cached(&a, q, 60_000).await;
+    assert_eq!(cached(&b, q, 60_000).await, first, "B is served A's result");
+    assert!(
+        probe(&b, "INSERT INTO shared (x) VALUES (2)", true)
+            .await
+            .get("ok")
+            .is_some()
+    );
+    let after = cached(&a, q, 60_000).await;
+    assert_eq!(
+        after.as_array().map(Vec::len),
+        Some(2),
+        "A saw B's write: {after}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    ns.drop_all().await;
+}

@@ -27,7 +27,7 @@ fn uuid_like() -> u64 {
 
 /// The `[redis]` table for `url` and `namespace`.
 pub fn toml(url: &str, namespace: &str) -> String {
-    format!("[redis]\nurl = {url:?}\nnamespace = {namespace:?}\ncommand_timeout = \"300ms\"\n")
+    format!("[redis]\nurl = {url:?}\nnamespace = {namespace:?}\ncommand_timeout = \"2s\"\n")
 }
 
 /// A `redis-server` of the test's own on a free loopback port; stopped

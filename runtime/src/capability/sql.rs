@@ -160,7 +160,10 @@ impl HostState {
     /// requests (through the response header), must see it.
     async fn wrote(&mut self, db: &PluginDb, statements: &[String]) {
         for statement in statements {
-            self.plugin.query_cache.wrote(&self.plugin.name, statement);
+            self.plugin
+                .query_cache
+                .wrote(&self.plugin.name, statement)
+                .await;
         }
         if let Some(lsn) = db.write_position().await {
             self.sql_seen.min_lsn = Some(self.sql_seen.min_lsn.map_or(lsn, |m| m.max(lsn)));
@@ -170,12 +173,15 @@ impl HostState {
 
     /// A write inside a transaction: cached results over its tables are
     /// dropped now (this request may read them) and again at commit.
-    fn written_in(
+    async fn written_in(
         &mut self,
         this: &Resource<SqlTransaction>,
         statement: &str,
     ) -> wasmtime::Result<()> {
-        self.plugin.query_cache.wrote(&self.plugin.name, statement);
+        self.plugin
+            .query_cache
+            .wrote(&self.plugin.name, statement)
+            .await;
         self.table
             .get_mut(this)?
             .written
@@ -250,12 +256,12 @@ impl Host for HostState {
         let params = from_wit(params);
         let cache = self.plugin.query_cache.clone();
         let plugin = self.plugin.name.clone();
-        let Some(read_set) = cache.read_set(&plugin, &statement) else {
+        let Some(read_set) = cache.read_set(&plugin, &statement).await else {
             let result = self.run_query(&db, statement, params, consistency).await;
             return Ok(result.map(to_wit_rows).map_err(to_wit_error));
         };
         let started = Instant::now();
-        if let Some(rows) = cache.get(&plugin, &statement, &params) {
+        if let Some(rows) = cache.get(&plugin, &statement, &params).await {
             self.plugin.stats.sql("cached", started.elapsed(), None);
             return Ok(Ok(to_wit_rows(rows)));
         }
@@ -264,7 +270,9 @@ impl Host for HostState {
             .await;
         if let Ok(rows) = &result {
             let ttl = std::time::Duration::from_millis(u64::from(ttl_ms));
-            cache.put(&plugin, &statement, &params, rows, ttl, read_set);
+            cache
+                .put(&plugin, &statement, &params, rows, ttl, read_set)
+                .await;
         }
         Ok(result.map(to_wit_rows).map_err(to_wit_error))
     }
@@ -326,7 +334,7 @@ impl HostTransaction for HostState {
             .instrument(watch.span.clone())
             .await;
         if result.is_ok() && may_write(&statement) {
-            self.written_in(&this, &statement)?;
+            self.written_in(&this, &statement).await?;
         }
         self.record(watch, result.as_ref().err(), statement, params);
         Ok(result.map(to_wit_rows).map_err(to_wit_error))
@@ -348,7 +356,7 @@ impl HostTransaction for HostState {
             .instrument(watch.span.clone())
             .await;
         if result.is_ok() {
-            self.written_in(&this, &statement)?;
+            self.written_in(&this, &statement).await?;
         }
         self.record(watch, result.as_ref().err(), statement, params);
         Ok(result.map_err(to_wit_error))

@@ -138,6 +138,7 @@ impl PluginHost {
         };
         let cache = CacheService::start(&config.cache, redis.clone(), metrics.cache_stats()).await;
         let locks = LockService::new(&config.lock, redis, metrics.lock_stats());
+        let query_cache = Arc::new(QueryCache::new(cache.clone()));
         Ok(PluginHost {
             cache,
             locks,
@@ -154,7 +155,7 @@ impl PluginHost {
                 n_plus_one_threshold: config.sql.n_plus_one_threshold,
                 debug_headers: config.log.debug_headers,
             },
-            query_cache: Arc::new(QueryCache::new(config.sql.query_cache_size.as_u64())),
+            query_cache,
             metrics,
         })
     }

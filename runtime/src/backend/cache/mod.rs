@@ -256,6 +256,41 @@ impl CacheService {
             .map(|e| e.value.clone()))
     }
 
+    /// As [`CacheService::get`] for a key the runtime made.
+    pub(crate) async fn get_internal(&self, plugin: &str, key: &str) -> Option<Option<Bytes>> {
+        let now = now_ms();
+        self.read(plugin, key)
+            .await
+            .filter(|e| e.fresh(now))
+            .map(|e| e.value.clone())
+    }
+
+    /// The current epochs of `tags`, to store an entry later with the
+    /// epochs from before its value was computed (a tag invalidated in
+    /// between then outdates it at once). Unknown epochs read as 0.
+    pub(crate) async fn tag_epochs(&self, plugin: &str, tags: &[String]) -> Vec<(String, u64)> {
+        let mut epochs = Vec::with_capacity(tags.len());
+        for tag in tags {
+            let epoch = self.tag_epoch(plugin, tag).await.unwrap_or(0);
+            epochs.push((tag.clone(), epoch));
+        }
+        epochs
+    }
+
+    /// Stores a runtime-made entry with tag epochs taken before its value
+    /// was computed ([`CacheService::tag_epochs`]).
+    pub(crate) async fn set_tagged(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        tagged: Vec<(String, u64)>,
+    ) -> Result<Arc<Entry>, CacheError> {
+        self.store_entry(plugin, key, Some(value), ttl, tagged, Duration::ZERO)
+            .await
+    }
+
     /// Many keys; L2 is asked once for all L1 misses.
     pub async fn get_many(
         &self,
@@ -354,6 +389,13 @@ impl CacheService {
     /// Makes every entry tagged `tag` unservable, on every node.
     pub async fn invalidate_tag(&self, plugin: &str, tag: &str) -> Result<(), CacheError> {
         Self::check_name("tag", tag)?;
+        self.invalidate_tag_internal(plugin, tag).await;
+        Ok(())
+    }
+
+    /// As [`CacheService::invalidate_tag`] for a tag the runtime made (the
+    /// query cache's table tags).
+    pub(crate) async fn invalidate_tag_internal(&self, plugin: &str, tag: &str) {
         let name = l1_key(plugin, tag);
         self.inner.stats.invalidation("tag", "local");
         if let Some(redis) = self.up() {
@@ -374,18 +416,17 @@ impl CacheService {
                     self.inner.tags.insert(name, epoch);
                     self.publish(redis, plugin, None, Some((tag.to_string(), epoch)))
                         .await;
-                    return Ok(());
+                    return;
                 }
                 Err(err) => self.redis_failed("invalidate_tag", &err),
             }
             // Redis failed: at least this node stops serving the tag.
             self.inner.tags.insert(name, u64::MAX);
-            return Ok(());
+            return;
         }
         let epoch = self.inner.next_epoch.fetch_add(1, Ordering::Relaxed);
         let floor = self.inner.floor.load(Ordering::Relaxed);
         self.inner.tags.insert(name, epoch.max(floor));
-        Ok(())
     }
 
     /// Read-through with stampede protection (see the module docs).
@@ -467,6 +508,30 @@ impl CacheService {
         tags: &[String],
         delta: Duration,
     ) -> Result<Arc<Entry>, CacheError> {
+        if tags.len() > MAX_TAGS {
+            return Err(CacheError::Invalid(format!(
+                "at most {MAX_TAGS} tags per entry"
+            )));
+        }
+        for tag in tags {
+            Self::check_name("tag", tag)?;
+        }
+        // Unknown epochs (Redis away) read as 0, which any invalidation
+        // outdates.
+        let tagged = self.tag_epochs(plugin, tags).await;
+        self.store_entry(plugin, key, value, ttl, tagged, delta)
+            .await
+    }
+
+    async fn store_entry(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Option<Bytes>,
+        ttl: Duration,
+        tagged: Vec<(String, u64)>,
+        delta: Duration,
+    ) -> Result<Arc<Entry>, CacheError> {
         let config = &self.inner.config;
         if let Some(v) = &value
             && v.len() as u64 > config.max_value.as_u64()
@@ -475,18 +540,6 @@ impl CacheService {
         }
         if ttl.is_zero() {
             return Err(CacheError::Invalid("a cache ttl is at least 1 ms".into()));
-        }
-        if tags.len() > MAX_TAGS {
-            return Err(CacheError::Invalid(format!(
-                "at most {MAX_TAGS} tags per entry"
-            )));
-        }
-        let mut tagged = Vec::with_capacity(tags.len());
-        for tag in tags {
-            Self::check_name("tag", tag)?;
-            // Unknown (Redis away): 0, which any invalidation outdates.
-            let epoch = self.tag_epoch(plugin, tag).await.unwrap_or(0);
-            tagged.push((tag.clone(), epoch));
         }
         let ttl = ttl.min(config.max_ttl);
         let entry = Arc::new(Entry {

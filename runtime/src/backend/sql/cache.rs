@@ -1,24 +1,26 @@
 //! The query result cache: results of `query-cached` by plugin, statement
-//! and parameters. Each entry remembers the generation of every table it
-//! read (captured before the query ran); a write by the plugin bumps the
-//! generations of the tables it names, so an entry over a changed table is
-//! never served. A write the parser cannot read bumps the plugin's `*`
-//! generation, which every entry of that plugin depends on.
+//! and parameters, kept in the runtime's two-tier cache
+//! ([`CacheService`]), so with Redis every node shares them. Each entry is
+//! tagged with the tables it read (and `*`), carrying their epochs from
+//! before the query ran; a write by the plugin invalidates the tags of the
+//! tables it names, on every node, so an entry over a changed table is
+//! never served. A write the parser cannot read invalidates the plugin's
+//! `*` tag, which every entry of that plugin carries.
 //!
-//! In-process (moka, bounded by an estimate of bytes held). Generations are
-//! per node for now; with Redis they will be shared (cache issue).
+//! Keys and tags start with a control character, which no plugin's own
+//! cache key or tag may hold.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use sqlparser::ast::{Statement, visit_relations};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
 use super::{Rows, Value};
+use crate::backend::cache::CacheService;
 
 /// The pseudo-table every entry of a plugin depends on.
 const ALL: &str = "*";
@@ -26,46 +28,23 @@ const ALL: &str = "*";
 /// Longest a cached result may live, whatever the plugin asks.
 const MAX_TTL: Duration = Duration::from_secs(3600);
 
-/// The cache shared by every plugin of a runtime.
+/// The query cache of a runtime, over its [`CacheService`].
 #[derive(Debug)]
 pub struct QueryCache {
-    entries: moka::sync::Cache<Key, std::sync::Arc<Entry>>,
-    generations: Mutex<HashMap<(String, String), u64>>,
+    cache: CacheService,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    plugin: String,
-    statement: String,
-    params: String,
-}
-
-#[derive(Debug)]
-struct Entry {
-    rows: Rows,
-    read: Vec<(String, u64)>,
-    expires: Instant,
-}
-
-/// The tables a read depends on, with their generations before it ran.
+/// The tables a read depends on, with their epochs before it ran.
 #[derive(Debug, Clone)]
 pub struct ReadSet(Vec<(String, u64)>);
 
 impl QueryCache {
-    /// A cache holding about `max_bytes` of results.
-    pub fn new(max_bytes: u64) -> Self {
+    /// A query cache storing its results in `cache`.
+    pub fn new(cache: CacheService) -> Self {
         QueryCache {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(max_bytes)
-                .weigher(|key: &Key, entry: &std::sync::Arc<Entry>| {
-                    let bytes = key.statement.len() + key.params.len() + weight(&entry.rows);
-                    u32::try_from(bytes).unwrap_or(u32::MAX)
-                })
-                .time_to_live(MAX_TTL)
-                .build(),
-            generations: Mutex::new(HashMap::new()),
+            cache,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -79,57 +58,37 @@ impl QueryCache {
         )
     }
 
-    /// The tables `statement` reads and their current generations; `None`
-    /// when it is not a single query the parser understands (not cached).
-    pub fn read_set(&self, plugin: &str, statement: &str) -> Option<ReadSet> {
+    /// The tables `statement` reads and their current epochs; `None` when
+    /// it is not a single query the parser understands (not cached).
+    pub async fn read_set(&self, plugin: &str, statement: &str) -> Option<ReadSet> {
         let Tables::Read(mut tables) = tables(statement) else {
             return None;
         };
         tables.push(ALL.to_string());
-        let generations = self.lock();
-        Some(ReadSet(
-            tables
-                .into_iter()
-                .map(|t| {
-                    let g = generations
-                        .get(&(plugin.to_string(), t.clone()))
-                        .copied()
-                        .unwrap_or(0);
-                    (t, g)
-                })
-                .collect(),
-        ))
+        let tags: Vec<String> = tables.iter().map(|t| tag(t)).collect();
+        Some(ReadSet(self.cache.tag_epochs(plugin, &tags).await))
     }
 
     /// A fresh cached result, if any.
-    pub fn get(&self, plugin: &str, statement: &str, params: &[Value]) -> Option<Rows> {
-        let key = key(plugin, statement, params);
-        let fresh = self.entries.get(&key).filter(|entry| {
-            entry.expires > Instant::now() && {
-                let generations = self.lock();
-                entry.read.iter().all(|(t, g)| {
-                    generations
-                        .get(&(plugin.to_string(), t.clone()))
-                        .copied()
-                        .unwrap_or(0)
-                        == *g
-                })
-            }
-        });
-        match fresh {
-            Some(entry) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                Some(entry.rows.clone())
-            }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
+    pub async fn get(&self, plugin: &str, statement: &str, params: &[Value]) -> Option<Rows> {
+        let found = self
+            .cache
+            .get_internal(plugin, &key(statement, params))
+            .await
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice::<Rows>(&bytes).ok());
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
-    /// Stores a result read under `read_set` for `ttl`.
-    pub fn put(
+    /// Stores a result read under `read_set` for `ttl`. A result larger
+    /// than the cache's `max_value` is simply not stored.
+    pub async fn put(
         &self,
         plugin: &str,
         statement: &str,
@@ -138,34 +97,49 @@ impl QueryCache {
         ttl: Duration,
         read_set: ReadSet,
     ) {
-        let entry = Entry {
-            rows: rows.clone(),
-            read: read_set.0,
-            expires: Instant::now() + ttl.min(MAX_TTL),
+        let Ok(bytes) = serde_json::to_vec(rows) else {
+            return;
         };
-        self.entries
-            .insert(key(plugin, statement, params), std::sync::Arc::new(entry));
+        let _ = self
+            .cache
+            .set_tagged(
+                plugin,
+                &key(statement, params),
+                bytes.into(),
+                ttl.min(MAX_TTL),
+                read_set.0,
+            )
+            .await;
     }
 
     /// After a successful write: entries over the tables `statement` names
     /// are stale (all of the plugin's when the statement does not parse).
-    pub fn wrote(&self, plugin: &str, statement: &str) {
+    pub async fn wrote(&self, plugin: &str, statement: &str) {
         let tables = match tables(statement) {
             Tables::Read(_) | Tables::Unknown => return,
             Tables::Written(tables) if !tables.is_empty() => tables,
             Tables::Written(_) | Tables::Unparsed => vec![ALL.to_string()],
         };
-        let mut generations = self.lock();
         for table in tables {
-            *generations.entry((plugin.to_string(), table)).or_insert(0) += 1;
+            self.cache
+                .invalidate_tag_internal(plugin, &tag(&table))
+                .await;
         }
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
-        self.generations
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+/// The tag of one table's results.
+fn tag(table: &str) -> String {
+    format!("\u{0}sql:{table}")
+}
+
+/// The key of one statement with its parameters.
+fn key(statement: &str, params: &[Value]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(statement.as_bytes());
+    hash.update(b"\0");
+    hash.update(format!("{params:?}").as_bytes());
+    format!("\u{0}sql:{:x}", hash.finalize())
 }
 
 /// What a statement does to which tables.
@@ -216,28 +190,6 @@ fn relations(statements: &Vec<Statement>) -> Vec<String> {
     tables
 }
 
-fn key(plugin: &str, statement: &str, params: &[Value]) -> Key {
-    Key {
-        plugin: plugin.to_string(),
-        statement: statement.to_string(),
-        params: format!("{params:?}"),
-    }
-}
-
-fn weight(rows: &Rows) -> usize {
-    let cells: usize = rows
-        .rows
-        .iter()
-        .flatten()
-        .map(|v| match v {
-            Value::Text(s) | Value::Json(s) => 24 + s.len(),
-            Value::Blob(b) => 24 + b.len(),
-            _ => 24,
-        })
-        .sum();
-    cells + rows.columns.iter().map(|c| 24 + c.len()).sum::<usize>()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,35 +201,45 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_write_invalidates_exactly_the_tables_it_names() {
-        let cache = QueryCache::new(1 << 20);
+    #[tokio::test]
+    async fn a_write_invalidates_exactly_the_tables_it_names() {
+        let service = CacheService::start(
+            &crate::config::CacheConfig::default(),
+            None,
+            crate::monitor::CacheStats::default(),
+        )
+        .await;
+        let cache = QueryCache::new(service);
         let ttl = Duration::from_secs(60);
         for (sql, n) in [
             ("SELECT x FROM a", 1),
             ("SELECT x FROM b JOIN c ON b.x = c.x", 2),
         ] {
-            let read = cache.read_set("p", sql).expect("a query");
-            cache.put("p", sql, &[], &rows(n), ttl, read);
+            let read = cache.read_set("p", sql).await.expect("a query");
+            cache.put("p", sql, &[], &rows(n), ttl, read).await;
         }
-        assert!(cache.get("p", "SELECT x FROM a", &[]).is_some());
-        cache.wrote("p", "UPDATE c SET x = 1");
-        assert!(cache.get("p", "SELECT x FROM a", &[]).is_some());
+        let get = |sql: &'static str| cache.get("p", sql, &[]);
+        assert_eq!(get("SELECT x FROM a").await, Some(rows(1)));
+        cache.wrote("p", "UPDATE c SET x = 1").await;
+        assert!(get("SELECT x FROM a").await.is_some());
+        assert!(get("SELECT x FROM b JOIN c ON b.x = c.x").await.is_none());
+        cache.wrote("other", "DELETE FROM a").await;
         assert!(
-            cache
-                .get("p", "SELECT x FROM b JOIN c ON b.x = c.x", &[])
-                .is_none()
-        );
-        cache.wrote("other", "DELETE FROM a");
-        assert!(
-            cache.get("p", "SELECT x FROM a", &[]).is_some(),
+            get("SELECT x FROM a").await.is_some(),
             "another plugin's write"
         );
-        cache.wrote("p", "this is not sql");
-        assert!(
-            cache.get("p", "SELECT x FROM a", &[]).is_none(),
-            "unparseable write"
-        );
-        assert!(cache.read_set("p", "DELETE FROM a").is_none());
+        // A write between reading the epochs and storing outdates the entry.
+        let read = cache
+            .read_set("p", "SELECT x FROM d")
+            .await
+            .expect("a query");
+        cache.wrote("p", "INSERT INTO d VALUES (1)").await;
+        cache
+            .put("p", "SELECT x FROM d", &[], &rows(4), ttl, read)
+            .await;
+        assert!(get("SELECT x FROM d").await.is_none(), "raced write");
+        cache.wrote("p", "this is not sql").await;
+        assert!(get("SELECT x FROM a").await.is_none(), "unparseable write");
+        assert!(cache.read_set("p", "DELETE FROM a").await.is_none());
     }
 }

@@ -20,7 +20,7 @@ pub use replica::{ReplicaStats, format_lsn, parse_lsn};
 pub use shape::shape;
 
 /// A parameter or column value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     /// SQL NULL.
     Null,
@@ -41,7 +41,7 @@ pub enum Value {
 }
 
 /// Column names and rows of values.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rows {
     /// Column names in order.
     pub columns: Vec<String>,

@@ -1002,3 +1002,65 @@ impl moka::Expiry<String, Arc<Stored>> for KeepFor {
         Some(stored.keep)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(expires_in_ms: u64, delta_ms: u32, now: u64) -> Entry {
+        Entry {
+            value: Some(Bytes::from_static(b"v")),
+            expires_at_ms: now + expires_in_ms,
+            delta_ms,
+            tags: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn early_refresh_grows_as_expiry_nears_and_with_load_time() {
+        let now = 1_000_000;
+        let share = |e: &Entry| (0..2000).filter(|_| early_refresh(e, now)).count();
+        // Far from expiry relative to the load time: practically never.
+        assert_eq!(share(&entry(100_000, 1, now)), 0);
+        // Never loaded through fetch (no load time): never.
+        assert_eq!(share(&entry(1, 0, now)), 0);
+        // Expiry within a small part of the load time: almost always.
+        assert!(share(&entry(10, 1000, now)) > 1900);
+        // In between: some, not all (P = e^-1 ≈ 37 %).
+        let some = share(&entry(1000, 1000, now));
+        assert!((500..1000).contains(&some), "{some}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_serves_the_stale_value_to_waiters() {
+        let config = CacheConfig {
+            load_wait: Duration::from_secs(2),
+            ..CacheConfig::default()
+        };
+        let cache = CacheService::start(&config, None, CacheStats::default()).await;
+        cache
+            .set(
+                "p",
+                "k",
+                Some(Bytes::from_static(b"old")),
+                Duration::from_millis(20),
+                &[],
+            )
+            .await
+            .expect("stored");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let Fetched::Load(ticket) = cache.fetch("p", "k").await.expect("fetch") else {
+            panic!("an expired entry is loaded");
+        };
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.fetch("p", "k").await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(ticket);
+        match waiter.await.expect("joined").expect("fetch") {
+            Fetched::Hit(value) => assert_eq!(value, Bytes::from_static(b"old")),
+            other => panic!("expected the stale value, got {other:?}"),
+        }
+    }
+}

@@ -97,6 +97,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// The `lock` capability.
     pub lock: LockConfig,
+    /// Response compression.
+    pub compression: CompressionConfig,
     /// The plugins to serve, by name. Absent: the embedded examples.
     pub plugins: Option<BTreeMap<String, PluginConfig>>,
 }
@@ -160,6 +162,26 @@ impl Default for CacheConfig {
             l1_max_ttl: Duration::from_secs(10),
             stale_for: Duration::from_secs(30),
             load_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[compression]`: response bodies compressed with gzip, brotli or zstd,
+/// as the client's `Accept-Encoding` prefers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionConfig {
+    /// Compress responses at all.
+    pub enabled: bool,
+    /// Smaller bodies are sent as they are (at most 64 KiB).
+    pub min_size: ByteSize,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            enabled: true,
+            min_size: ByteSize::kib(1),
         }
     }
 }
@@ -581,6 +603,7 @@ impl Default for Config {
             redis: None,
             cache: CacheConfig::default(),
             lock: LockConfig::default(),
+            compression: CompressionConfig::default(),
             plugins: None,
         }
     }
@@ -880,6 +903,9 @@ impl Config {
         }
         if cache.max_ttl.is_zero() || cache.l1_max_ttl.is_zero() {
             return invalid("cache", "max_ttl and l1_max_ttl must be more than 0");
+        }
+        if self.compression.min_size.as_u64() > u64::from(u16::MAX) {
+            return invalid("compression.min_size", "at most 64 KiB");
         }
         if self.lock.max_ttl.is_zero() {
             return invalid("lock.max_ttl", "must be more than 0");

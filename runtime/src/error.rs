@@ -35,6 +35,11 @@ pub enum ApiError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The request body's `Content-Encoding` is not one the runtime decodes.
+    #[error(
+        "the request body's Content-Encoding `{0}` is not supported; use gzip, br, zstd or deflate"
+    )]
+    UnsupportedEncoding(String),
     /// The client took too long to send the request body.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
@@ -108,6 +113,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Overloaded { .. } | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -127,6 +133,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::UnsupportedEncoding(_) => "unsupported_content_encoding",
             ApiError::BodyTimeout => "request_timeout",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::DeadlineExceeded { .. } => "deadline_exceeded",

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod cache;
+mod compression;
 mod config;
 mod dashboard;
 mod examples;

@@ -25,7 +25,8 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Reads the whole body, refusing more than `limit` bytes (413) and a client
-/// that takes longer than `timeout` to send it (408).
+/// that takes longer than `timeout` to send it (408), and decodes its
+/// `Content-Encoding` under the same limit.
 pub async fn read_body<B>(
     body: B,
     headers: &HeaderMap,
@@ -45,7 +46,7 @@ where
     }
     let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     match tokio::time::timeout(timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Ok(collected)) => decode(collected.to_bytes(), headers, limit).await,
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::PayloadTooLarge { limit })
         }
@@ -54,6 +55,58 @@ where
         ))),
         Err(_) => Err(ApiError::BodyTimeout),
     }
+}
+
+/// The body as sent, decoded when it has a `Content-Encoding` (gzip, br,
+/// zstd, deflate): the limit applies to the decoded bytes too, so a small
+/// compressed body that inflates past it (a zip bomb) is a 413, found
+/// without holding more than the limit.
+async fn decode(body: Bytes, headers: &HeaderMap, limit: u64) -> Result<Vec<u8>, ApiError> {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
+    use tokio::io::{AsyncRead, AsyncReadExt};
+    let Some(encoding) = content_encoding(headers) else {
+        return Ok(body.to_vec());
+    };
+    let encoding = encoding.map_err(ApiError::UnsupportedEncoding)?;
+    let input: &[u8] = &body;
+    let mut decoder: std::pin::Pin<Box<dyn AsyncRead + Send + '_>> = match encoding {
+        "gzip" | "x-gzip" => Box::pin(GzipDecoder::new(input)),
+        "br" => Box::pin(BrotliDecoder::new(input)),
+        "zstd" => Box::pin(ZstdDecoder::new(input)),
+        "deflate" => Box::pin(ZlibDecoder::new(input)),
+        other => return Err(ApiError::UnsupportedEncoding(other.to_string())),
+    };
+    let mut decoded = Vec::new();
+    let mut bounded = (&mut decoder).take(limit.saturating_add(1));
+    bounded.read_to_end(&mut decoded).await.map_err(|e| {
+        ApiError::BadRequest(format!("cannot decode the {encoding} request body: {e}"))
+    })?;
+    if decoded.len() as u64 > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(decoded)
+}
+
+/// The request's one content coding: `None` for none or `identity`, an
+/// error naming it when there are several.
+fn content_encoding(headers: &HeaderMap) -> Option<Result<&'static str, String>> {
+    let value = headers.get(header::CONTENT_ENCODING)?;
+    let text = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    Some(match text.as_str() {
+        "" | "identity" => return None,
+        "gzip" => Ok("gzip"),
+        "x-gzip" => Ok("x-gzip"),
+        "br" => Ok("br"),
+        "zstd" => Ok("zstd"),
+        "deflate" => Ok("deflate"),
+        _ => Err(text),
+    })
+}
+
+/// Whether the body [`read_body`] returns was decoded from a
+/// `Content-Encoding` (the guest then must not see that header).
+pub fn was_encoded(headers: &HeaderMap) -> bool {
+    content_encoding(headers).is_some()
 }
 
 /// `a=1&b=x%20y` → [("a", "1"), ("b", "x y")].

@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod builtin;
+pub mod compression;
 pub mod convert;
 pub mod request_id;
 pub mod response_cache;
@@ -358,7 +359,15 @@ impl App {
             path: path.to_string(),
             params,
             query: convert::query_pairs(parts.uri.query()),
-            headers: convert::header_pairs(&parts.headers),
+            headers: {
+                // A decoded body no longer has its coding or length.
+                let mut headers = convert::header_pairs(&parts.headers);
+                if convert::was_encoded(&parts.headers) {
+                    headers
+                        .retain(|(name, _)| name != "content-encoding" && name != "content-length");
+                }
+                headers
+            },
             body,
             request_id: request_id.to_string(),
         };

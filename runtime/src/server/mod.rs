@@ -10,16 +10,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
+use tower_http::compression::CompressionLayer;
 
 use crate::backend::sql::Leader;
 use crate::config::{Config, ServerConfig};
+use crate::http::compression::{self, Compressible};
 use crate::http::{AdminAuth, App};
 use crate::monitor::alerts::{Alerts, Notifier, now_ms};
 use crate::plugin::{HostError, LoadError, LoadedPlugin, PluginHost};
@@ -63,6 +65,8 @@ pub struct Server {
     app: Arc<App>,
     /// hyper's connection builder: HTTP/1.1 and HTTP/2, timeouts, limits.
     builder: auto::Builder<TokioExecutor>,
+    /// Response compression around the pipeline.
+    compression: CompressionLayer<Compressible>,
     /// Time in-flight requests get on shutdown.
     shutdown_grace: Duration,
     /// The plugin host, kept alive as long as the server.
@@ -134,6 +138,7 @@ impl Server {
                 alerts,
             )),
             builder: connection_builder(&config.server),
+            compression: compression::layer(&config.compression),
             shutdown_grace: config.server.shutdown_grace,
             host,
         })
@@ -222,10 +227,14 @@ impl Server {
         let app = self.app.clone();
         let metrics = self.host.metrics().clone();
         metrics.connection(1);
-        let service = service_fn(move |request| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(app.serve(request).await) }
-        });
+        let service = tower::ServiceBuilder::new()
+            .map_response(compression::weaken_etag)
+            .layer(self.compression.clone())
+            .service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(app.serve(request).await) }
+            });
+        let service = TowerToHyperService::new(service);
         let connection = self
             .builder
             .serve_connection(TokioIo::new(stream), service)

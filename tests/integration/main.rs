@@ -7,6 +7,7 @@ mod compression;
 mod config;
 mod dashboard;
 mod examples;
+mod fields;
 mod limits;
 mod locks;
 mod malformed;

@@ -37,6 +37,7 @@ fn app() -> App {
                                               fence BIGINT NOT NULL);",
         })
         .get("/kv/{key}", kv_get)
+        .lenient_fields()
         .put("/kv/{key}", kv_put)
         .delete("/kv/{key}", kv_delete)
         .post("/kv/tags/{tag}/invalidate", kv_invalidate)

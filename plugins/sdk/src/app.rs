@@ -129,6 +129,23 @@ impl App {
         self
     }
 
+    /// Makes `?fields=` on the route added before it lenient: fields the
+    /// response does not have are skipped instead of answered with 400.
+    ///
+    /// # Panics
+    ///
+    /// When no route was added yet.
+    pub fn lenient_fields(mut self) -> Self {
+        let Some(route) = self.routes.last_mut() else {
+            panic!(
+                "App::lenient_fields applies to the route added before it, and there is none yet"
+            );
+        };
+        route.options.retain(|(key, _)| key != "fields");
+        route.options.push(("fields".into(), "lenient".into()));
+        self
+    }
+
     /// Declares a capability the plugin uses (`"log"`, `"config"`, ...). The
     /// operator must grant it, or the plugin does not load.
     pub fn capability(mut self, name: impl Into<String>) -> Self {

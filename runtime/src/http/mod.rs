@@ -7,6 +7,7 @@ pub mod auth;
 mod builtin;
 pub mod compression;
 pub mod convert;
+pub mod fields;
 pub mod request_id;
 pub mod response_cache;
 
@@ -183,7 +184,12 @@ impl App {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path();
         if is_reserved(path) {
-            return builtin::serve(self, &parts, body).await;
+            let selection = fields::requested(parts.uri.query())?;
+            let response = builtin::serve(self, &parts, body).await?;
+            return match &selection {
+                Some(selection) => fields::select(response, selection, false),
+                None => Ok(response),
+            };
         }
         let tracer = self.host.tracing().tracer();
         let routing = child_span(tracer, trace, "http.route", SpanKind::Internal, Vec::new());
@@ -346,6 +352,7 @@ impl App {
         let path = parts.uri.path();
         let plugin = &target.plugin;
         let limits = plugin.limits();
+        let selection = fields::requested(parts.uri.query())?;
         let body = convert::read_body(
             body,
             &parts.headers,
@@ -374,6 +381,12 @@ impl App {
         let guest_response = plugin.handle(&guest_request, trace).await?;
         // For HEAD, hyper sends the headers (with the GET body's length) and
         // drops the body.
-        convert::into_http(plugin.name(), guest_response)
+        let response = convert::into_http(plugin.name(), guest_response)?;
+        match &selection {
+            Some(selection) => {
+                fields::select(response, selection, plugin.lenient_fields(target.route))
+            }
+            None => Ok(response),
+        }
     }
 }

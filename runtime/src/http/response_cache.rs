@@ -1,5 +1,5 @@
 //! The HTTP response cache: GET responses of routes that declare
-//! `cache-ttl` (see `plugin::route_cache`) are kept in the two-tier cache
+//! `cache-ttl` (see `plugin::route_options`) are kept in the two-tier cache
 //! under the plugin's namespace and served without instantiating the
 //! plugin. Concurrent misses of one variant on one node call the plugin
 //! once (the cache's single-flight). Responses carry an `ETag`; a matching

@@ -13,7 +13,7 @@ use wasmtime::component::Component;
 use wasmtime::component::InstancePre;
 
 use super::bindings::{PluginManifest, http_handler, manifest, migrations};
-use super::route_cache::RouteCache;
+use super::route_options::RouteOptions;
 use super::state::{HostState, PluginContext};
 use super::{Exports, LoadedPlugin, PluginHost};
 use crate::backend::lock::LockError;
@@ -172,19 +172,25 @@ impl PluginHost {
             .map(|r| self.metrics.route(name, &r.path, &r.method))
             .collect();
         // Validated above: every route's options parse.
-        let response_caches = manifest
+        let options: Vec<RouteOptions> = manifest
             .routes
             .iter()
-            .map(|r| {
-                RouteCache::from_options(&r.method, &r.path, &r.options)
-                    .ok()
-                    .flatten()
+            .map(|r| RouteOptions::parse(&r.method, &r.path, &r.options).unwrap_or_default())
+            .collect();
+        let response_caches = options
+            .iter()
+            .zip(&manifest.routes)
+            .map(|(o, r)| {
+                o.cache
+                    .clone()
                     .map(|policy| (policy, self.metrics.response_cache(name, &r.path)))
             })
             .collect();
+        let lenient_fields = options.iter().map(|o| o.lenient_fields).collect();
         Ok(Arc::new(LoadedPlugin {
             routes,
             response_caches,
+            lenient_fields,
             concurrency: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
             context,
             manifest,
@@ -401,7 +407,7 @@ fn validate_manifest(manifest: &PluginManifest, grants: &[String]) -> Result<(),
                 route.path
             ));
         }
-        if let Err(message) = RouteCache::from_options(&route.method, &route.path, &route.options) {
+        if let Err(message) = RouteOptions::parse(&route.method, &route.path, &route.options) {
             return invalid(message);
         }
     }

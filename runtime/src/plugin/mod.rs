@@ -10,7 +10,7 @@ pub mod bindings;
 mod call;
 pub mod engine;
 mod load;
-pub mod route_cache;
+pub mod route_options;
 mod state;
 
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use crate::monitor::{ErrorGroups, HostSnapshot, Metrics, ResponseCacheStats, Rou
 
 pub use bindings::{GuestRequest, GuestResponse, PluginManifest};
 pub use load::LoadError;
-pub use route_cache::RouteCache;
+pub use route_options::{RouteCache, RouteOptions};
 pub use state::{HostState, PluginContext, SqlWatch};
 
 /// The engine, the linker with every host import, and the global instance
@@ -81,6 +81,8 @@ pub struct LoadedPlugin {
     routes: Vec<RouteStats>,
     /// Response caching per route, in manifest order.
     response_caches: Vec<Option<(RouteCache, ResponseCacheStats)>>,
+    /// Whether `?fields=` skips unknown fields, per route.
+    lenient_fields: Vec<bool>,
     host: PluginHost,
 }
 
@@ -277,6 +279,14 @@ impl LoadedPlugin {
     /// How route `index` caches its responses, if it does.
     pub fn response_cache(&self, index: u32) -> Option<&(RouteCache, ResponseCacheStats)> {
         self.response_caches.get(index as usize)?.as_ref()
+    }
+
+    /// Whether route `index` skips unknown fields in `?fields=`.
+    pub fn lenient_fields(&self, index: u32) -> bool {
+        self.lenient_fields
+            .get(index as usize)
+            .copied()
+            .unwrap_or(false)
     }
 
     /// The metric handles of route `index` (manifest order).

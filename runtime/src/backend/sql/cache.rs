@@ -97,6 +97,8 @@ impl QueryCache {
         ttl: Duration,
         read_set: ReadSet,
     ) {
+        // JSON with serde_json's float_roundtrip: a cached REAL reads back
+        // bit for bit.
         let Ok(bytes) = serde_json::to_vec(rows) else {
             return;
         };
@@ -196,8 +198,12 @@ mod tests {
 
     fn rows(n: i64) -> Rows {
         Rows {
-            columns: vec!["x".into()],
-            rows: vec![vec![Value::Integer(n)]],
+            columns: vec!["x".into(), "r".into()],
+            // A double that a lossy float parser does not read back exactly.
+            rows: vec![vec![
+                Value::Integer(n),
+                Value::Real(0.213_674_273_068_862_77),
+            ]],
         }
     }
 

@@ -1,16 +1,64 @@
-//! A route's HTTP response caching, declared in its manifest options:
-//! `cache-ttl` (a duration, e.g. `30s` or `30000ms`), `cache-vary` (request
-//! headers that select a variant, comma-separated) and `cache-tags` (tags,
-//! comma-separated; `{param}` takes the value of the route's path
-//! parameter). Only `GET` routes may declare them. The serving side is
-//! `http::response_cache`.
+//! What a route declares in its manifest options, read once at load.
+//!
+//! - Response caching: `cache-ttl` (a duration, e.g. `30s` or `30000ms`),
+//!   `cache-vary` (request headers that select a variant, comma-separated)
+//!   and `cache-tags` (tags, comma-separated; `{param}` takes the value of
+//!   the route's path parameter). Only `GET` routes may declare them. The
+//!   serving side is `http::response_cache`.
+//! - Field selection: `fields` = `strict` (default: an unknown field in
+//!   `?fields=` is a 400) or `lenient` (unknown fields are skipped). The
+//!   serving side is `http::fields`.
 
 use std::time::Duration;
 
 use http::HeaderName;
 
 /// Route options this module reads.
-pub const OPTIONS: &[&str] = &["cache-ttl", "cache-vary", "cache-tags"];
+pub const OPTIONS: &[&str] = &["cache-ttl", "cache-vary", "cache-tags", "fields"];
+
+/// Everything a route declares.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteOptions {
+    /// Response caching, when declared.
+    pub cache: Option<RouteCache>,
+    /// Skip unknown fields in `?fields=` instead of refusing them.
+    pub lenient_fields: bool,
+}
+
+impl RouteOptions {
+    /// The options of a route; an error names the bad option.
+    pub fn parse(
+        method: &str,
+        path: &str,
+        options: &[(String, String)],
+    ) -> Result<RouteOptions, String> {
+        if let Some((key, _)) = options.iter().find(|(k, _)| !OPTIONS.contains(&k.as_str())) {
+            return Err(format!(
+                "route {method} {path} has unknown option `{key}`; known: {}",
+                OPTIONS.join(", ")
+            ));
+        }
+        let cache: Vec<(String, String)> = options
+            .iter()
+            .filter(|(k, _)| k.starts_with("cache-"))
+            .cloned()
+            .collect();
+        let lenient_fields = match options.iter().find(|(k, _)| k == "fields") {
+            None => false,
+            Some((_, v)) if v == "strict" => false,
+            Some((_, v)) if v == "lenient" => true,
+            Some((_, v)) => {
+                return Err(format!(
+                    "route {method} {path}: `fields` is `strict` or `lenient`, not `{v}`"
+                ));
+            }
+        };
+        Ok(RouteOptions {
+            cache: RouteCache::from_options(method, path, &cache)?,
+            lenient_fields,
+        })
+    }
+}
 
 /// Most tags a route may declare.
 const MAX_TAGS: usize = 16;
@@ -27,20 +75,14 @@ pub struct RouteCache {
 }
 
 impl RouteCache {
-    /// The policy of a route with `options`, `None` when it declares none;
-    /// an error names the bad option.
-    pub fn from_options(
+    /// The policy of a route with `options` (its `cache-*` ones), `None`
+    /// when it declares none; an error names the bad option.
+    fn from_options(
         method: &str,
         path: &str,
         options: &[(String, String)],
     ) -> Result<Option<RouteCache>, String> {
         let get = |name: &str| options.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-        if let Some((key, _)) = options.iter().find(|(k, _)| !OPTIONS.contains(&k.as_str())) {
-            return Err(format!(
-                "route {method} {path} has unknown option `{key}`; known: {}",
-                OPTIONS.join(", ")
-            ));
-        }
         let Some(ttl) = get("cache-ttl") else {
             return match options.first() {
                 Some((key, _)) => Err(format!(
@@ -138,7 +180,21 @@ mod tests {
         assert!(err(&[("cache-ttl", "1s")], "POST").contains("only GET"));
         assert!(err(&[("cache-ttl", "soon")], "GET").contains("not a duration"));
         assert!(err(&[("cache-tags", "a")], "GET").contains("without `cache-ttl`"));
-        assert!(err(&[("retries", "3")], "GET").contains("unknown option `retries`"));
+        let parse = |pairs: &[(&str, &str)]| RouteOptions::parse("GET", "/x", &options(pairs));
+        assert!(
+            parse(&[("retries", "3")])
+                .expect_err("unknown")
+                .contains("unknown option `retries`")
+        );
+        assert_eq!(
+            parse(&[("fields", "lenient")]).map(|o| o.lenient_fields),
+            Ok(true)
+        );
+        assert!(parse(&[("fields", "loose")]).is_err());
+        assert_eq!(
+            parse(&[("fields", "strict"), ("cache-ttl", "1s")]).map(|o| o.cache.is_some()),
+            Ok(true)
+        );
         assert!(
             err(&[("cache-ttl", "1s"), ("cache-vary", "bad header")], "GET")
                 .contains("not a header")

@@ -57,6 +57,11 @@ async fn fields_select_nested_members_and_name_unknown_ones() {
             .map(|o| o.keys().cloned().collect::<Vec<_>>()),
         Some(vec!["uptime_s".to_string()])
     );
+    let errors = server
+        .get("/api/v1/monitoring/errors?limit=5&fields=next_cursor")
+        .await;
+    assert_eq!(errors.status, 200, "{}", errors.text());
+    assert_eq!(errors.json(), serde_json::json!({"next_cursor": null}));
     server.shutdown().await;
 }
 

@@ -12,6 +12,7 @@ mod limits;
 mod locks;
 mod malformed;
 mod monitoring;
+mod pagination;
 mod replica;
 mod response_cache;
 mod roundtrip;

@@ -11,12 +11,13 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use trellis_sdk::page::{self, Page};
 use trellis_sdk::prelude::*;
 use trellis_sdk::{Migration, RouteCache, cache, params, sql};
 
 /// Page size when `?limit=` is absent, and the most a page may hold.
-const DEFAULT_LIMIT: i64 = 20;
-const MAX_LIMIT: i64 = 100;
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 100;
 
 /// How long the host may serve a cached read.
 const CACHE_TTL: Duration = Duration::from_secs(30);
@@ -102,24 +103,16 @@ fn get(req: Request) -> Result<Response> {
     }
 }
 
-/// Keyset pagination over ids: `?limit=N&cursor=C`, `next_cursor` in the body.
+/// Keyset pagination over ids, the SDK's convention: `?limit=N&cursor=C`,
+/// `next_cursor` in the body (and a `Link` header from the host).
 fn list(req: Request) -> Result<Response> {
-    let limit: i64 = req.query_as("limit")?.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Error::bad_request(format!(
-            "limit must be 1 to {MAX_LIMIT}"
-        )));
-    }
-    let after: i64 = req.query_as("cursor")?.unwrap_or(0);
+    let page: Page<i64> = page::from_request(&req, DEFAULT_LIMIT, MAX_LIMIT)?;
     let notes: Vec<Note> = sql::query_replica_ok(
         &format!("SELECT {COLUMNS} FROM notes WHERE id > $1 ORDER BY id LIMIT $2"),
-        &params![after, limit],
+        &params![page.after.unwrap_or(0), page.limit as i64],
     )?
     .decode()?;
-    let next_cursor = (notes.len() as i64 == limit)
-        .then(|| notes.last().map(|n| n.id.to_string()))
-        .flatten();
-    Response::json(&serde_json::json!({ "items": notes, "next_cursor": next_cursor }))
+    page::respond(&notes, page.limit, |n| n.id)
 }
 
 fn update(req: Request) -> Result<Response> {

@@ -35,6 +35,7 @@ pub mod cache;
 pub mod config;
 pub mod lock;
 pub mod log;
+pub mod page;
 pub mod sql;
 pub mod trace;
 

@@ -254,9 +254,11 @@ fn traces(app: &App, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiEr
         match key.as_ref() {
             "limit" => limit = parse_limit(&value, 1000)?,
             "notable" => notable = value == "true",
+            // Applied to the response by `http::fields`.
+            super::fields::PARAM => {}
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown query parameter `{other}`; known: limit, notable"
+                    "unknown query parameter `{other}`; known: limit, notable, fields"
                 )));
             }
         }
@@ -285,28 +287,21 @@ fn errors(app: &App, parts: &Parts) -> Result<Response<Full<Bytes>>, ApiError> {
                     ApiError::BadRequest("cursor is not one this endpoint returned".into())
                 })?);
             }
+            super::fields::PARAM => {}
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown query parameter `{other}`; known: limit, cursor"
+                    "unknown query parameter `{other}`; known: limit, cursor, fields"
                 )));
             }
         }
     }
     let (groups, next) = app.host.errors().page(limit, cursor.as_ref());
     let next = next.map(|c| c.encode());
-    let mut response = json_response(
+    // `http::pagination` adds the `Link: rel="next"` header.
+    Ok(json_response(
         StatusCode::OK,
         &json!({"errors": groups, "next_cursor": next}),
-    );
-    if let Some(next) = next
-        && let Ok(link) = HeaderValue::from_str(&format!(
-            "<{}?limit={limit}&cursor={next}>; rel=\"next\"",
-            parts.uri.path()
-        ))
-    {
-        response.headers_mut().insert(header::LINK, link);
-    }
-    Ok(response)
+    ))
 }
 
 /// Alerts not inactive (firing first) and the rules.

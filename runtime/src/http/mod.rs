@@ -8,6 +8,7 @@ mod builtin;
 pub mod compression;
 pub mod convert;
 pub mod fields;
+pub mod pagination;
 pub mod request_id;
 pub mod response_cache;
 
@@ -186,10 +187,12 @@ impl App {
         if is_reserved(path) {
             let selection = fields::requested(parts.uri.query())?;
             let response = builtin::serve(self, &parts, body).await?;
-            return match &selection {
-                Some(selection) => fields::select(response, selection, false),
-                None => Ok(response),
+            let mut response = match &selection {
+                Some(selection) => fields::select(response, selection, false)?,
+                None => response,
             };
+            pagination::link_next(&mut response, &parts.uri);
+            return Ok(response);
         }
         let tracer = self.host.tracing().tracer();
         let routing = child_span(tracer, trace, "http.route", SpanKind::Internal, Vec::new());
@@ -382,11 +385,13 @@ impl App {
         // For HEAD, hyper sends the headers (with the GET body's length) and
         // drops the body.
         let response = convert::into_http(plugin.name(), guest_response)?;
-        match &selection {
+        let mut response = match &selection {
             Some(selection) => {
-                fields::select(response, selection, plugin.lenient_fields(target.route))
+                fields::select(response, selection, plugin.lenient_fields(target.route))?
             }
-            None => Ok(response),
-        }
+            None => response,
+        };
+        pagination::link_next(&mut response, &parts.uri);
+        Ok(response)
     }
 }

@@ -99,6 +99,8 @@ pub struct Config {
     pub lock: LockConfig,
     /// Response compression.
     pub compression: CompressionConfig,
+    /// `POST /api/v1/batch`.
+    pub batch: BatchConfig,
     /// The plugins to serve, by name. Absent: the embedded examples.
     pub plugins: Option<BTreeMap<String, PluginConfig>>,
 }
@@ -182,6 +184,28 @@ impl Default for CompressionConfig {
         CompressionConfig {
             enabled: true,
             min_size: ByteSize::kib(1),
+        }
+    }
+}
+
+/// `[batch]`: bounds of `POST /api/v1/batch`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most operations in one batch (more is a 413).
+    pub max_operations: usize,
+    /// Operations running at once.
+    pub concurrency: usize,
+    /// Largest batch body.
+    pub max_body: ByteSize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_operations: 100,
+            concurrency: 8,
+            max_body: ByteSize::mib(4),
         }
     }
 }
@@ -604,6 +628,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             lock: LockConfig::default(),
             compression: CompressionConfig::default(),
+            batch: BatchConfig::default(),
             plugins: None,
         }
     }
@@ -906,6 +931,9 @@ impl Config {
         }
         if self.compression.min_size.as_u64() > u64::from(u16::MAX) {
             return invalid("compression.min_size", "at most 64 KiB");
+        }
+        if self.batch.max_operations == 0 || self.batch.concurrency == 0 {
+            return invalid("batch", "max_operations and concurrency must be at least 1");
         }
         if self.lock.max_ttl.is_zero() {
             return invalid("lock.max_ttl", "must be more than 0");

@@ -35,6 +35,15 @@ pub enum ApiError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// A batch with more operations than `batch.max_operations`.
+    #[error("a batch holds at most {limit} operations")]
+    TooManyOperations {
+        /// The limit.
+        limit: usize,
+    },
+    /// A feature the request asks for is not built.
+    #[error("{0}")]
+    NotImplemented(String),
     /// The request body's `Content-Encoding` is not one the runtime decodes.
     #[error(
         "the request body's Content-Encoding `{0}` is not supported; use gzip, br, zstd or deflate"
@@ -113,6 +122,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooManyOperations { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -133,6 +144,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::TooManyOperations { .. } => "too_many_operations",
+            ApiError::NotImplemented(_) => "not_implemented",
             ApiError::UnsupportedEncoding(_) => "unsupported_content_encoding",
             ApiError::BodyTimeout => "request_timeout",
             ApiError::Overloaded { .. } => "overloaded",

@@ -19,6 +19,7 @@ pub const RESERVED: &[&str] = &[
     "/dashboard",
     "/admin",
     "/api/v1/monitoring",
+    "/api/v1/batch",
 ];
 
 /// Whether `path` (or a route pattern) is one the runtime serves itself.

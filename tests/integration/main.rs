@@ -2,6 +2,7 @@
 //! server on an ephemeral loopback port and talks HTTP to it.
 
 mod alerts;
+mod batch;
 mod cache;
 mod compression;
 mod config;

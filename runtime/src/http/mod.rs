@@ -4,6 +4,7 @@
 //! Layer: below `server`, above `router` and `plugin`.
 
 pub mod auth;
+mod batch;
 mod builtin;
 pub mod compression;
 pub mod convert;
@@ -59,6 +60,8 @@ pub struct App {
     admin: AdminAuth,
     /// Alert rules and their alerts.
     alerts: Arc<Alerts>,
+    /// Bounds of `POST /api/v1/batch`.
+    batch: crate::config::BatchConfig,
     /// Set when shutdown begins: readiness turns 503.
     draining: AtomicBool,
     started: Instant,
@@ -66,12 +69,19 @@ pub struct App {
 
 impl App {
     /// An app serving `router` from `host`.
-    pub fn new(router: Router, host: PluginHost, admin: AdminAuth, alerts: Arc<Alerts>) -> Self {
+    pub fn new(
+        router: Router,
+        host: PluginHost,
+        admin: AdminAuth,
+        alerts: Arc<Alerts>,
+        batch: crate::config::BatchConfig,
+    ) -> Self {
         App {
             routes: ArcSwap::from_pointee(router),
             host,
             admin,
             alerts,
+            batch,
             draining: AtomicBool::new(false),
             started: Instant::now(),
         }
@@ -184,6 +194,10 @@ impl App {
         let routes = self.routes();
         let (parts, body) = request.into_parts();
         let path = parts.uri.path();
+        if path == batch::PATH {
+            // Public: each operation meets the pipeline's own checks.
+            return batch::serve(self, &parts, body, request_id).await;
+        }
         if is_reserved(path) {
             let selection = fields::requested(parts.uri.query())?;
             let response = builtin::serve(self, &parts, body).await?;

@@ -136,6 +136,7 @@ impl Server {
                 host.clone(),
                 AdminAuth::new(&config.admin, addr.ip().is_loopback()),
                 alerts,
+                config.batch.clone(),
             )),
             builder: connection_builder(&config.server),
             compression: compression::layer(&config.compression),

@@ -1,0 +1,182 @@
+//! `POST /api/v1/batch`: many requests in one. Each operation runs through
+//! the whole pipeline as a request of its own (request id, auth, limits,
+//! tracing, routing, response cache, field selection), up to
+//! `batch.concurrency` at once, and the answer lists each result with its
+//! own status in operation order. References to earlier results are not
+//! supported; neither, yet, are atomic batches (`"atomic": true` is a 501).
+//!
+//! ```json
+//! {"operations": [
+//!   {"id": "a", "method": "GET", "path": "/notes/1"},
+//!   {"id": "b", "method": "POST", "path": "/notes", "body": {"title": "x"}}
+//! ]}
+//! ```
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{App, convert, request_id};
+use crate::error::ApiError;
+
+/// The endpoint.
+pub const PATH: &str = "/api/v1/batch";
+
+/// Longest time to receive the batch body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    operations: Vec<Operation>,
+    #[serde(default)]
+    atomic: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Operation {
+    /// The caller's name for it, echoed in its result.
+    #[serde(default)]
+    id: Option<String>,
+    method: String,
+    path: String,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    /// JSON (sent as `application/json`) or a string (sent as it is).
+    #[serde(default)]
+    body: Option<Value>,
+}
+
+/// Serves a batch.
+pub(super) async fn serve<B>(
+    app: &App,
+    parts: &Parts,
+    body: B,
+    request_id: &str,
+) -> Result<Response<Full<Bytes>>, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if parts.method != Method::POST {
+        return Err(ApiError::MethodNotAllowed {
+            method: parts.method.to_string(),
+            allow: "POST".into(),
+        });
+    }
+    let config = app.batch.clone();
+    let bytes =
+        convert::read_body(body, &parts.headers, config.max_body.as_u64(), BODY_TIMEOUT).await?;
+    let batch: Batch = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid batch: {e}")))?;
+    if batch.atomic {
+        return Err(ApiError::NotImplemented(
+            "atomic batches are not supported yet; send \"atomic\": false".into(),
+        ));
+    }
+    if batch.operations.len() > config.max_operations {
+        return Err(ApiError::TooManyOperations {
+            limit: config.max_operations,
+        });
+    }
+    let results: Vec<Value> = futures_util::stream::iter(batch.operations.into_iter().enumerate())
+        .map(|(index, op)| run(app, op, index, request_id))
+        .buffered(config.concurrency.max(1))
+        .collect()
+        .await;
+    Ok(super::builtin::json_response(
+        StatusCode::OK,
+        &json!({ "results": results }),
+    ))
+}
+
+/// One operation through the pipeline; a malformed one is a 400 result.
+async fn run(app: &App, op: Operation, index: usize, batch_id: &str) -> Value {
+    let id = op.id.clone().unwrap_or_else(|| index.to_string());
+    let sub_id = format!("{batch_id}-{index}");
+    let response = match request(op, &sub_id) {
+        Ok(request) => through_pipeline(app, request).await,
+        Err(err) => err.into_response(&sub_id),
+    };
+    let (parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let json_body = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else if json_body {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    } else {
+        Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.to_str().ok()?.to_string()))))
+        .collect();
+    json!({ "id": id, "status": parts.status.as_u16(), "headers": headers, "body": body })
+}
+
+/// The pipeline for one operation, boxed with its `Send` declared: a batch
+/// calls the pipeline that called it, and the declared type ends the
+/// recursion in the future's type.
+fn through_pipeline(
+    app: &App,
+    request: Request<Full<Bytes>>,
+) -> std::pin::Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send + '_>> {
+    Box::pin(app.serve(request))
+}
+
+fn request(op: Operation, sub_id: &str) -> Result<Request<Full<Bytes>>, ApiError> {
+    let method = Method::from_bytes(op.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| ApiError::BadRequest(format!("`{}` is not an HTTP method", op.method)))?;
+    if !op.path.starts_with('/') {
+        return Err(ApiError::BadRequest(format!(
+            "`{}` is not a path (it starts with /)",
+            op.path
+        )));
+    }
+    if op.path == PATH || op.path.starts_with(&format!("{PATH}?")) {
+        return Err(ApiError::BadRequest(
+            "a batch cannot contain a batch".into(),
+        ));
+    }
+    let mut builder = Request::builder().method(method).uri(&op.path);
+    let mut has_type = false;
+    for (name, value) in &op.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ApiError::BadRequest(format!("`{name}` is not a header name")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| ApiError::BadRequest(format!("header `{name}` has an invalid value")))?;
+        has_type |= name == http::header::CONTENT_TYPE;
+        builder = builder.header(name, value);
+    }
+    let body = match op.body {
+        None | Some(Value::Null) => Bytes::new(),
+        Some(Value::String(text)) => Bytes::from(text),
+        Some(json) => {
+            if !has_type {
+                builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+            }
+            Bytes::from(json.to_string())
+        }
+    };
+    builder
+        .header(request_id::HEADER, sub_id)
+        .body(Full::new(body))
+        .map_err(|e| ApiError::BadRequest(format!("invalid operation: {e}")))
+}

@@ -20,6 +20,7 @@ pub const RESERVED: &[&str] = &[
     "/admin",
     "/api/v1/monitoring",
     "/api/v1/batch",
+    "/api/v1/openapi.json",
 ];
 
 /// Whether `path` (or a route pattern) is one the runtime serves itself.
@@ -166,6 +167,15 @@ impl Router {
         let names: std::collections::BTreeSet<String> =
             self.routes().map(|(_, _, p)| p.to_string()).collect();
         names.into_iter().collect()
+    }
+
+    /// Every route: (method, pattern, target).
+    pub fn targets(&self) -> impl Iterator<Item = (&str, &str, &Target)> {
+        self.entries.iter().flat_map(|(pattern, methods)| {
+            methods
+                .iter()
+                .map(move |(m, t)| (m.as_str(), pattern.as_str(), t))
+        })
     }
 
     /// Every route: (method, pattern, plugin).

@@ -13,6 +13,7 @@ mod limits;
 mod locks;
 mod malformed;
 mod monitoring;
+mod openapi;
 mod pagination;
 mod replica;
 mod response_cache;

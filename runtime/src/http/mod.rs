@@ -9,6 +9,7 @@ mod builtin;
 pub mod compression;
 pub mod convert;
 pub mod fields;
+pub mod openapi;
 pub mod pagination;
 pub mod request_id;
 pub mod response_cache;
@@ -194,6 +195,18 @@ impl App {
         let routes = self.routes();
         let (parts, body) = request.into_parts();
         let path = parts.uri.path();
+        if path == openapi::PATH {
+            if parts.method != http::Method::GET && parts.method != http::Method::HEAD {
+                return Err(ApiError::MethodNotAllowed {
+                    method: parts.method.to_string(),
+                    allow: "GET, HEAD".into(),
+                });
+            }
+            return Ok(builtin::json_response(
+                http::StatusCode::OK,
+                &openapi::document(&routes),
+            ));
+        }
         if path == batch::PATH {
             // Public: each operation meets the pipeline's own checks.
             return batch::serve(self, &parts, body, request_id).await;

@@ -89,13 +89,21 @@ async fn in_process_locks_exclude_expire_and_extend() {
     assert_eq!(held["held_after"], false, "{held}");
     let next = post(&server, "/locks/h/try").await.json();
     assert!(next["token"].as_u64() > held["token"].as_u64());
-    // While held, others time out with a typed error.
+    // While held, others time out with a typed error. (The holder waits to
+    // acquire, so the probes cannot starve it.)
     let holder = {
         let client = TestServer::at(server.addr());
-        tokio::spawn(async move { post(&client, "/locks/busy/hold?ttl_ms=2000&hold_ms=800").await })
+        tokio::spawn(async move {
+            post(
+                &client,
+                "/locks/busy/fenced?ttl_ms=2000&hold_ms=800&wait_ms=5000",
+            )
+            .await
+        })
     };
     wait_until_held(&server, "busy").await;
-    assert_eq!(holder.await.expect("joined").json()["held_after"], true);
+    let held = holder.await.expect("joined");
+    assert_eq!(held.json()["accepted"], true, "{}", held.text());
     let extended = post(&server, "/locks/e/extend?ttl_ms=1000").await.json();
     assert_eq!(extended["extended"], true);
     server.shutdown().await;

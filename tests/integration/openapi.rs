@@ -1,6 +1,8 @@
-//! `/api/v1/openapi.json`: every plugin route and built-in endpoint, and a
+//! `/api/v1/openapi.json`: every plugin route and built-in endpoint, a
 //! document that validates as OpenAPI 3.1 (openapi-spec-validator, installed
-//! from PyPI by `tests/scripts/openapi-validate.sh`).
+//! from PyPI by `tests/scripts/openapi-validate.sh`), and no server error
+//! from property-based requests generated from it (schemathesis, by
+//! `tests/scripts/schemathesis.sh`).
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -54,22 +56,48 @@ async fn the_document_lists_every_route_and_validates() {
     );
     let file = fresh_dir().join("openapi.json");
     std::fs::write(&file, reply.body.as_ref()).expect("write");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/openapi-validate.sh");
+    let file = file.display().to_string();
+    script("openapi-validate.sh", &[&file]);
+    server.shutdown().await;
+}
+
+/// Runs a script of `tests/scripts/`; `false` when it could not run for
+/// want of Python (a notice is printed).
+fn script(name: &str, args: &[&str]) -> bool {
+    let path = format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"));
     let output = Command::new("bash")
-        .arg(script)
-        .arg(&file)
+        .arg(path)
+        .args(args)
         .output()
         .expect("bash runs");
     match output.status.code() {
-        Some(0) => {}
-        Some(2) => eprintln!(
-            "notice: no Python to validate the OpenAPI document: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
+        Some(0) => true,
+        Some(3) => {
+            eprintln!(
+                "notice: {name} could not run: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            false
+        }
         _ => panic!(
-            "the OpenAPI document does not validate: {}",
+            "{name} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_requests_find_no_server_error_on_the_examples() {
+    let server = TestServer::start("").await;
+    let base = format!("http://{}", server.addr());
+    // Blocking: the script talks to the server, which runs on the workers.
+    let ran = tokio::task::spawn_blocking(move || script("schemathesis.sh", &[&base, "15"]))
+        .await
+        .expect("joined");
+    if ran {
+        // The server is still healthy afterwards.
+        assert_eq!(server.get("/healthz").await.status, 200);
     }
     server.shutdown().await;
 }

@@ -356,11 +356,17 @@ impl App {
         stats.miss.inc();
         let result = Self::call(target, params, parts, body, request_id, trace).await;
         if let Some(ticket) = ticket {
-            match result.as_ref().ok().and_then(response_cache::encode) {
-                Some(stored) => {
-                    let _ = ticket.fill(Some(stored), policy.ttl, &tags).await;
-                }
-                None => ticket.fail(),
+            match &result {
+                Ok(response) => match response_cache::encode(response) {
+                    Some(stored) => {
+                        let _ = ticket.fill(Some(stored), policy.ttl, &tags).await;
+                    }
+                    // A server error: waiters may have the stale answer.
+                    None if response.status().is_server_error() => ticket.fail(),
+                    // A 404 and the like: not cached; waiters ask the plugin.
+                    None => ticket.abandon(),
+                },
+                Err(_) => ticket.fail(),
             }
         }
         result.map(|response| outcome(response, "miss"))

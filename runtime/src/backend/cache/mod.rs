@@ -135,6 +135,9 @@ struct Flight {
 enum Outcome {
     Filled(Arc<Entry>),
     Failed,
+    /// The answer is not one to cache (say a 404): each waiter loads its
+    /// own, at once, instead of one after another.
+    Uncacheable,
 }
 
 /// The right (and duty) to load one key: fill it or fail it. Dropped
@@ -464,6 +467,9 @@ impl CacheService {
             match outcome {
                 Ok(Ok(state)) => match state.clone() {
                     Some(Outcome::Filled(entry)) => return hit(&entry),
+                    Some(Outcome::Uncacheable) => {
+                        return Fetched::Load(self.ticket(plugin, key, None));
+                    }
                     _ => {
                         // The load failed: the old value, if recent enough.
                         if let Some(entry) = found.filter(|e| self.servable_stale(e, now)) {
@@ -921,6 +927,16 @@ impl LoadTicket {
         self.failed();
     }
 
+    /// The load worked but its result is not to be cached: waiters load
+    /// their own at once (no stale value, no waiting in line).
+    pub fn abandon(mut self) {
+        self.finished = true;
+        if let Some(flight) = self.flight.take() {
+            self.cache
+                .land(&self.plugin, &self.key, &flight, Outcome::Uncacheable);
+        }
+    }
+
     fn failed(&mut self) {
         if self.finished {
             return;
@@ -1029,6 +1045,34 @@ mod tests {
         // In between: some, not all (P = e^-1 ≈ 37 %).
         let some = share(&entry(1000, 1000, now));
         assert!((500..1000).contains(&some), "{some}");
+    }
+
+    #[tokio::test]
+    async fn waiters_on_an_uncacheable_answer_load_at_once() {
+        let cache = CacheService::start(&CacheConfig::default(), None, CacheStats::default()).await;
+        let Fetched::Load(leader) = cache.fetch("p", "k").await.expect("fetch") else {
+            panic!("a miss is loaded");
+        };
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.fetch("p", "k").await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        leader.abandon();
+        // All three get a ticket of their own at once; none waits for
+        // another's load.
+        let tickets = tokio::time::timeout(Duration::from_millis(500), async {
+            let mut tickets = Vec::new();
+            for waiter in waiters {
+                tickets.push(waiter.await.expect("joined").expect("fetch"));
+            }
+            tickets
+        })
+        .await
+        .expect("waiters were not released together");
+        assert!(tickets.iter().all(|t| matches!(t, Fetched::Load(_))));
     }
 
     #[tokio::test]

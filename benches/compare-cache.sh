@@ -40,34 +40,19 @@ for i in range(1, int(sys.argv[1]) + 1):
     assert response.status == 201, response.status
 PY
 
-LOAD_ARGS="--zipf $notes" alternate_many "notes/" /notes/ \
+LOAD_ARGS="--zipf $notes" alternate_many "" /notes/ \
     "cached:18092:$trellis_pid" "no-cache:18092:$trellis_pid:cache-control: no-cache"
 curl -sf http://127.0.0.1:18092/metrics >"$work/metrics.txt"
 
-python3 - "$results" "$work/metrics.txt" <<'PY'
-import json, re, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1])]
+python3 benches/summary.py "$results" cached no-cache -- cached/no-cache
+python3 - "$work/metrics.txt" <<'PY'
+import re, sys
 counts = {}
-for line in open(sys.argv[2]):
+for line in open(sys.argv[1]):
     m = re.match(r'trellis_http_response_cache_total\{.*route="/notes/\{id\}".*result="(\w+)".*\} (\S+)', line)
     if m:
         counts[m.group(1)] = float(m.group(2))
-def med(label, f):
-    return statistics.median(f(r) for r in runs if r["label"] == label)
-print(f"{'target':<16} {'req/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'CPU µs/req':>11} {'errors':>7}")
-rows = {}
-for target in ("cached", "no-cache"):
-    label = f"notes/{target}"
-    r = rows[target] = dict(
-        rps=med(label, lambda r: r["rps"]),
-        p50=med(label, lambda r: r["latency_ms"]["p50"]),
-        p95=med(label, lambda r: r["latency_ms"]["p95"]),
-        p99=med(label, lambda r: r["latency_ms"]["p99"]),
-        cpu=med(label, lambda r: r["server_cpu_us_per_request"] or 0.0),
-        errors=sum(x["errors"] + x["non_2xx"] for x in runs if x["label"] == label),
-    )
-    print(f"{label:<16} {r['rps']:>9.0f} {r['p50']:>7.2f} {r['p95']:>7.2f} {r['p99']:>7.2f} {r['cpu']:>11.1f} {r['errors']:>7}")
 hits, misses = counts.get("hit", 0), counts.get("miss", 0)
 print(f"response cache: hit rate {hits / max(hits + misses, 1):.1%} ({hits:.0f} hits, {misses:.0f} misses, "
-      f"{counts.get('bypass', 0):.0f} no-cache bypasses); cached/no-cache = {rows['cached']['rps'] / rows['no-cache']['rps']:.2f}x req/s")
+      f"{counts.get('bypass', 0):.0f} no-cache bypasses)")
 PY

@@ -35,22 +35,14 @@ for encoding in identity gzip br zstd; do
     bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "accept-encoding: $encoding" "$url")
     echo "{\"encoding\": \"$encoding\", \"bytes\": $bytes}" >>"$work/bytes.jsonl"
 done
-alternate_many "list/" "/notes?limit=100" "identity:18093:$trellis_pid" \
+alternate_many "" "/notes?limit=100" "identity:18093:$trellis_pid" \
     "gzip:18093:$trellis_pid:accept-encoding: gzip" "br:18093:$trellis_pid:accept-encoding: br" \
     "zstd:18093:$trellis_pid:accept-encoding: zstd"
 
-python3 - "$results" "$work/bytes.jsonl" <<'PY'
-import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1])]
-sizes = {r["encoding"]: r["bytes"] for r in map(json.loads, open(sys.argv[2]))}
-def med(label, f):
-    return statistics.median(f(r) for r in runs if r["label"] == label)
-print(f"{'encoding':<10} {'bytes':>7} {'ratio':>6} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/req':>11}")
-base = med("list/identity", lambda r: r["rps"])
-for encoding in ("identity", "gzip", "br", "zstd"):
-    label = f"list/{encoding}"
-    rps = med(label, lambda r: r["rps"])
-    print(f"{encoding:<10} {sizes[encoding]:>7} {sizes[encoding] / sizes['identity']:>6.2f} {rps:>9.0f} "
-          f"{med(label, lambda r: r['latency_ms']['p50']):>7.2f} {med(label, lambda r: r['latency_ms']['p99']):>7.2f} "
-          f"{med(label, lambda r: r['server_cpu_us_per_request'] or 0.0):>11.1f}   {rps / base:.2f}x identity req/s")
+python3 benches/summary.py "$results" identity gzip br zstd -- gzip/identity br/identity zstd/identity
+python3 - "$work/bytes.jsonl" <<'PY'
+import json, sys
+sizes = {r["encoding"]: r["bytes"] for r in map(json.loads, open(sys.argv[1]))}
+for encoding, size in sizes.items():
+    print(f"{encoding:<10} {size:>7} bytes  {size / sizes['identity']:.2f} of identity")
 PY

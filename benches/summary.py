@@ -1,7 +1,7 @@
 """Medians of load runs, per label, and ratios between labels.
 
 Usage: python3 benches/summary.py RESULTS.jsonl LABEL... -- A/B...
-Prints one row per LABEL (median req/s, p50, p99, server CPU per request,
+Prints one row per LABEL (median req/s, p50, p95, p99, server CPU per request,
 errors summed) and, for each A/B, A's req/s and CPU per request relative to
 B's, e.g. "trellis/native: 0.25x req/s (+75.0 % fewer), 4.80x CPU per request".
 """
@@ -25,13 +25,14 @@ for label in labels:
     rows[label] = dict(
         rps=med(label, lambda r: r["rps"]),
         p50=med(label, lambda r: r["latency_ms"]["p50"]),
+        p95=med(label, lambda r: r["latency_ms"]["p95"]),
         p99=med(label, lambda r: r["latency_ms"]["p99"]),
         cpu=med(label, lambda r: r["server_cpu_us_per_request"] or 0.0),
         errors=sum(r["errors"] + r["non_2xx"] for r in runs if r["label"] == label),
     )
-print(f"{'server':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11} {'errors':>7}")
+print(f"{'server':<10} {'req/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11} {'errors':>7}")
 for label, r in rows.items():
-    print(f"{label:<8} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['cpu']:>11.1f} {r['errors']:>7}")
+    print(f"{label:<10} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p95']:>8.2f} {r['p99']:>8.2f} {r['cpu']:>11.1f} {r['errors']:>7}")
 for pair in pairs:
     a, b = (rows[x] for x in pair.split("/"))
     print(

@@ -37,15 +37,7 @@ fn cache_lock(c: &mut Criterion) {
             .iter(|| async { embedded.get("bench", "k").await.expect("get") });
     });
     let locks = LockService::new(&LockConfig::default(), None, metrics.lock_stats());
-    c.bench_function("lock acquire + release, in process", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let lease = locks
-                .acquire("bench", "l", Duration::from_secs(5), Duration::ZERO)
-                .await
-                .expect("free");
-            lease.release().await.expect("released");
-        });
-    });
+    lock_round_trip(c, &runtime, &locks, "lock acquire + release, in process");
 
     let config = RedisConfig {
         url: std::env::var("TRELLIS_BENCH_REDIS_URL")
@@ -77,8 +69,18 @@ fn cache_lock(c: &mut Criterion) {
         });
     });
     let locks = LockService::new(&LockConfig::default(), Some(redis), metrics.lock_stats());
-    c.bench_function("lock acquire + release, Redis", |b| {
-        b.to_async(&runtime).iter(|| async {
+    lock_round_trip(c, &runtime, &locks, "lock acquire + release, Redis");
+}
+
+/// Acquire and release one free lock, over and over.
+fn lock_round_trip(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    locks: &LockService,
+    name: &str,
+) {
+    c.bench_function(name, |b| {
+        b.to_async(runtime).iter(|| async {
             let lease = locks
                 .acquire("bench", "l", Duration::from_secs(5), Duration::ZERO)
                 .await

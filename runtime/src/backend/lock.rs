@@ -153,12 +153,7 @@ impl LockService {
                 "a lock name is 1 to {MAX_NAME} bytes without control characters"
             )));
         }
-        if ttl < Duration::from_millis(1) || ttl > self.config.max_ttl {
-            return Err(LockError::Invalid(format!(
-                "a lock ttl is 1 ms to {}",
-                humantime::format_duration(self.config.max_ttl)
-            )));
-        }
+        self.check_ttl(ttl)?;
         if wait > self.config.max_wait {
             return Err(LockError::Invalid(format!(
                 "a lock wait is at most {}",
@@ -177,14 +172,12 @@ impl LockService {
         let result = loop {
             match self.try_once(&key, ttl).await {
                 Ok(Some((owner, token))) => {
-                    let margin = Duration::from_millis(2) + ttl / 100;
-                    let valid = ttl.saturating_sub(margin);
                     break Ok(Lease {
                         service: self.clone(),
                         key,
                         owner,
                         token,
-                        valid_until_ms: started_ms + millis(valid),
+                        valid_until_ms: valid_until(started_ms, ttl),
                         released: false,
                     });
                 }
@@ -216,6 +209,17 @@ impl LockService {
             started.elapsed(),
         );
         result
+    }
+
+    /// A plugin's ttl: 1 ms to `lock.max_ttl`.
+    fn check_ttl(&self, ttl: Duration) -> Result<(), LockError> {
+        if ttl < Duration::from_millis(1) || ttl > self.config.max_ttl {
+            return Err(LockError::Invalid(format!(
+                "a lock ttl is 1 ms to {}",
+                humantime::format_duration(self.config.max_ttl)
+            )));
+        }
+        Ok(())
     }
 
     /// Whether the store answers (for health).
@@ -338,16 +342,10 @@ impl Lease {
 
     /// Pushes expiry to `ttl` from now; `Lost` if no longer the holder.
     pub async fn extend(&mut self, ttl: Duration) -> Result<(), LockError> {
-        if ttl < Duration::from_millis(1) || ttl > self.service.config.max_ttl {
-            return Err(LockError::Invalid(format!(
-                "a lock ttl is 1 ms to {}",
-                humantime::format_duration(self.service.config.max_ttl)
-            )));
-        }
+        self.service.check_ttl(ttl)?;
         let started_ms = now_millis();
         if self.service.compare(self, Act::Extend(ttl)).await? {
-            let margin = Duration::from_millis(2) + ttl / 100;
-            self.valid_until_ms = started_ms + millis(ttl.saturating_sub(margin));
+            self.valid_until_ms = valid_until(started_ms, ttl);
             Ok(())
         } else {
             self.service.stats.lost();
@@ -402,6 +400,13 @@ impl Drop for Lease {
             }
         }
     }
+}
+
+/// When a lease taken (or extended) at `started_ms` for `ttl` stops being
+/// safe: the ttl less a margin for clock drift (2 ms + 1 %).
+fn valid_until(started_ms: u64, ttl: Duration) -> u64 {
+    let margin = Duration::from_millis(2) + ttl / 100;
+    started_ms + millis(ttl.saturating_sub(margin))
 }
 
 fn available(redis: &Redis) -> Result<&fred::clients::Client, LockError> {

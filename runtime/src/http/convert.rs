@@ -109,6 +109,15 @@ pub fn was_encoded(headers: &HeaderMap) -> bool {
     content_encoding(headers).is_some()
 }
 
+/// The body of a response the runtime built: a `Full` body is whole and
+/// ready, so this never waits.
+pub fn body_bytes(response: &Response<Full<Bytes>>) -> Bytes {
+    futures_util::FutureExt::now_or_never(response.body().clone().collect())
+        .and_then(Result::ok)
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
 /// `a=1&b=x%20y` → [("a", "1"), ("b", "x y")].
 pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     query

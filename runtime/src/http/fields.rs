@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use http::Response;
 use http::header::CONTENT_TYPE;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -47,11 +47,8 @@ pub fn select(
     if !response.status().is_success() || !json {
         return Ok(response);
     }
-    let (parts, body) = response.into_parts();
-    let bytes = futures_util::FutureExt::now_or_never(body.collect())
-        .and_then(Result::ok)
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let bytes = super::convert::body_bytes(&response);
+    let (parts, _) = response.into_parts();
     let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
         return Ok(Response::from_parts(parts, Full::new(bytes)));
     };

@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use futures_util::FutureExt as _;
 use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use hyper::body::Body;
@@ -43,10 +42,8 @@ pub const FINGERPRINT_HEADER: &str = "x-trellis-fingerprint";
 /// The `detail` of a problem+json body, else the status line.
 fn problem_detail(response: &Response<Full<Bytes>>) -> String {
     let status = response.status();
-    let detail = http_body_util::BodyExt::collect(response.body().clone())
-        .now_or_never()
-        .and_then(Result::ok)
-        .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body.to_bytes()).ok())
+    let detail = serde_json::from_slice::<serde_json::Value>(&convert::body_bytes(response))
+        .ok()
         .and_then(|json| json.get("detail")?.as_str().map(str::to_string));
     detail.unwrap_or_else(|| format!("status {status}"))
 }

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LINK};
 use http::{HeaderValue, Response, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 
 /// Bodies larger than this are not searched for a cursor.
 const MAX_SCANNED: usize = 1 << 20;
@@ -22,12 +22,7 @@ pub fn link_next(response: &mut Response<Full<Bytes>>, uri: &Uri) {
     if !response.status().is_success() || !json || response.headers().contains_key(LINK) {
         return;
     }
-    let Some(body) = futures_util::FutureExt::now_or_never(response.body().clone().collect())
-        .and_then(Result::ok)
-        .map(|b| b.to_bytes())
-    else {
-        return;
-    };
+    let body = super::convert::body_bytes(response);
     let pattern = b"\"next_cursor\"";
     if body.len() > MAX_SCANNED || !body.windows(pattern.len()).any(|w| w == pattern) {
         return;

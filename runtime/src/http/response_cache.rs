@@ -14,9 +14,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH, PRAGMA, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use sha2::{Digest, Sha256};
 
+use super::convert::body_bytes;
 use crate::plugin::RouteCache;
 
 /// The response header that says how the cache answered.
@@ -55,14 +56,6 @@ pub fn no_cache(headers: &HeaderMap) -> bool {
     has(CACHE_CONTROL, "no-cache") || has(CACHE_CONTROL, "no-store") || has(PRAGMA, "no-cache")
 }
 
-/// The body of a response built by the runtime (always complete).
-fn body_of(response: &Response<Full<Bytes>>) -> Bytes {
-    futures_util::FutureExt::now_or_never(response.body().clone().collect())
-        .and_then(Result::ok)
-        .map(|b| b.to_bytes())
-        .unwrap_or_default()
-}
-
 /// The stored form of `response` (`status, header count, per header: name
 /// length, name, value length, value; the body`), or `None` if it may not
 /// be stored.
@@ -83,7 +76,7 @@ pub fn encode(response: &Response<Full<Bytes>>) -> Option<Bytes> {
     if private {
         return None;
     }
-    let body = body_of(response);
+    let body = body_bytes(response);
     let mut out = BytesMut::with_capacity(body.len() + 256);
     out.put_u16(response.status().as_u16());
     let headers: Vec<_> = response
@@ -141,7 +134,7 @@ pub fn finish(
     let etag = match response.headers().get(ETAG) {
         Some(etag) => etag.clone(),
         None => {
-            let digest = Sha256::digest(body_of(response));
+            let digest = Sha256::digest(body_bytes(response));
             let hex = format!("{digest:x}");
             let etag = HeaderValue::from_str(&format!("\"{}\"", &hex[..32]))
                 .unwrap_or(HeaderValue::from_static("\"0\""));
@@ -205,7 +198,7 @@ mod tests {
         let back = decode(&stored).expect("decodes");
         assert_eq!(back.status(), 200);
         assert_eq!(back.headers(), response.headers());
-        assert_eq!(body_of(&back), body_of(&response));
+        assert_eq!(body_bytes(&back), body_bytes(&response));
         let private = Response::builder()
             .header("cache-control", "max-age=5, private")
             .body(Full::new(Bytes::new()))

@@ -251,12 +251,7 @@ impl CacheService {
     /// A fresh value of `plugin`'s `key`: `Some(None)` for a negative entry.
     pub async fn get(&self, plugin: &str, key: &str) -> Result<Option<Option<Bytes>>, CacheError> {
         Self::check_name("key", key)?;
-        let now = now_ms();
-        Ok(self
-            .read(plugin, key)
-            .await
-            .filter(|e| e.fresh(now))
-            .map(|e| e.value.clone()))
+        Ok(self.get_internal(plugin, key).await)
     }
 
     /// As [`CacheService::get`] for a key the runtime made.

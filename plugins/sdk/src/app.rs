@@ -3,9 +3,13 @@
 
 use std::time::Duration;
 
+use crate::bindings::exports::trellis::plugin::job_handler::{
+    Job as RawJob, JobError as RawJobError, JobKind as RawJobKind, Schedule as RawSchedule,
+};
 use crate::bindings::exports::trellis::plugin::manifest::{PluginManifest, Route};
 use crate::bindings::exports::trellis::plugin::migrations::Migration as RawMigration;
 use crate::bindings::trellis::plugin::types::{Request as RawRequest, Response as RawResponse};
+use crate::jobs::{Job, JobError, JobHandler, Kind};
 use crate::{Error, Request, Response, Result};
 
 /// A request handler: a plain function from [`Request`] to [`Result<Response>`].
@@ -30,6 +34,8 @@ pub struct App {
     routes: Vec<RouteEntry>,
     capabilities: Vec<String>,
     migrations: Vec<Migration>,
+    jobs: Vec<(Kind, JobHandler)>,
+    schedules: Vec<RawSchedule>,
 }
 
 /// A schema migration: SQL for each backend, applied once, in id order,
@@ -55,7 +61,34 @@ impl App {
             routes: Vec::new(),
             capabilities: Vec::new(),
             migrations: Vec::new(),
+            jobs: Vec::new(),
+            schedules: Vec::new(),
         }
+    }
+
+    /// Declares a job kind and the handler that runs its jobs.
+    pub fn job(mut self, kind: Kind, handler: JobHandler) -> Self {
+        self.jobs.push((kind, handler));
+        self
+    }
+
+    /// Enqueues a job of `kind` with `payload` on a cron schedule: five
+    /// fields (minute hour day month weekday) or six with seconds first,
+    /// in UTC. Each tick is enqueued exactly once across the cluster.
+    pub fn schedule(
+        mut self,
+        name: impl Into<String>,
+        cron: impl Into<String>,
+        kind: impl Into<String>,
+        payload: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.schedules.push(RawSchedule {
+            name: name.into(),
+            cron: cron.into(),
+            kind: kind.into(),
+            payload: payload.into(),
+        });
+        self
     }
 
     /// Adds a schema migration (and declares the `sql` capability).
@@ -252,4 +285,26 @@ pub fn handle(app: &App, raw: RawRequest) -> RawResponse {
     result
         .unwrap_or_else(|err| err.into_response(&request_id))
         .into_raw()
+}
+
+/// The job kinds the host reads when it loads the plugin.
+pub fn job_kinds(app: &App) -> Vec<RawJobKind> {
+    app.jobs.iter().map(|(kind, _)| kind.to_raw()).collect()
+}
+
+/// The schedules the host reads when it loads the plugin.
+pub fn schedules(app: &App) -> Vec<RawSchedule> {
+    app.schedules.clone()
+}
+
+/// Runs the handler of the job's kind.
+pub fn run_job(app: &App, raw: RawJob) -> Result<Vec<u8>, RawJobError> {
+    let job = Job::from_raw(raw);
+    match app.jobs.iter().find(|(kind, _)| kind.name == job.kind) {
+        Some((_, handler)) => handler(job).map_err(JobError::into_raw),
+        None => Err(RawJobError::Fatal(format!(
+            "this plugin has no job kind `{}`",
+            job.kind
+        ))),
+    }
 }

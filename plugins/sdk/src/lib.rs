@@ -33,6 +33,7 @@ mod response;
 
 pub mod cache;
 pub mod config;
+pub mod jobs;
 pub mod lock;
 pub mod log;
 pub mod page;
@@ -65,8 +66,12 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __rt {
     //! Glue called by the code that [`plugin!`](crate::plugin) expands to.
-    pub use crate::app::{describe, handle, migrations};
+    pub use crate::app::{describe, handle, job_kinds, migrations, run_job, schedules};
     pub use crate::bindings::exports::trellis::plugin::http_handler::Guest as HttpGuest;
+    pub use crate::bindings::exports::trellis::plugin::job_handler::{
+        Guest as JobGuest, Job as RawJob, JobError as RawJobError, JobKind as RawJobKind,
+        Schedule as RawSchedule,
+    };
     pub use crate::bindings::exports::trellis::plugin::manifest::{
         Guest as ManifestGuest, PluginManifest,
     };
@@ -102,6 +107,22 @@ macro_rules! plugin {
         impl $crate::__rt::MigrationsGuest for __TrellisPlugin {
             fn all() -> Vec<$crate::__rt::RawMigration> {
                 $crate::__rt::migrations(&$app())
+            }
+        }
+
+        impl $crate::__rt::JobGuest for __TrellisPlugin {
+            fn kinds() -> Vec<$crate::__rt::RawJobKind> {
+                $crate::__rt::job_kinds(&$app())
+            }
+
+            fn schedules() -> Vec<$crate::__rt::RawSchedule> {
+                $crate::__rt::schedules(&$app())
+            }
+
+            fn run(
+                job: $crate::__rt::RawJob,
+            ) -> ::core::result::Result<Vec<u8>, $crate::__rt::RawJobError> {
+                $crate::__rt::run_job(&$app(), job)
             }
         }
 

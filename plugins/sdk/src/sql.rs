@@ -230,6 +230,11 @@ impl Transaction {
     pub fn commit(self) -> Result<(), SqlError> {
         self.inner.commit()
     }
+
+    /// The host handle, for interfaces that take a transaction.
+    pub(crate) fn raw(&self) -> &host::Transaction {
+        &self.inner
+    }
 }
 
 impl SqlError {

@@ -42,7 +42,7 @@ fn plugin_call(c: &mut Criterion) {
     .expect("default config");
     let host = runtime.block_on(PluginHost::new(&config)).expect("engine");
     let hello = runtime
-        .block_on(host.load("hello", &PluginConfig::builtin("hello"), config.limits))
+        .block_on(host.load("hello", &PluginConfig::builtin("hello"), config.limits, &[]))
         .expect("hello loads");
     let router = Router::build(std::slice::from_ref(&hello)).expect("routes");
 

@@ -10,7 +10,7 @@
 //! e.g. `TRELLIS_SERVER__LISTEN=127.0.0.1:9000` or
 //! `TRELLIS_LIMITS__DEADLINE=2s`. A value that parses as a TOML value
 //! (number, boolean, quoted string) is taken as such; anything else as a
-//! string. `TRELLIS_CONFIG` (the config path) and `TRELLIS_LOG` (a log
+//! string. `TRELLIS_CONFIG` (the config path), `TRELLIS_ROLE` and `TRELLIS_LOG` (a log
 //! filter) are not overrides.
 
 use std::collections::BTreeMap;
@@ -24,10 +24,10 @@ use serde::Deserialize;
 use crate::examples;
 
 /// Environment variables with the `TRELLIS_` prefix that are not overrides.
-const NOT_OVERRIDES: &[&str] = &["TRELLIS_CONFIG", "TRELLIS_LOG"];
+const NOT_OVERRIDES: &[&str] = &["TRELLIS_CONFIG", "TRELLIS_LOG", "TRELLIS_ROLE"];
 
 /// Capabilities a plugin may be granted.
-pub const CAPABILITIES: &[&str] = &["log", "config", "sql", "cache", "lock"];
+pub const CAPABILITIES: &[&str] = &["log", "config", "sql", "cache", "lock", "jobs"];
 
 /// A configuration error: what is wrong and where.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +101,8 @@ pub struct Config {
     pub compression: CompressionConfig,
     /// `POST /api/v1/batch`.
     pub batch: BatchConfig,
+    /// The job queue, its workers and the scheduler.
+    pub jobs: JobsConfig,
     /// The plugins to serve, by name. Absent: the embedded examples.
     pub plugins: Option<BTreeMap<String, PluginConfig>>,
 }
@@ -208,6 +210,101 @@ impl Default for BatchConfig {
             max_body: ByteSize::mib(4),
         }
     }
+}
+
+/// `[jobs]`: the durable job queue (in the `sql` backend's engine), the
+/// workers of this node and the leader's maintenance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs run at once per queue on this node; a queue not listed is
+    /// not worked here. Default: `{ default = 8 }`.
+    pub queues: BTreeMap<String, u32>,
+    /// Jobs claimed per round trip (at most the free slots).
+    pub claim_batch: u32,
+    /// How often idle workers look for jobs when no notification wakes
+    /// them (PostgreSQL notifies; SQLite across processes relies on this).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often a worker says it is alive (and learns of cancellations).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// A worker silent this long is dead: the leader's rescuer sends its
+    /// running jobs back to the queue.
+    #[serde(with = "humantime_serde")]
+    pub worker_timeout: Duration,
+    /// Time one attempt may take, unless its kind says otherwise.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The most a kind may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_timeout: Duration,
+    /// Attempts of a kind that declares 0.
+    pub max_attempts: u32,
+    /// Retry delay after the first failure; doubles per attempt, with
+    /// jitter, up to `backoff_max`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// The longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Largest payload (API and `jobs.enqueue`).
+    pub max_payload: ByteSize,
+    /// Completed and cancelled jobs are deleted this long after finishing;
+    /// discarded ones are kept for inspection and redrive.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// After downtime, the latest missed tick of a schedule still runs if
+    /// it is no older than this; older missed ticks are skipped.
+    #[serde(with = "humantime_serde")]
+    pub missed_tick_window: Duration,
+    /// How often the leader rescues, prunes and checks schedules.
+    #[serde(with = "humantime_serde")]
+    pub maintenance_interval: Duration,
+    /// Connections of the queue's own PostgreSQL pool.
+    pub connections: u32,
+    /// Schedules declared by the operator (besides the plugins' own).
+    pub schedules: Vec<ScheduleConfig>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            queues: BTreeMap::from([("default".to_string(), 8)]),
+            claim_batch: 32,
+            poll_interval: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(2),
+            worker_timeout: Duration::from_secs(15),
+            timeout: Duration::from_secs(60),
+            max_timeout: Duration::from_secs(3600),
+            max_attempts: 5,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(3600),
+            max_payload: ByteSize::kib(256),
+            retention: Duration::from_secs(24 * 3600),
+            missed_tick_window: Duration::from_secs(3600),
+            maintenance_interval: Duration::from_secs(1),
+            connections: 8,
+            schedules: Vec::new(),
+        }
+    }
+}
+
+/// `[[jobs.schedules]]`: a job enqueued on a cron schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// The plugin that runs it.
+    pub plugin: String,
+    /// Unique per plugin.
+    pub name: String,
+    /// Five fields, or six with seconds first; UTC.
+    pub cron: String,
+    /// One of the plugin's job kinds.
+    pub kind: String,
+    /// The payload, as JSON.
+    #[serde(default)]
+    pub payload: Option<serde_json::Value>,
 }
 
 /// `[lock]`: bounds of the `lock` capability.
@@ -629,6 +726,7 @@ impl Default for Config {
             lock: LockConfig::default(),
             compression: CompressionConfig::default(),
             batch: BatchConfig::default(),
+            jobs: JobsConfig::default(),
             plugins: None,
         }
     }
@@ -895,12 +993,70 @@ impl Config {
         }
         self.validate_alerts()?;
         self.validate_cache()?;
+        self.validate_jobs()?;
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &format!("not a valid filter: {err}"));
         }
         self.limits.validate("limits")?;
         for (name, plugin) in self.plugins() {
             self.validate_plugin(&name, &plugin)?;
+        }
+        Ok(())
+    }
+
+    fn validate_jobs(&self) -> Result<(), ConfigError> {
+        let jobs = &self.jobs;
+        for (queue, concurrency) in &jobs.queues {
+            if !crate::jobs::valid_queue(queue) {
+                return invalid(
+                    &format!("jobs.queues.{queue}"),
+                    "a queue name is 1 to 64 of a-z, 0-9, `-` and `_`",
+                );
+            }
+            if *concurrency == 0 {
+                return invalid(&format!("jobs.queues.{queue}"), "must be at least 1");
+            }
+        }
+        if jobs.claim_batch == 0 || jobs.max_attempts == 0 || jobs.connections == 0 {
+            return invalid(
+                "jobs",
+                "claim_batch, max_attempts and connections must be at least 1",
+            );
+        }
+        let durations = [
+            ("poll_interval", jobs.poll_interval),
+            ("heartbeat", jobs.heartbeat),
+            ("timeout", jobs.timeout),
+            ("backoff_base", jobs.backoff_base),
+            ("maintenance_interval", jobs.maintenance_interval),
+        ];
+        if let Some((key, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return invalid(&format!("jobs.{key}"), "must be more than 0");
+        }
+        if jobs.worker_timeout < jobs.heartbeat * 3 {
+            return invalid("jobs.worker_timeout", "must be at least 3 heartbeats");
+        }
+        if jobs.timeout > jobs.max_timeout || jobs.backoff_base > jobs.backoff_max {
+            return invalid(
+                "jobs",
+                "timeout must be at most max_timeout and backoff_base at most backoff_max",
+            );
+        }
+        let plugins = self.plugins();
+        for (i, schedule) in jobs.schedules.iter().enumerate() {
+            let key = format!("jobs.schedules[{i}]");
+            if !plugins.contains_key(&schedule.plugin) {
+                return invalid(
+                    &key,
+                    &format!("plugin `{}` is not configured", schedule.plugin),
+                );
+            }
+            if let Err(message) = crate::jobs::parse_cron(&schedule.cron) {
+                return invalid(&format!("{key}.cron"), &message);
+            }
+            if schedule.name.is_empty() || schedule.kind.is_empty() {
+                return invalid(&key, "name and kind must not be empty");
+            }
         }
         Ok(())
     }

@@ -106,6 +106,15 @@ pub enum ApiError {
     /// more than that.
     #[error("a valid admin bearer token is required")]
     Unauthorized,
+    /// No job has this id (or it was pruned).
+    #[error("no job has id {0}")]
+    UnknownJob(String),
+    /// The request conflicts with the resource's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// A backend the request needs does not answer; retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The server is not ready (draining, or a dependency is down).
     #[error("not ready: {0}")]
     NotReady(String),
@@ -127,7 +136,11 @@ impl ApiError {
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Overloaded { .. } | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UnknownJob(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Overloaded { .. } | ApiError::NotReady(_) | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::MemoryLimit { .. }
             | ApiError::GuestFault { .. }
@@ -156,6 +169,9 @@ impl ApiError {
             ApiError::InvalidResponse { .. } => "invalid_response",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotReady(_) => "not_ready",
+            ApiError::UnknownJob(_) => "job_not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -184,7 +200,7 @@ impl ApiError {
                     headers.insert(header::ALLOW, value);
                 }
             }
-            ApiError::Overloaded { .. } | ApiError::NotReady(_) => {
+            ApiError::Overloaded { .. } | ApiError::NotReady(_) | ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Unauthorized => {

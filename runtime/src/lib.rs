@@ -6,10 +6,14 @@
 //! - [`server`]: hyper connections, connection limits, timeouts, shutdown.
 //! - [`http`]: the per-request pipeline: request id, body limits, routing,
 //!   the plugin call, problem+json errors.
+//! - [`jobs`]: the job queue's workers, scheduler and maintenance (they run
+//!   jobs in plugins, like `http` runs requests).
 //! - [`router`]: method + path pattern → plugin route, built from manifests.
 //! - [`plugin`]: the wasmtime engine, loading, limits and the guest call.
-//! - [`capability`]: the host side of the WIT imports (`log`, `config`, `sql`).
-//! - [`backend`]: the storage engines capabilities run on (SQLite, PostgreSQL).
+//! - [`capability`]: the host side of the WIT imports (`log`, `config`,
+//!   `sql`, `cache`, `lock`, `jobs`, `trace`).
+//! - [`backend`]: the storage engines capabilities run on (SQLite,
+//!   PostgreSQL, Redis, the job queue's tables).
 //!
 //! Cross-cutting: [`config`], [`telemetry`] (logs), [`monitor`] (metrics),
 //! [`error`].
@@ -22,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod examples;
 pub mod http;
+pub mod jobs;
 pub mod monitor;
 pub mod plugin;
 pub mod router;

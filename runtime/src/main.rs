@@ -26,6 +26,11 @@ enum Command {
         /// The config file.
         #[arg(long, short, env = "TRELLIS_CONFIG")]
         config: Option<PathBuf>,
+        /// What this node does, any of `api` (plugin routes), `worker`
+        /// (run jobs) and `scheduler` (rescue, prune, cron schedules; one
+        /// node leads), comma-separated.
+        #[arg(long, env = "TRELLIS_ROLE", default_value = "api,worker,scheduler")]
+        role: trellis::jobs::Roles,
     },
     /// Validate a config and load every plugin it names, without serving.
     Check {
@@ -58,10 +63,10 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { config } => {
+        Command::Serve { config, role } => {
             let config = Config::load(config.as_deref())?;
             telemetry::init(&config.log);
-            let server = Server::start(&config).await?;
+            let server = Server::start_as(&config, role).await?;
             server.run(shutdown_signal()).await;
             Ok(())
         }

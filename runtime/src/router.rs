@@ -20,6 +20,7 @@ pub const RESERVED: &[&str] = &[
     "/admin",
     "/api/v1/monitoring",
     "/api/v1/batch",
+    "/api/v1/jobs",
     "/api/v1/openapi.json",
 ];
 

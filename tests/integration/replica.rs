@@ -52,7 +52,7 @@ impl Pair {
             "[sql.postgres]\nurl = {:?}\nnamespace = \"rt\"\nreplicas = [{:?}]\n\
              replica_wait = \"300ms\"\nlag_sample_interval = \"50ms\"\n{extra}\
              [sql.pool]\nacquire_timeout = \"1s\"\n\
-             [plugins.notes]\nbuiltin = \"notes\"\ngrants = [\"sql\", \"cache\"]\n",
+             [plugins.notes]\nbuiltin = \"notes\"\ngrants = [\"sql\", \"cache\", \"jobs\"]\n",
             self.url(self.primary_port),
             self.url(self.replica_port),
         )

@@ -96,7 +96,8 @@ on_both_backends!(
     query_cache_serves_until_a_write_to_its_tables,
 );
 
-const NOTES: &str = "[plugins.notes]\nbuiltin = \"notes\"\ngrants = [\"sql\", \"cache\"]\n";
+const NOTES: &str =
+    "[plugins.notes]\nbuiltin = \"notes\"\ngrants = [\"sql\", \"cache\", \"jobs\"]\n";
 
 fn misbehave(extra: &str) -> String {
     format!(

@@ -122,10 +122,12 @@ pub fn config_in(toml: &str, data_dir: &Path) -> Config {
             format!("{:?}", cache_dir().display().to_string()),
         ),
     ];
-    // A test that sizes the instance pool itself keeps its size.
+    // A test that sizes the instance pool, or names a data directory to
+    // share between processes, keeps its own.
     let env = env
         .into_iter()
         .filter(|(k, _)| !(*k == "TRELLIS_ENGINE__MAX_INSTANCES" && toml.contains("max_instances")))
+        .filter(|(k, _)| !(*k == "TRELLIS_DATA_DIR" && toml.starts_with("data_dir")))
         .map(|(k, v)| (k.to_string(), v));
     Config::parse(toml, Path::new("test.toml"), env)
         .unwrap_or_else(|e| panic!("test config is invalid: {e}"))

@@ -6,6 +6,7 @@
 
 pub mod cache;
 mod config;
+pub mod jobs;
 pub mod lock;
 mod log;
 pub mod sql;

@@ -22,10 +22,13 @@ pub const CONSISTENCY_HEADER: &str = "x-trellis-lsn";
 /// dropping it rolls back.
 #[derive(Debug)]
 pub struct SqlTransaction {
-    tx: Option<backend::Transaction>,
+    pub(crate) tx: Option<backend::Transaction>,
     /// Write statements run in it: the query cache forgets their tables
     /// again at commit, as other readers may have cached the old rows.
     written: Vec<String>,
+    /// Jobs were enqueued in it: on SQLite they wait in the outbox until
+    /// the commit, then move to the queue.
+    pub(crate) enqueued: bool,
 }
 
 impl HostState {
@@ -309,6 +312,7 @@ impl Host for HostState {
                 let resource = self.table.push(SqlTransaction {
                     tx: Some(tx),
                     written: Vec::new(),
+                    enqueued: false,
                 })?;
                 Ok(Ok(resource))
             }
@@ -371,7 +375,11 @@ impl HostTransaction for HostState {
             return Ok(Err(Error::TransactionClosed));
         };
         let written = std::mem::take(&mut transaction.written);
+        let enqueued = transaction.enqueued;
         let result = tx.commit().await.map_err(to_wit_error);
+        if result.is_ok() && enqueued {
+            super::jobs::forward_outbox(self.plugin.clone()).await;
+        }
         if result.is_ok()
             && !written.is_empty()
             && let Ok(db) = self.db()

@@ -9,6 +9,7 @@ mod builtin;
 pub mod compression;
 pub mod convert;
 pub mod fields;
+mod jobs;
 pub mod openapi;
 pub mod pagination;
 pub mod request_id;
@@ -60,6 +61,10 @@ pub struct App {
     alerts: Arc<Alerts>,
     /// Bounds of `POST /api/v1/batch`.
     batch: crate::config::BatchConfig,
+    /// The plugins live on this node (the job API reads their kinds).
+    plugins: crate::jobs::Registry,
+    /// Stops jobs running on this node (when it is a worker).
+    running_jobs: Option<crate::jobs::Canceller>,
     /// Set when shutdown begins: readiness turns 503.
     draining: AtomicBool,
     started: Instant,
@@ -73,8 +78,12 @@ impl App {
         admin: AdminAuth,
         alerts: Arc<Alerts>,
         batch: crate::config::BatchConfig,
+        plugins: crate::jobs::Registry,
+        running_jobs: Option<crate::jobs::Canceller>,
     ) -> Self {
         App {
+            plugins,
+            running_jobs,
             routes: ArcSwap::from_pointee(router),
             host,
             admin,
@@ -107,8 +116,10 @@ impl App {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let request_id = request_id::from_headers(request.headers());
-        // The runtime's own endpoints (scrapes, probes) are not traced.
-        let traced = !is_reserved(request.uri().path());
+        // The runtime's own endpoints (scrapes, probes) are not traced;
+        // the job API is, so a job's run joins its enqueuer's trace.
+        let path = request.uri().path();
+        let traced = !is_reserved(path) || path.starts_with(jobs::PATH);
         let trace = if traced {
             self.host.tracing().server_span(
                 request.headers(),
@@ -210,7 +221,11 @@ impl App {
         }
         if is_reserved(path) {
             let selection = fields::requested(parts.uri.query())?;
-            let response = builtin::serve(self, &parts, body).await?;
+            let response = if path == jobs::PATH || path.starts_with("/api/v1/jobs/") {
+                jobs::serve(self, &parts, body, trace).await?
+            } else {
+                builtin::serve(self, &parts, body).await?
+            };
             let mut response = match &selection {
                 Some(selection) => fields::select(response, selection, false)?,
                 None => response,

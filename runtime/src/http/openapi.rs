@@ -77,8 +77,15 @@ pub fn document(router: &Router) -> Value {
         if *method == "POST" {
             operation["requestBody"] = json!({"content": {"application/json": {}}});
         }
+        let (path, params) = openapi_path(path);
+        if !params.is_empty() {
+            operation["parameters"] = params
+                .iter()
+                .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+                .collect();
+        }
         let item = paths
-            .entry(path.to_string())
+            .entry(path)
             .or_insert_with(|| Value::Object(Map::new()));
         item[method.to_ascii_lowercase()] = operation;
     }
@@ -159,6 +166,36 @@ const BUILTIN: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     ("/api/v1/monitoring/silences", "POST", "A new silence", true),
+    (
+        "/api/v1/jobs",
+        "POST",
+        "Enqueue a job (202 + Location)",
+        true,
+    ),
+    (
+        "/api/v1/jobs",
+        "GET",
+        "Jobs by state, kind, plugin, queue; a page at a time",
+        true,
+    ),
+    (
+        "/api/v1/jobs/{id}",
+        "GET",
+        "One job: state, attempts, errors, result",
+        true,
+    ),
+    (
+        "/api/v1/jobs/{id}/cancel",
+        "POST",
+        "Cancel a waiting or running job",
+        true,
+    ),
+    (
+        "/api/v1/jobs/{id}/retry",
+        "POST",
+        "Run a discarded or cancelled job again",
+        true,
+    ),
 ];
 
 /// `/a/{id}/{*rest}` → (`/a/{id}/{rest}`, [id, rest]).

@@ -82,6 +82,19 @@ struct TierLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    plugin: String,
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: String,
 }
@@ -156,6 +169,10 @@ pub struct Metrics {
     lock_acquires: Family<ResultLabels, Counter>,
     lock_wait: Histogram,
     lock_lost: Counter,
+    job_attempts: Family<JobLabels, Counter>,
+    job_duration: Histograms<KindLabels>,
+    job_pickup: Histogram,
+    job_depth: Family<QueueLabels, Gauge>,
 }
 
 /// What the host knows at scrape time (gauges are set from it).
@@ -228,6 +245,10 @@ impl Metrics {
             lock_acquires: Family::default(),
             lock_wait: latency_histogram(),
             lock_lost: Counter::default(),
+            job_attempts: Family::default(),
+            job_duration: Family::new_with_constructor(latency_histogram),
+            job_pickup: latency_histogram(),
+            job_depth: Family::default(),
             registry: Registry::default(),
             windows: Mutex::default(),
         };
@@ -399,6 +420,26 @@ impl Metrics {
             m.lock_lost.clone(),
         );
         r.register(
+            "job_attempts",
+            "Job attempts run on this node by outcome (completed, retryable, discarded, snoozed, cancelled)",
+            m.job_attempts.clone(),
+        );
+        r.register(
+            "job_duration_seconds",
+            "Time one job attempt took, by plugin and kind",
+            m.job_duration.clone(),
+        );
+        r.register(
+            "job_pickup_seconds",
+            "Time from a job being due to a worker starting it",
+            m.job_pickup.clone(),
+        );
+        r.register(
+            "job_queue_depth",
+            "Jobs per queue and state (sampled by the maintenance leader)",
+            m.job_depth.clone(),
+        );
+        r.register(
             "build",
             "The Trellis build",
             Info::new(BuildLabels {
@@ -489,6 +530,19 @@ impl Metrics {
             sql_execute: sql("execute"),
             sql_cached: sql("cached"),
             metrics: self.clone(),
+        }
+    }
+
+    /// Sets the queue depth gauges from per (queue, state) counts.
+    pub fn job_depth(&self, counts: &[(String, String, i64)]) {
+        self.job_depth.clear();
+        for (queue, state, n) in counts {
+            self.job_depth
+                .get_or_create(&QueueLabels {
+                    queue: queue.clone(),
+                    state: state.clone(),
+                })
+                .set(*n);
         }
     }
 
@@ -693,6 +747,31 @@ impl PluginStats {
                     kind: kind.into(),
                 })
                 .inc();
+        }
+    }
+}
+
+impl PluginStats {
+    /// One job attempt: its kind, outcome, time, and the time from being
+    /// due to starting (`None` when unknown).
+    pub fn job(&self, kind: &str, outcome: &str, pickup: Option<Duration>, elapsed: Duration) {
+        self.metrics
+            .job_attempts
+            .get_or_create(&JobLabels {
+                plugin: self.name.clone(),
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.metrics
+            .job_duration
+            .get_or_create(&KindLabels {
+                plugin: self.name.clone(),
+                kind: kind.into(),
+            })
+            .observe(elapsed.as_secs_f64());
+        if let Some(pickup) = pickup {
+            self.metrics.job_pickup.observe(pickup.as_secs_f64());
         }
     }
 }

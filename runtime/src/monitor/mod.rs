@@ -18,6 +18,6 @@ pub use metrics::{
     RouteSummary,
 };
 pub use process::{Process, sample as process_sample};
-pub use trace::{Tracing, child as child_span, trace_id};
+pub use trace::{Tracing, child as child_span, resume as resume_trace, trace_id, traceparent};
 pub use trace_store::TraceStore;
 pub use window::{Summary, Window};

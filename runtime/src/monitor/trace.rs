@@ -128,6 +128,42 @@ impl Tracing {
     }
 }
 
+/// The W3C `traceparent` of `cx`'s span, to store with work that runs
+/// later (a job); `None` outside a trace.
+pub fn traceparent(cx: &Context) -> Option<String> {
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut headers = HeaderMap::new();
+    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(&mut headers));
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A span continuing the trace of a stored `traceparent` (a root span
+/// without one): how a job's run joins the request that enqueued it.
+pub fn resume(
+    tracer: &SdkTracer,
+    traceparent: Option<&str>,
+    name: impl Into<std::borrow::Cow<'static, str>>,
+    kind: SpanKind,
+    attributes: Vec<KeyValue>,
+) -> Context {
+    let mut headers = HeaderMap::new();
+    if let Some(value) = traceparent.and_then(|v| http::HeaderValue::from_str(v).ok()) {
+        headers.insert("traceparent", value);
+    }
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(&headers));
+    let span = tracer
+        .span_builder(name)
+        .with_kind(kind)
+        .with_attributes(attributes)
+        .start_with_context(tracer, &parent);
+    parent.with_span(span)
+}
+
 /// The trace id of `cx`'s span, hex, when it has one.
 pub fn trace_id(cx: &Context) -> Option<String> {
     let span = cx.span();

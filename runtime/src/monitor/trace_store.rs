@@ -35,11 +35,11 @@ struct Inner {
     ordinary: VecDeque<Arc<Trace>>,
 }
 
-/// One finished request's spans.
+/// One finished request's spans (and those of the jobs it enqueued).
 #[derive(Debug)]
 pub struct Trace {
     trace_id: TraceId,
-    /// The server span last.
+    /// In the order they completed their part of the trace.
     spans: Vec<SpanData>,
     error: bool,
     slow: bool,
@@ -60,20 +60,29 @@ impl TraceStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A finished span; a server span completes its trace.
+    /// A finished span; a server span completes its trace, and so does a
+    /// consumer span (a job's run), which joins the stored trace of the
+    /// request that enqueued it when that is still kept.
     pub fn add(&self, span: SpanData) {
         let trace_id = span.span_context.trace_id();
         let mut inner = self.lock();
-        if span.span_kind != SpanKind::Server {
+        if !matches!(span.span_kind, SpanKind::Server | SpanKind::Consumer) {
             if inner.pending.len() >= MAX_PENDING && !inner.pending.contains_key(&trace_id) {
                 inner.pending.clear();
             }
             inner.pending.entry(trace_id).or_default().push(span);
             return;
         }
-        let mut spans = inner.pending.remove(&trace_id).unwrap_or_default();
-        let error = matches!(span.status, Status::Error { .. });
-        let slow = elapsed(&span) >= self.slow;
+        let mut spans = Vec::new();
+        let (mut error, mut slow) = (false, false);
+        if let Some(earlier) = inner.take(trace_id) {
+            spans.extend(earlier.spans.iter().cloned());
+            error = earlier.error;
+            slow = earlier.slow;
+        }
+        spans.extend(inner.pending.remove(&trace_id).unwrap_or_default());
+        error |= matches!(span.status, Status::Error { .. });
+        slow |= elapsed(&span) >= self.slow;
         spans.push(span);
         let trace = Arc::new(Trace {
             trace_id,
@@ -132,9 +141,25 @@ impl TraceStore {
     }
 }
 
+impl Inner {
+    /// Removes the stored trace `id`, if kept.
+    fn take(&mut self, id: TraceId) -> Option<Arc<Trace>> {
+        for list in [&mut self.notable, &mut self.ordinary] {
+            if let Some(at) = list.iter().position(|t| t.trace_id == id) {
+                return list.remove(at);
+            }
+        }
+        None
+    }
+}
+
 impl Trace {
+    /// The request's server span, else (a job's own trace) the last span.
     fn root(&self) -> Option<&SpanData> {
-        self.spans.last()
+        self.spans
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Server)
+            .or(self.spans.last())
     }
 
     fn summary(&self) -> Json {

@@ -11,6 +11,7 @@ mod generated {
             "trellis:plugin/trace": async | trappable,
             "trellis:plugin/cache": async | trappable,
             "trellis:plugin/lock": async | trappable,
+            "trellis:plugin/jobs": async | trappable,
             default: async,
         },
         exports: { default: async },
@@ -25,6 +26,6 @@ mod generated {
 
 pub use generated::Plugin;
 pub use generated::exports::trellis::plugin::manifest::PluginManifest;
-pub use generated::exports::trellis::plugin::{http_handler, manifest, migrations};
+pub use generated::exports::trellis::plugin::{http_handler, job_handler, manifest, migrations};
 pub use generated::trellis::plugin::types::{Request as GuestRequest, Response as GuestResponse};
-pub use generated::trellis::plugin::{cache, config, lock, log, sql, trace, types};
+pub use generated::trellis::plugin::{cache, config, jobs, lock, log, sql, trace, types};

@@ -3,13 +3,15 @@
 //! `handle`, and turn every way that can fail into an [`ApiError`].
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use tokio::sync::SemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::bindings::job_handler::{Job as GuestJob, JobError};
 use super::bindings::{GuestRequest, GuestResponse};
 use super::state::{HostState, PluginContext};
 use super::{LoadedPlugin, PluginHost};
@@ -188,6 +190,135 @@ impl LoadedPlugin {
     }
 }
 
+/// How a job attempt ended, as the worker sees it.
+#[derive(Debug)]
+pub enum JobOutcome {
+    /// Success, with the result bytes.
+    Completed(Vec<u8>),
+    /// Failed (handler error, trap, timeout, memory): retry with backoff.
+    Failed(String),
+    /// Failed; retry after this delay.
+    RetryIn(Duration, String),
+    /// Failed for good.
+    Fatal(String),
+    /// Run again after this delay without spending the attempt.
+    Snooze(Duration),
+    /// Stopped by a cancellation.
+    Cancelled,
+}
+
+impl LoadedPlugin {
+    /// Runs one attempt of `job` in a fresh instance, within `timeout`,
+    /// interrupted when `cancel` is set. Waits for a place in the
+    /// plugin's and the host's instance budgets (workers bound how many
+    /// wait). The span joins the trace of the request that enqueued it.
+    pub async fn run_job(
+        &self,
+        job: &crate::backend::jobs::Job,
+        timeout: Duration,
+        cancel: Arc<AtomicBool>,
+    ) -> JobOutcome {
+        let Some(indices) = &self.exports.jobs else {
+            return JobOutcome::Fatal("the plugin exports no job-handler".into());
+        };
+        let trace = crate::monitor::resume_trace(
+            &self.context.tracer,
+            job.trace.as_deref(),
+            format!("job {}", job.kind),
+            SpanKind::Consumer,
+            vec![
+                KeyValue::new("trellis.plugin", self.context.name.clone()),
+                KeyValue::new("trellis.job.id", job.id.clone()),
+                KeyValue::new("trellis.job.kind", job.kind.clone()),
+                KeyValue::new("trellis.job.attempt", job.attempt),
+            ],
+        );
+        let (Ok(_plugin), Ok(_host)) = (
+            self.concurrency.acquire().await,
+            self.host.instances.acquire().await,
+        ) else {
+            return JobOutcome::Failed("the instance budget is closed".into());
+        };
+        let started = Instant::now();
+        let mut store = store_until(
+            &self.host,
+            self.context.clone(),
+            format!("job:{}", job.id),
+            trace.clone(),
+            timeout,
+            Some(cancel.clone()),
+        );
+        let input = GuestJob {
+            id: job.id.clone(),
+            kind: job.kind.clone(),
+            payload: job.payload.clone(),
+            attempt: u32::try_from(job.attempt).unwrap_or(u32::MAX),
+            max_attempts: u32::try_from(job.max_attempts).unwrap_or(u32::MAX),
+            idempotency_key: job.idempotency_key.clone(),
+            enqueued_at: u64::try_from(job.created_at).unwrap_or_default(),
+        };
+        let mut instantiated = None;
+        let call = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instantiated = Some(started.elapsed());
+            let handler = indices.load(&mut store, &instance)?;
+            handler.call_run(&mut store, &input).await
+        };
+        let answer = tokio::time::timeout(timeout, call).await;
+        self.context.stats.guest_call(
+            instantiated.unwrap_or_default(),
+            started.elapsed(),
+            store.data().memory.peak,
+        );
+        let outcome = match answer {
+            _ if cancel.load(Ordering::Relaxed) => JobOutcome::Cancelled,
+            Ok(Ok(Ok(result))) => JobOutcome::Completed(result),
+            Ok(Ok(Err(JobError::Failed(message)))) => JobOutcome::Failed(message),
+            Ok(Ok(Err(JobError::RetryIn(retry)))) => {
+                JobOutcome::RetryIn(Duration::from_millis(retry.delay_ms), retry.message)
+            }
+            Ok(Ok(Err(JobError::Fatal(message)))) => JobOutcome::Fatal(message),
+            Ok(Ok(Err(JobError::Snooze(ms)))) => JobOutcome::Snooze(Duration::from_millis(ms)),
+            Ok(Err(err)) => {
+                let fault = self.fault(err, &store);
+                if matches!(fault, ApiError::DeadlineExceeded { .. }) {
+                    JobOutcome::Failed(format!(
+                        "timed out after {}",
+                        humantime::format_duration(timeout)
+                    ))
+                } else {
+                    JobOutcome::Failed(fault.to_string())
+                }
+            }
+            Err(_elapsed) => JobOutcome::Failed(format!(
+                "timed out after {}",
+                humantime::format_duration(timeout)
+            )),
+        };
+        let span = trace.span();
+        span.set_attribute(KeyValue::new("trellis.job.outcome", outcome.name()));
+        if !matches!(outcome, JobOutcome::Completed(_) | JobOutcome::Snooze(_)) {
+            span.set_status(Status::error(outcome.name()));
+        }
+        span.end();
+        outcome
+    }
+}
+
+impl JobOutcome {
+    /// A short name, for spans and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobOutcome::Completed(_) => "completed",
+            JobOutcome::Failed(_) => "failed",
+            JobOutcome::RetryIn(..) => "retry",
+            JobOutcome::Fatal(_) => "fatal",
+            JobOutcome::Snooze(_) => "snoozed",
+            JobOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// The consistency token the client sent back, if any and well-formed.
 fn consistency_token(request: &GuestRequest) -> Option<u64> {
     request
@@ -205,12 +336,27 @@ pub(super) fn new_store(
     request_id: String,
     trace: Context,
 ) -> Store<HostState> {
-    let deadline = Instant::now() + context.limits.deadline;
+    let deadline = context.limits.deadline;
+    store_until(host, context, request_id, trace, deadline, None)
+}
+
+/// As [`new_store`], with its own time budget, and interrupted as soon as
+/// `cancel` is set (checked at every epoch tick).
+fn store_until(
+    host: &PluginHost,
+    context: Arc<PluginContext>,
+    request_id: String,
+    trace: Context,
+    budget: Duration,
+    cancel: Option<Arc<AtomicBool>>,
+) -> Store<HostState> {
+    let deadline = Instant::now() + budget;
     let mut store = Store::new(&host.engine, HostState::new(context, request_id, trace));
     store.limiter(|state| &mut state.memory);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
+        let cancelled = cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+        if cancelled || Instant::now() >= deadline {
             Ok(UpdateDeadline::Interrupt)
         } else {
             Ok(UpdateDeadline::Yield(1))

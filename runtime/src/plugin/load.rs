@@ -12,13 +12,14 @@ use wasmtime::component::Component;
 
 use wasmtime::component::InstancePre;
 
-use super::bindings::{PluginManifest, http_handler, manifest, migrations};
+use super::bindings::{PluginManifest, http_handler, job_handler, manifest, migrations};
 use super::route_options::RouteOptions;
-use super::state::{HostState, PluginContext};
+use super::state::{HostState, PluginContext, PluginJobs};
 use super::{Exports, LoadedPlugin, PluginHost};
 use crate::backend::lock::LockError;
 use crate::backend::sql::{Migration as SqlMigration, SqlError};
-use crate::config::{CAPABILITIES, Limits, PluginConfig, PluginSource};
+use crate::config::{CAPABILITIES, Limits, PluginConfig, PluginSource, ScheduleConfig};
+use crate::jobs::{JobKinds, KindSpec, ScheduleSpec};
 
 /// How long one node may hold a plugin's migration lock, and how long
 /// another waits for it.
@@ -82,6 +83,9 @@ pub enum LoadErrorKind {
     /// A migration failed; the version does not load.
     #[error("migration failed: {0}")]
     Migration(String),
+    /// Its job kinds or schedules are not acceptable.
+    #[error("invalid job kinds: {0}")]
+    Jobs(String),
 }
 
 impl PluginHost {
@@ -91,6 +95,7 @@ impl PluginHost {
         name: &str,
         config: &PluginConfig,
         limits: Limits,
+        operator_schedules: &[ScheduleConfig],
     ) -> Result<Arc<LoadedPlugin>, LoadError> {
         let (source_name, source) = match &config.builtin {
             Some(builtin) => (format!("builtin:{builtin}"), config.source()),
@@ -136,11 +141,27 @@ impl PluginHost {
             stats: self.metrics.plugin(name),
             tracer: self.tracing.tracer().clone(),
             errors: self.errors.clone(),
+            jobs: None,
         };
         let manifest = read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
             .await
             .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
         validate_manifest(&manifest, &config.grants).map_err(fail)?;
+        let kinds = self
+            .read_job_kinds(
+                &pre,
+                &exports,
+                &Arc::new(context.clone()),
+                operator_schedules,
+            )
+            .await
+            .map_err(|e| fail(LoadErrorKind::Jobs(e)))?;
+        if exports.jobs.is_some() || imported.contains(&"jobs") {
+            context.jobs = Some(PluginJobs {
+                queue: self.jobs.clone(),
+                kinds: Arc::new(kinds),
+            });
+        }
         let uses_sql =
             imported.contains(&"sql") || manifest.capabilities.iter().any(|c| c == "sql");
         if uses_sql {
@@ -235,6 +256,7 @@ impl PluginHost {
             manifest: manifest::GuestIndices::new(&pre).map_err(world)?,
             http: http_handler::GuestIndices::new(&pre).map_err(world)?,
             migrations: migrations::GuestIndices::new(&pre).ok(),
+            jobs: job_handler::GuestIndices::new(&pre).ok(),
         };
         Ok((pre, exports))
     }
@@ -306,6 +328,119 @@ impl PluginHost {
             })
             .collect();
         db.migrate(&migrations).await.map_err(|e| e.to_string())
+    }
+}
+
+impl PluginHost {
+    /// Calls `job-handler.kinds` and `.schedules` once, checks them and
+    /// applies the host's defaults; adds the operator's schedules for this
+    /// plugin (`[[jobs.schedules]]`).
+    async fn read_job_kinds(
+        &self,
+        pre: &InstancePre<HostState>,
+        exports: &Exports,
+        context: &Arc<PluginContext>,
+        operator: &[ScheduleConfig],
+    ) -> Result<JobKinds, String> {
+        let mut kinds = JobKinds::default();
+        let Some(indices) = &exports.jobs else {
+            return match operator.first() {
+                Some(s) => Err(format!(
+                    "schedule `{}` in trellis.toml, but the plugin exports no job-handler",
+                    s.name
+                )),
+                None => Ok(kinds),
+            };
+        };
+        let mut store = super::call::new_store(
+            self,
+            context.clone(),
+            "load".to_string(),
+            opentelemetry::Context::new(),
+        );
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            let declared = guest.call_kinds(&mut store).await?;
+            let schedules = guest.call_schedules(&mut store).await?;
+            Ok::<_, wasmtime::Error>((declared, schedules))
+        };
+        let (declared, schedules) = match tokio::time::timeout(context.limits.deadline, call).await
+        {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(err)) => return Err(format!("listing job kinds failed: {err:#}")),
+            Err(_) => return Err("listing job kinds ran past the deadline".into()),
+        };
+        let config = self.jobs.config();
+        for kind in declared {
+            if kind.name.is_empty() || kind.name.len() > 100 {
+                return Err(format!("kind name `{}` must be 1 to 100 bytes", kind.name));
+            }
+            let queue = if kind.queue.is_empty() {
+                "default".to_string()
+            } else {
+                kind.queue
+            };
+            if !crate::jobs::valid_queue(&queue) {
+                return Err(format!(
+                    "kind `{}`: queue `{queue}` is not 1 to 64 of a-z, 0-9, `-` and `_`",
+                    kind.name
+                ));
+            }
+            let timeout = match kind.timeout_ms {
+                0 => config.timeout,
+                ms => std::time::Duration::from_millis(u64::from(ms)),
+            };
+            if timeout > config.max_timeout {
+                return Err(format!(
+                    "kind `{}` asks for a timeout of {}; jobs.max_timeout is {}",
+                    kind.name,
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(config.max_timeout)
+                ));
+            }
+            let spec = KindSpec {
+                queue,
+                max_attempts: if kind.max_attempts == 0 {
+                    config.max_attempts
+                } else {
+                    kind.max_attempts
+                },
+                timeout,
+                priority: kind.priority,
+            };
+            if kinds.kinds.insert(kind.name.clone(), spec).is_some() {
+                return Err(format!("kind `{}` is declared twice", kind.name));
+            }
+        }
+        let from_operator = operator.iter().map(|s| {
+            let payload = s
+                .payload
+                .as_ref()
+                .map(|p| p.to_string().into_bytes())
+                .unwrap_or_default();
+            (s.name.clone(), s.cron.clone(), s.kind.clone(), payload)
+        });
+        let from_plugin = schedules
+            .into_iter()
+            .map(|s| (s.name, s.cron, s.kind, s.payload));
+        for (name, cron, kind, payload) in from_plugin.chain(from_operator) {
+            let cron =
+                crate::jobs::parse_cron(&cron).map_err(|e| format!("schedule `{name}`: {e}"))?;
+            if !kinds.kinds.contains_key(&kind) {
+                return Err(format!("schedule `{name}` enqueues unknown kind `{kind}`"));
+            }
+            if kinds.schedules.iter().any(|s| s.name == name) {
+                return Err(format!("schedule `{name}` is declared twice"));
+            }
+            kinds.schedules.push(ScheduleSpec {
+                name,
+                cron,
+                kind,
+                payload,
+            });
+        }
+        Ok(kinds)
     }
 }
 

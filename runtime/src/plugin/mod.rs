@@ -22,14 +22,16 @@ use wasmtime::component::{HasSelf, InstancePre, Linker};
 use crate::backend::cache::CacheService;
 use crate::backend::lock::LockService;
 use crate::backend::redis::Redis;
-use crate::backend::sql::{Leader, QueryCache, SqlError, SqlService};
+use crate::backend::sql::{PluginDb, QueryCache, SqlError, SqlService};
 use crate::config::{Config, Limits};
+use crate::jobs::{JobKinds, Jobs, KindSpec};
 use crate::monitor::{ErrorGroups, HostSnapshot, Metrics, ResponseCacheStats, RouteStats, Tracing};
 
 pub use bindings::{GuestRequest, GuestResponse, PluginManifest};
+pub use call::JobOutcome;
 pub use load::LoadError;
 pub use route_options::{RouteCache, RouteOptions};
-pub use state::{HostState, PluginContext, SqlWatch};
+pub use state::{HostState, PluginContext, PluginJobs, SqlWatch};
 
 /// The engine, the linker with every host import, and the global instance
 /// budget. Cheap to clone.
@@ -53,6 +55,8 @@ pub struct PluginHost {
     cache: CacheService,
     /// Leases (the `lock` capability).
     locks: LockService,
+    /// The job queue (the `jobs` capability, workers, the job API).
+    jobs: Jobs,
     /// The server's metrics; plugins and routes get their handles here.
     metrics: Arc<Metrics>,
     /// The server's tracer and trace store.
@@ -93,6 +97,7 @@ pub(crate) struct Exports {
     pub(crate) manifest: bindings::manifest::GuestIndices,
     pub(crate) http: bindings::http_handler::GuestIndices,
     pub(crate) migrations: Option<bindings::migrations::GuestIndices>,
+    pub(crate) jobs: Option<bindings::job_handler::GuestIndices>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -141,7 +146,14 @@ impl PluginHost {
         let cache = CacheService::start(&config.cache, redis.clone(), metrics.cache_stats()).await;
         let locks = LockService::new(&config.lock, redis, metrics.lock_stats());
         let query_cache = Arc::new(QueryCache::new(cache.clone()));
+        let jobs = Jobs::new(
+            sql.job_store(config.jobs.connections)
+                .await
+                .map_err(HostError::Sql)?,
+            config.jobs.clone(),
+        );
         Ok(PluginHost {
+            jobs,
             cache,
             locks,
             tracing: Arc::new(tracing),
@@ -213,10 +225,14 @@ impl PluginHost {
         }
     }
 
-    /// Tries to become the node that does `role` (see
-    /// [`SqlService::try_lead`]).
-    pub async fn try_lead(&self, role: &str) -> Result<Option<Leader>, SqlError> {
-        self.sql.try_lead(role).await
+    /// The SQL backend (plugin databases, cluster roles).
+    pub fn sql(&self) -> &SqlService {
+        &self.sql
+    }
+
+    /// The job queue.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
     }
 
     /// Whether the database answers, and how fast.
@@ -287,6 +303,34 @@ impl LoadedPlugin {
             .get(index as usize)
             .copied()
             .unwrap_or(false)
+    }
+
+    /// Its job kinds and schedules, when it exports `job-handler`.
+    pub fn job_kinds(&self) -> Option<&Arc<JobKinds>> {
+        self.context.jobs.as_ref().map(|j| &j.kinds)
+    }
+
+    /// One of its job kinds.
+    pub fn job_kind(&self, kind: &str) -> Option<&KindSpec> {
+        self.job_kinds()?.kinds.get(kind)
+    }
+
+    /// Records one job attempt in the plugin's metrics.
+    pub fn job_stats(
+        &self,
+        job: &crate::backend::jobs::Job,
+        outcome: &str,
+        elapsed: std::time::Duration,
+    ) {
+        let pickup = job.attempted_at.map(|at| {
+            std::time::Duration::from_millis(u64::try_from(at - job.run_at).unwrap_or(0))
+        });
+        self.context.stats.job(&job.kind, outcome, pickup, elapsed);
+    }
+
+    /// Its database, when granted `sql`.
+    pub fn database(&self) -> Option<&PluginDb> {
+        self.context.sql.as_ref()
     }
 
     /// The metric handles of route `index` (manifest order).

@@ -44,6 +44,18 @@ pub struct PluginContext {
     pub tracer: opentelemetry_sdk::trace::SdkTracer,
     /// Where host-call failures are grouped.
     pub errors: Arc<crate::monitor::ErrorGroups>,
+    /// The job queue and this plugin's kinds (when it exports
+    /// `job-handler` or is granted `jobs`).
+    pub jobs: Option<PluginJobs>,
+}
+
+/// A plugin's view of the job queue.
+#[derive(Debug, Clone)]
+pub struct PluginJobs {
+    /// The queue.
+    pub queue: crate::jobs::Jobs,
+    /// The kinds it declares.
+    pub kinds: Arc<crate::jobs::JobKinds>,
 }
 
 /// Thresholds for SQL diagnostics (from `[sql]` and `[log]`).

@@ -19,10 +19,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tower_http::compression::CompressionLayer;
 
+use std::collections::BTreeMap;
+
+use arc_swap::ArcSwap;
+
 use crate::backend::sql::Leader;
 use crate::config::{Config, ServerConfig};
 use crate::http::compression::{self, Compressible};
 use crate::http::{AdminAuth, App};
+use crate::jobs::{Registry, Roles, Workers};
 use crate::monitor::alerts::{Alerts, Notifier, now_ms};
 use crate::plugin::{HostError, LoadError, LoadedPlugin, PluginHost};
 use crate::router::{RouteConflict, Router};
@@ -73,6 +78,10 @@ pub struct Server {
     host: PluginHost,
     /// The alert evaluation task, stopped with the server.
     _alerting: Option<AbortOnDrop>,
+    /// The job workers of this node (role `worker`).
+    workers: Option<Workers>,
+    /// The job maintenance and scheduler task (role `scheduler`).
+    _maintenance: Option<AbortOnDrop>,
 }
 
 /// A background task that ends when its owner is dropped.
@@ -98,10 +107,25 @@ impl Server {
     /// and binds the listener. Logs how long it took and whether compiled
     /// components came from the cache.
     pub async fn start(config: &Config) -> Result<Server, StartError> {
+        Server::start_as(config, Roles::default()).await
+    }
+
+    /// As [`Server::start`], doing only what `roles` say: serve plugin
+    /// routes (`api`), run jobs (`worker`), take part in leading the job
+    /// maintenance and schedules (`scheduler`). The runtime's own
+    /// endpoints (health, metrics, monitoring, the job API) are always
+    /// served.
+    pub async fn start_as(config: &Config, roles: Roles) -> Result<Server, StartError> {
         let started = Instant::now();
         let host = PluginHost::new(config).await?;
         let plugins = load_plugins(&host, config).await?;
-        let router = Router::build(&plugins)?;
+        let router = Router::build(if roles.api { &plugins } else { &[] })?;
+        let registry: Registry = Arc::new(ArcSwap::from_pointee(
+            plugins
+                .iter()
+                .map(|p| (p.name().to_string(), p.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        ));
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -127,8 +151,22 @@ impl Server {
                 config.alerts.evaluation_interval,
             )))
         });
+        let workers = roles
+            .worker
+            .then(|| Workers::start(host.jobs().clone(), registry.clone()));
+        let maintenance = roles.scheduler.then(|| {
+            AbortOnDrop(tokio::spawn(crate::jobs::maintenance::run(
+                host.jobs().clone(),
+                registry.clone(),
+                host.sql().clone(),
+                host.metrics().clone(),
+            )))
+        });
+        let running_jobs = workers.as_ref().map(Workers::canceller);
         Ok(Server {
             _alerting: alerting,
+            _maintenance: maintenance,
+            workers,
             listener,
             connections: Arc::new(Semaphore::new(config.server.max_connections)),
             app: Arc::new(App::new(
@@ -137,6 +175,8 @@ impl Server {
                 AdminAuth::new(&config.admin, addr.ip().is_loopback()),
                 alerts,
                 config.batch.clone(),
+                registry,
+                running_jobs,
             )),
             builder: connection_builder(&config.server),
             compression: compression::layer(&config.compression),
@@ -162,7 +202,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting and gives
     /// in-flight requests the grace period to finish.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -179,12 +219,21 @@ impl Server {
         drop(self.listener);
         let open = graceful.count();
         tracing::info!(open_connections = open, "shutting down");
-        tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections closed"),
-            () = tokio::time::sleep(self.shutdown_grace) => {
-                tracing::warn!("grace period over; cutting the remaining connections");
+        let grace = self.shutdown_grace;
+        let connections = async {
+            tokio::select! {
+                () = graceful.shutdown() => tracing::info!("all connections closed"),
+                () = tokio::time::sleep(grace) => {
+                    tracing::warn!("grace period over; cutting the remaining connections");
+                }
             }
-        }
+        };
+        let workers = async {
+            if let Some(workers) = self.workers.take() {
+                workers.stop(grace).await;
+            }
+        };
+        tokio::join!(connections, workers);
         self.host.tracing().flush(TELEMETRY_FLUSH).await;
     }
 
@@ -328,24 +377,9 @@ async fn evaluate_alerts(
 /// Keeps or takes the alert-evaluation role: among nodes sharing a
 /// PostgreSQL database exactly one evaluates and notifies.
 async fn lead(host: &PluginHost, alerts: &Alerts, leader: &mut Option<Leader>) -> bool {
-    if let Some(held) = leader
-        && !held.still().await
-    {
-        tracing::warn!("lost the alert evaluation role");
-        *leader = None;
-    }
-    if leader.is_none() {
-        match host.try_lead("alerts").await {
-            Ok(Some(held)) => {
-                tracing::info!("this node evaluates the alert rules");
-                *leader = Some(held);
-            }
-            Ok(None) => {}
-            Err(err) => tracing::warn!(%err, "cannot take the alert evaluation role"),
-        }
-    }
-    alerts.set_leading(leader.is_some());
-    leader.is_some()
+    let leading = host.sql().hold_lead("alerts", leader).await;
+    alerts.set_leading(leading);
+    leading
 }
 
 /// Loads every configured plugin concurrently (compilation runs on the
@@ -358,7 +392,14 @@ async fn load_plugins(
     for (name, plugin) in config.plugins() {
         let host = host.clone();
         let limits = config.limits.with(&plugin.limits);
-        tasks.spawn(async move { host.load(&name, &plugin, limits).await });
+        let schedules: Vec<_> = config
+            .jobs
+            .schedules
+            .iter()
+            .filter(|s| s.plugin == name)
+            .cloned()
+            .collect();
+        tasks.spawn(async move { host.load(&name, &plugin, limits, &schedules).await });
     }
     let mut plugins = Vec::new();
     while let Some(joined) = tasks.join_next().await {

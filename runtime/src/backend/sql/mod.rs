@@ -19,6 +19,9 @@ pub use guard::check_statement;
 pub use replica::{ReplicaStats, format_lsn, parse_lsn};
 pub use shape::shape;
 
+pub(crate) use postgres::map_error as postgres_error;
+pub(crate) use sqlite::map_error as sqlite_error;
+
 /// A parameter or column value.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
@@ -110,7 +113,8 @@ pub struct Transaction {
 #[derive(Debug)]
 enum TxOn {
     Sqlite(Tx<sqlx::Sqlite>),
-    Postgres(Tx<sqlx::Postgres>),
+    /// With the runtime's schema, where `enqueue_job` lives.
+    Postgres(Tx<sqlx::Postgres>, String),
 }
 
 /// What each backend supplies: running one statement on a connection and
@@ -275,6 +279,18 @@ impl SqlService {
         }
     }
 
+    /// The job queue on the same engine: `<data_dir>/jobs.db` beside the
+    /// plugin files, or the runtime's PostgreSQL schema.
+    pub async fn job_store(
+        &self,
+        connections: u32,
+    ) -> Result<crate::backend::jobs::JobStore, SqlError> {
+        match self {
+            SqlService::Sqlite(s) => s.job_store().await,
+            SqlService::Postgres(s) => s.job_store(connections).await,
+        }
+    }
+
     /// The backend's name for migrations (`sqlite` or `postgres`).
     pub fn dialect(&self) -> &'static str {
         match self {
@@ -300,6 +316,28 @@ impl SqlService {
             SqlService::Sqlite(_) => Ok(Some(Leader(None))),
             SqlService::Postgres(s) => Ok(s.try_lead(role).await?.map(|c| Leader(Some(c)))),
         }
+    }
+
+    /// Keeps `held` while its connection answers, else tries to take
+    /// `role`: true while this node holds it. Logs changes of hands.
+    pub async fn hold_lead(&self, role: &str, held: &mut Option<Leader>) -> bool {
+        if let Some(leader) = held
+            && !leader.still().await
+        {
+            tracing::warn!(role, "lost a cluster role");
+            *held = None;
+        }
+        if held.is_none() {
+            match self.try_lead(role).await {
+                Ok(Some(leader)) => {
+                    tracing::info!(role, "this node holds a cluster role");
+                    *held = Some(leader);
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(role, %err, "cannot take a cluster role"),
+            }
+        }
+        held.is_some()
     }
 
     /// Checks the backend answers; returns the round trip.
@@ -387,7 +425,9 @@ impl PluginDb {
     pub async fn begin(&self) -> Result<Transaction, SqlError> {
         let inner = match self {
             PluginDb::Sqlite(db) => TxOn::Sqlite(db.pooled.begin().await?),
-            PluginDb::Postgres(db) => TxOn::Postgres(db.pooled.begin().await?),
+            PluginDb::Postgres(db) => {
+                TxOn::Postgres(db.pooled.begin().await?, db.namespace().to_string())
+            }
         };
         Ok(Transaction { inner })
     }
@@ -417,7 +457,7 @@ impl Transaction {
     pub async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
         match &mut self.inner {
             TxOn::Sqlite(tx) => tx.query(sql, params).await,
-            TxOn::Postgres(tx) => tx.query(sql, params).await,
+            TxOn::Postgres(tx, _) => tx.query(sql, params).await,
         }
     }
 
@@ -425,7 +465,7 @@ impl Transaction {
     pub async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
         match &mut self.inner {
             TxOn::Sqlite(tx) => tx.execute(sql, params).await,
-            TxOn::Postgres(tx) => tx.execute(sql, params).await,
+            TxOn::Postgres(tx, _) => tx.execute(sql, params).await,
         }
     }
 
@@ -433,8 +473,95 @@ impl Transaction {
     pub async fn commit(self) -> Result<(), SqlError> {
         match self.inner {
             TxOn::Sqlite(tx) => tx.commit().await,
-            TxOn::Postgres(tx) => tx.commit().await,
+            TxOn::Postgres(tx, _) => tx.commit().await,
         }
+    }
+
+    /// Enqueues `job` so that it exists only if this transaction commits.
+    /// PostgreSQL: inserted into the queue through `enqueue_job`, in this
+    /// transaction. SQLite: written to the plugin file's outbox, in this
+    /// transaction; after the commit the queue takes it from there (see
+    /// [`PluginDb::outbox`]). Returns the job's id, or for a duplicate
+    /// idempotency key the id of the job holding it (PostgreSQL only; on
+    /// SQLite the key is checked when the outbox is forwarded).
+    pub async fn enqueue(
+        &mut self,
+        job: &crate::backend::jobs::NewJob,
+    ) -> Result<String, SqlError> {
+        match &mut self.inner {
+            TxOn::Sqlite(tx) => {
+                let json = serde_json::to_string(job)
+                    .map_err(|e| SqlError::Invalid(format!("job: {e}")))?;
+                let params = vec![Value::Text(job.id.clone()), Value::Text(json)];
+                sqlx::Sqlite::execute_trusted(&mut tx.tx, OUTBOX_INSERT, params).await?;
+                Ok(job.id.clone())
+            }
+            TxOn::Postgres(tx, ns) => {
+                let sql = format!(
+                    "SELECT {ns}.enqueue_job($1::text, $2::text, $3::text, $4::bigint, $5::bytea, \
+                     $6::bigint, $7::bigint, $8::text, $9::text, $10::bigint)"
+                );
+                let params = vec![
+                    Value::Text(job.id.clone()),
+                    Value::Text(job.kind.clone()),
+                    Value::Text(job.queue.clone()),
+                    Value::Integer(job.priority),
+                    Value::Blob(job.payload.clone()),
+                    Value::Integer(job.max_attempts),
+                    Value::Integer(job.run_at),
+                    job.idempotency_key.clone().map_or(Value::Null, Value::Text),
+                    job.trace.clone().map_or(Value::Null, Value::Text),
+                    Value::Integer(job.created_at),
+                ];
+                let rows = sqlx::Postgres::query_on(&mut tx.tx, &sql, params, 1).await?;
+                match rows.rows.first().and_then(|r| r.first()) {
+                    Some(Value::Text(id)) => Ok(id.clone()),
+                    _ => Err(SqlError::Unavailable("enqueue_job returned no id".into())),
+                }
+            }
+        }
+    }
+}
+
+/// Where a SQLite transaction leaves its jobs (a `_trellis` table the guard
+/// keeps the plugin away from).
+const OUTBOX_INSERT: &str = "INSERT INTO _trellis_job_outbox (id, job) VALUES ($1, $2)";
+
+impl PluginDb {
+    /// Jobs that SQLite transactions committed to the outbox and the queue
+    /// has not yet taken (none on PostgreSQL, where they go straight to the
+    /// queue). Call [`PluginDb::outbox_forwarded`] with the ids once queued.
+    pub async fn outbox(&self) -> Result<Vec<crate::backend::jobs::NewJob>, SqlError> {
+        let PluginDb::Sqlite(db) = self else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT job FROM _trellis_job_outbox ORDER BY id LIMIT 1000")
+                .fetch_all(&db.pooled.pool)
+                .await
+                .map_err(sqlite::map_error)?;
+        rows.into_iter()
+            .map(|(json,)| {
+                serde_json::from_str(&json)
+                    .map_err(|e| SqlError::Invalid(format!("outbox entry: {e}")))
+            })
+            .collect()
+    }
+
+    /// Drops outbox entries the queue now holds.
+    pub async fn outbox_forwarded(&self, ids: &[String]) -> Result<(), SqlError> {
+        let PluginDb::Sqlite(db) = self else {
+            return Ok(());
+        };
+        let mut tx = db.pooled.pool.begin().await.map_err(sqlite::map_error)?;
+        for id in ids {
+            sqlx::query("DELETE FROM _trellis_job_outbox WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(sqlite::map_error)?;
+        }
+        tx.commit().await.map_err(sqlite::map_error)
     }
 }
 

@@ -88,7 +88,10 @@ impl Service {
             ),
             format!("REVOKE ALL ON FUNCTION {ns}.record_migration(integer, text) FROM PUBLIC"),
         ];
-        for statement in &statements {
+        for statement in statements
+            .iter()
+            .chain(&crate::backend::jobs::postgres_ddl(ns))
+        {
             run(&mut tx, statement).await?;
         }
         sqlx::query(AssertSqlSafe(format!(
@@ -138,6 +141,20 @@ impl Service {
         Ok(got.then_some(conn))
     }
 
+    /// The job queue in the runtime's schema, on a pool of its own.
+    pub(super) async fn job_store(
+        &self,
+        connections: u32,
+    ) -> Result<crate::backend::jobs::JobStore, SqlError> {
+        crate::backend::jobs::JobStore::postgres(
+            self.options.clone(),
+            &self.namespace,
+            connections,
+            self.pool.acquire_timeout,
+        )
+        .await
+    }
+
     /// Round trip to the primary over the admin pool.
     pub(super) async fn ping(&self) -> Result<(), SqlError> {
         sqlx::query("SELECT 1")
@@ -171,10 +188,20 @@ impl Service {
             format!("GRANT USAGE ON SCHEMA {ns} TO \"{role}\""),
             format!("GRANT EXECUTE ON FUNCTION {ns}.record_migration(integer, text) TO \"{role}\""),
             format!("ALTER ROLE \"{role}\" SET search_path = \"{schema}\""),
+            crate::backend::jobs::postgres_grant(ns, &role),
         ];
         for statement in &statements {
             run(&mut tx, statement).await?;
         }
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {ns}.plugin_roles (role, plugin) VALUES ($1, $2) \
+             ON CONFLICT (role) DO UPDATE SET plugin = excluded.plugin"
+        )))
+        .bind(&role)
+        .bind(plugin)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
         tx.commit().await.map_err(map_error)?;
 
         let timeout_ms = self.pool.statement_timeout.as_millis().to_string();
@@ -228,6 +255,11 @@ impl Service {
 }
 
 impl Db {
+    /// The runtime's schema.
+    pub(super) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// A `replica-ok` read: on a replica when one is usable (and, given
     /// `min_lsn`, has replayed that far), otherwise on the primary.
     pub(super) async fn read(
@@ -461,7 +493,7 @@ where
 }
 
 /// sqlx's error as the guest's error, by SQLSTATE class.
-pub(super) fn map_error(err: sqlx::Error) -> SqlError {
+pub(crate) fn map_error(err: sqlx::Error) -> SqlError {
     match err {
         sqlx::Error::Database(db) => {
             let message = db.message().to_string();

@@ -37,6 +37,12 @@ impl Service {
         })
     }
 
+    /// The job queue: `jobs.db` in the data directory, beside `sql/`.
+    pub(super) async fn job_store(&self) -> Result<crate::backend::jobs::JobStore, SqlError> {
+        let dir = self.dir.parent().unwrap_or(&self.dir);
+        crate::backend::jobs::JobStore::sqlite(dir, self.pool.statement_timeout).await
+    }
+
     /// The data directory is there to hold plugin files.
     pub(super) fn ping(&self) -> Result<(), SqlError> {
         match std::fs::metadata(&self.dir) {
@@ -74,6 +80,10 @@ impl Service {
         .execute(&pool)
         .await
         .map_err(map_error)?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS _trellis_job_outbox (id TEXT PRIMARY KEY, job TEXT NOT NULL)")
+            .execute(&pool)
+            .await
+            .map_err(map_error)?;
         Ok(Db {
             pooled: Pooled {
                 pool,
@@ -187,7 +197,7 @@ fn decode(row: &SqliteRow) -> Result<Vec<Value>, SqlError> {
 }
 
 /// sqlx's error as the guest's error, by SQLite's error code.
-pub(super) fn map_error(err: sqlx::Error) -> SqlError {
+pub(crate) fn map_error(err: sqlx::Error) -> SqlError {
     match err {
         sqlx::Error::Database(db) => {
             let message = db.message().to_string();

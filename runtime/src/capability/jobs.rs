@@ -1,0 +1,161 @@
+//! `trellis:plugin/jobs`: enqueueing jobs of the plugin's own kinds
+//! (`crate::jobs`). The enqueue span's context is stored with the job, so
+//! the job's run continues the request's trace.
+
+use opentelemetry::KeyValue;
+use wasmtime::component::Resource;
+
+use super::end_span;
+use super::sql::SqlTransaction;
+use crate::backend::jobs::NewJob;
+use crate::jobs::{EnqueueError, EnqueueOptions as Options};
+use std::sync::Arc;
+
+use crate::plugin::bindings::jobs::{EnqueueOptions, Error, Host};
+use crate::plugin::{HostState, PluginContext};
+
+fn to_wit(err: EnqueueError) -> Error {
+    match err {
+        EnqueueError::UnknownKind { kind, .. } => Error::UnknownKind(kind),
+        EnqueueError::TooLarge { limit, .. } => Error::TooLarge(limit),
+        EnqueueError::Invalid(m) => Error::Invalid(m),
+        EnqueueError::Unavailable(m) => Error::Unavailable(m),
+    }
+}
+
+fn options(raw: EnqueueOptions) -> Options {
+    Options {
+        delay_ms: raw.delay_ms,
+        priority: raw.priority,
+        queue: raw.queue,
+        max_attempts: raw.max_attempts,
+        idempotency_key: raw.idempotency_key,
+    }
+}
+
+impl HostState {
+    /// The job, checked, with the enqueue span open (its context is the
+    /// job's trace parent).
+    fn prepare_job(
+        &self,
+        kind: &str,
+        payload: Vec<u8>,
+        raw: EnqueueOptions,
+    ) -> (Option<opentelemetry::Context>, Result<NewJob, EnqueueError>) {
+        let span = self.host_span(
+            "jobs.enqueue",
+            vec![KeyValue::new("trellis.job.kind", kind.to_string())],
+        );
+        let Some(jobs) = &self.plugin.jobs else {
+            return (
+                span,
+                Err(EnqueueError::Invalid(format!(
+                    "plugin `{}` has no job queue: grant it `jobs`",
+                    self.plugin.name
+                ))),
+            );
+        };
+        let trace = span
+            .as_ref()
+            .and_then(crate::monitor::traceparent)
+            .or_else(|| crate::monitor::traceparent(&self.trace));
+        let job = jobs.queue.prepare(
+            &self.plugin.name,
+            &jobs.kinds,
+            kind,
+            payload,
+            options(raw),
+            trace,
+        );
+        (span, job)
+    }
+}
+
+/// Moves jobs a committed SQLite transaction left in the outbox into the
+/// queue. On failure they stay there; the leader retries.
+pub(crate) async fn forward_outbox(plugin: Arc<PluginContext>) {
+    if let (Some(jobs), Some(db)) = (&plugin.jobs, &plugin.sql)
+        && let Err(err) = jobs.queue.forward_outbox(db).await
+    {
+        tracing::warn!(plugin = %plugin.name, %err, "job outbox not forwarded yet; the leader retries");
+    }
+}
+
+async fn insert_job(plugin: Arc<PluginContext>, job: NewJob) -> Result<String, EnqueueError> {
+    let Some(jobs) = &plugin.jobs else {
+        return Err(EnqueueError::Invalid("no job queue".into()));
+    };
+    let mut ids = jobs.queue.insert(std::slice::from_ref(&job)).await?;
+    Ok(ids.pop().unwrap_or(job.id))
+}
+
+impl HostState {
+    async fn insert_job_in(
+        &mut self,
+        tx: &Resource<SqlTransaction>,
+        job: NewJob,
+    ) -> Result<String, EnqueueError> {
+        let Some(jobs) = self.plugin.jobs.clone() else {
+            return Err(EnqueueError::Invalid("no job queue".into()));
+        };
+        let on_sqlite = jobs.queue.store().engine() == "sqlite";
+        // SQLite checks the key now; the outbox is forwarded after commit.
+        if on_sqlite
+            && let Some(key) = &job.idempotency_key
+            && let Some(id) = jobs.queue.store().holder(&job.plugin, key).await?
+        {
+            return Ok(id);
+        }
+        let transaction = self
+            .table
+            .get_mut(tx)
+            .map_err(|e| EnqueueError::Invalid(e.to_string()))?;
+        let Some(inner) = transaction.tx.as_mut() else {
+            return Err(EnqueueError::Invalid(
+                "the transaction is already finished".into(),
+            ));
+        };
+        let id = inner.enqueue(&job).await?;
+        transaction.enqueued = true;
+        Ok(id)
+    }
+}
+
+impl Host for HostState {
+    async fn enqueue(
+        &mut self,
+        kind: String,
+        payload: Vec<u8>,
+        options: EnqueueOptions,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        let (span, job) = self.prepare_job(&kind, payload, options);
+        let result = match job {
+            Ok(job) => insert_job(self.plugin.clone(), job).await,
+            Err(err) => Err(err),
+        };
+        end_span(
+            span,
+            result.as_ref().err().map(ToString::to_string).as_deref(),
+        );
+        Ok(result.map_err(to_wit))
+    }
+
+    async fn enqueue_in(
+        &mut self,
+        tx: Resource<SqlTransaction>,
+        kind: String,
+        payload: Vec<u8>,
+        options: EnqueueOptions,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        let (span, job) = self.prepare_job(&kind, payload, options);
+        let result = match job {
+            Ok(job) => self.insert_job_in(&tx, job).await,
+            Err(err) => Err(err),
+        };
+        end_span(
+            span,
+            result.as_ref().err().map(ToString::to_string).as_deref(),
+        );
+        Ok(result.map_err(to_wit))
+    }
+}

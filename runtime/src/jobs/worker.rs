@@ -1,0 +1,400 @@
+//! This node's workers: per configured queue, a loop that claims jobs in
+//! batches (woken by `NOTIFY`, a local enqueue or the poll interval) and
+//! runs each in a fresh instance of its plugin; a heartbeat that keeps the
+//! worker alive in the queue's eyes and learns of cancellations; and a
+//! completer that records successes in batches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::{Jobs, Registry};
+use crate::backend::jobs::{Finish, Job};
+use crate::monitor::alerts::now_ms;
+use crate::plugin::JobOutcome;
+
+/// Successes recorded per statement at most.
+const COMPLETE_BATCH: usize = 512;
+
+/// The workers of this node. Dropping them aborts everything; call
+/// [`Workers::stop`] to drain.
+#[derive(Debug)]
+pub struct Workers {
+    id: String,
+    jobs: Jobs,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    running: Running,
+    /// Per queue: its slots, and how many there are.
+    slots: Vec<(Arc<Semaphore>, u32)>,
+    completer: Option<(mpsc::UnboundedSender<Done>, tokio::task::JoinHandle<()>)>,
+}
+
+/// Jobs running on this node: id → (attempt, cancel flag).
+type Running = Arc<Mutex<HashMap<String, (i64, Arc<AtomicBool>)>>>;
+
+/// A success waiting to be recorded.
+type Done = (String, i64, Vec<u8>);
+
+/// What every job task needs.
+#[derive(Clone)]
+struct Context {
+    worker: String,
+    jobs: Jobs,
+    plugins: Registry,
+    running: Running,
+    done: mpsc::UnboundedSender<Done>,
+}
+
+impl Workers {
+    /// Starts a worker for every queue in `jobs.queues`.
+    pub fn start(jobs: Jobs, plugins: Registry) -> Workers {
+        let id = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        let (stop, stopped) = watch::channel(false);
+        let running: Running = Arc::default();
+        let (done, completions) = mpsc::unbounded_channel();
+        let completer = tokio::spawn(complete(jobs.clone(), id.clone(), completions));
+        let context = Context {
+            worker: id.clone(),
+            jobs: jobs.clone(),
+            plugins,
+            running: running.clone(),
+            done: done.clone(),
+        };
+        let mut tasks = JoinSet::new();
+        let mut slots = Vec::new();
+        for (queue, concurrency) in &jobs.config().queues {
+            let semaphore = Arc::new(Semaphore::new(*concurrency as usize));
+            slots.push((semaphore.clone(), *concurrency));
+            tasks.spawn(fetch(
+                context.clone(),
+                queue.clone(),
+                semaphore,
+                stopped.clone(),
+            ));
+        }
+        tasks.spawn(heartbeat(context.clone(), stopped.clone()));
+        let store = jobs.store().clone();
+        let wake = jobs.wake().clone();
+        tasks.spawn(async move { store.listen(wake).await });
+        tracing::info!(worker = %id, queues = ?jobs.config().queues, "job workers started");
+        Workers {
+            id,
+            jobs,
+            stop,
+            tasks,
+            running,
+            slots,
+            completer: Some((done, completer)),
+        }
+    }
+
+    /// This worker's id in the queue.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Stops claiming, lets running jobs finish within `grace`, hands the
+    /// rest back to the queue without spending their attempt, records
+    /// what completed, and leaves the queue's worker list.
+    pub async fn stop(mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let drained = async {
+            for (semaphore, n) in &self.slots {
+                let _ = semaphore.acquire_many(*n).await;
+            }
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            let left: Vec<(String, i64)> = self
+                .running
+                .lock()
+                .map(|r| r.iter().map(|(id, (a, _))| (id.clone(), *a)).collect())
+                .unwrap_or_default();
+            tracing::warn!(
+                jobs = left.len(),
+                "grace period over; returning jobs to the queue"
+            );
+            for (id, attempt) in left {
+                let now = now_ms() as i64;
+                if let Err(err) = self
+                    .jobs
+                    .store()
+                    .finish(&id, attempt, &self.id, &Finish::Snooze(now), now)
+                    .await
+                {
+                    tracing::warn!(job = %id, %err, "could not return a job; the rescuer will");
+                }
+            }
+        }
+        self.tasks.abort_all();
+        if let Some((done, completer)) = self.completer.take() {
+            drop(done);
+            // The fetch and job tasks hold senders too; they are aborted.
+            let _ = tokio::time::timeout(Duration::from_secs(5), completer).await;
+        }
+        if let Err(err) = self.jobs.store().retire(&self.id).await {
+            tracing::warn!(%err, "could not leave the worker list");
+        }
+        tracing::info!(worker = %self.id, "job workers stopped");
+    }
+
+    /// A handle that stops jobs running on this node.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.running.clone())
+    }
+}
+
+/// Stops jobs running on this node, for the job API's cancel.
+#[derive(Debug, Clone)]
+pub struct Canceller(Running);
+
+impl Canceller {
+    /// Asks a job running here to stop (its next epoch tick interrupts
+    /// it). False when it does not run here.
+    pub fn cancel(&self, id: &str) -> bool {
+        cancel_local(&self.0, id)
+    }
+}
+
+fn cancel_local(running: &Running, id: &str) -> bool {
+    let Ok(running) = running.lock() else {
+        return false;
+    };
+    match running.get(id) {
+        Some((_, flag)) => {
+            flag.store(true, Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Claims and starts jobs of `queue` while it has free slots.
+async fn fetch(
+    context: Context,
+    queue: String,
+    slots: Arc<Semaphore>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let config = context.jobs.config().clone();
+    // A running job's lease outlasts any attempt; a live worker ends its
+    // jobs long before, so the lease only matters if it is gone.
+    let lease = (config.max_timeout + config.worker_timeout).as_millis() as i64;
+    let mut failures = 0u32;
+    loop {
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit,
+            _ = stopped.changed() => return,
+        };
+        let Ok(first) = first else { return };
+        let mut permits = vec![first];
+        while permits.len() < config.claim_batch as usize {
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        let wake = context.jobs.wake().clone();
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = now_ms() as i64;
+        let wanted = permits.len();
+        let claimed = context
+            .jobs
+            .store()
+            .claim(&queue, &context.worker, wanted as u32, now, now + lease)
+            .await;
+        let jobs = match claimed {
+            Ok(jobs) => {
+                failures = 0;
+                jobs
+            }
+            Err(err) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(%queue, %err, failures, "cannot claim jobs; retrying");
+                }
+                drop(permits);
+                let pause = config
+                    .poll_interval
+                    .min(Duration::from_millis(100 * u64::from(failures.min(50))));
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => continue,
+                    _ = stopped.changed() => return,
+                }
+            }
+        };
+        let got = jobs.len();
+        for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
+            tokio::spawn(run(context.clone(), job, permit));
+        }
+        drop(permits);
+        if got == wanted {
+            continue;
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep(config.poll_interval) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Runs one claimed job and records how it ended.
+async fn run(context: Context, job: Job, permit: OwnedSemaphorePermit) {
+    let cancel = Arc::new(AtomicBool::new(job.cancel_requested));
+    if let Ok(mut running) = context.running.lock() {
+        running.insert(job.id.clone(), (job.attempt, cancel.clone()));
+    }
+    let started = Instant::now();
+    let finish = attempt(&context, &job, cancel).await;
+    if let Ok(mut running) = context.running.lock() {
+        running.remove(&job.id);
+    }
+    let elapsed = started.elapsed();
+    let outcome = match &finish {
+        Finish::Completed(_) => "completed",
+        Finish::Retry { .. } => "retryable",
+        Finish::Discard(_) => "discarded",
+        Finish::Snooze(_) => "snoozed",
+        Finish::Cancelled => "cancelled",
+    };
+    tracing::debug!(job = %job.id, kind = %job.kind, attempt = job.attempt, outcome, elapsed_us = elapsed.as_micros() as u64, "job attempt");
+    if let Some(plugin) = context.plugins.load().get(&job.plugin) {
+        plugin.job_stats(&job, outcome, elapsed);
+    }
+    match finish {
+        Finish::Completed(result) => {
+            let _ = context.done.send((job.id, job.attempt, result));
+        }
+        other => {
+            let now = now_ms() as i64;
+            match context
+                .jobs
+                .store()
+                .finish(&job.id, job.attempt, &context.worker, &other, now)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!(job = %job.id, "job was rescued meanwhile"),
+                Err(err) => {
+                    tracing::warn!(job = %job.id, %err, "cannot record a job's attempt; the rescuer will retry it")
+                }
+            }
+        }
+    }
+    drop(permit);
+}
+
+/// One attempt: find the plugin and kind, run it, decide what follows.
+async fn attempt(context: &Context, job: &Job, cancel: Arc<AtomicBool>) -> Finish {
+    let now = now_ms() as i64;
+    let plugin = context.plugins.load().get(&job.plugin).cloned();
+    let Some(plugin) = plugin else {
+        // Not (yet) loaded on this node: try again later, spending the attempt.
+        return retry_or_discard(
+            context,
+            job,
+            format!("plugin `{}` is not loaded on this worker", job.plugin),
+            now,
+        );
+    };
+    let Some(spec) = plugin.job_kind(&job.kind) else {
+        return Finish::Discard(format!(
+            "plugin `{}` has no job kind `{}`",
+            job.plugin, job.kind
+        ));
+    };
+    if cancel.load(Ordering::Relaxed) {
+        return Finish::Cancelled;
+    }
+    match plugin.run_job(job, spec.timeout, cancel).await {
+        JobOutcome::Completed(result) => Finish::Completed(result),
+        JobOutcome::Failed(message) => retry_or_discard(context, job, message, now),
+        JobOutcome::RetryIn(delay, message) => {
+            if job.attempt >= job.max_attempts {
+                Finish::Discard(message)
+            } else {
+                Finish::Retry {
+                    at: now_ms() as i64 + delay.as_millis() as i64,
+                    error: message,
+                }
+            }
+        }
+        JobOutcome::Fatal(message) => Finish::Discard(message),
+        JobOutcome::Snooze(delay) => Finish::Snooze(now_ms() as i64 + delay.as_millis() as i64),
+        JobOutcome::Cancelled => Finish::Cancelled,
+    }
+}
+
+fn retry_or_discard(context: &Context, job: &Job, message: String, now: i64) -> Finish {
+    if job.attempt >= job.max_attempts {
+        return Finish::Discard(message);
+    }
+    let delay = context
+        .jobs
+        .backoff(u32::try_from(job.attempt).unwrap_or(u32::MAX), &job.id);
+    Finish::Retry {
+        at: now + delay.as_millis() as i64,
+        error: message,
+    }
+}
+
+/// Beats every `jobs.heartbeat`, and stops jobs whose cancellation was
+/// asked on another node.
+async fn heartbeat(context: Context, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(context.jobs.config().heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        match context
+            .jobs
+            .store()
+            .heartbeat(&context.worker, now_ms() as i64)
+            .await
+        {
+            Ok(cancelled) => {
+                for id in cancelled {
+                    cancel_local(&context.running, &id);
+                }
+            }
+            Err(err) => tracing::warn!(%err, "job worker heartbeat failed"),
+        }
+    }
+}
+
+/// Records successes in batches: what has arrived since the last write
+/// goes in the next one.
+async fn complete(jobs: Jobs, worker: String, mut done: mpsc::UnboundedReceiver<Done>) {
+    let mut batch = Vec::with_capacity(COMPLETE_BATCH);
+    while done.recv_many(&mut batch, COMPLETE_BATCH).await > 0 {
+        let mut failures = 0u32;
+        loop {
+            match jobs
+                .store()
+                .complete(&batch, &worker, now_ms() as i64)
+                .await
+            {
+                Ok(()) => break,
+                Err(err) if failures < 20 => {
+                    failures += 1;
+                    tracing::warn!(%err, jobs = batch.len(), "cannot record completed jobs; retrying");
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(failures))).await;
+                }
+                Err(err) => {
+                    tracing::error!(%err, jobs = batch.len(), "giving up recording completed jobs; they will run again");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}

@@ -24,7 +24,7 @@ cat >"$work/trellis.toml" <<TOML
 $redis_toml
 [plugins.notes]
 builtin = "notes"
-grants = ["sql", "cache"]
+grants = ["sql", "cache", "jobs"]
 TOML
 TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:18092 TRELLIS_LOG__LEVEL=warn \
     TRELLIS_DATA_DIR="$work/data" taskset -c 0 "$bin/trellis" serve &

@@ -14,7 +14,7 @@ results="$work/results.jsonl"
 cat >"$work/trellis.toml" <<TOML
 [plugins.notes]
 builtin = "notes"
-grants = ["sql", "cache"]
+grants = ["sql", "cache", "jobs"]
 TOML
 TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:18093 TRELLIS_LOG__LEVEL=warn \
     TRELLIS_DATA_DIR="$work/data" taskset -c 0 "$bin/trellis" serve &

@@ -42,7 +42,7 @@ run_backend() {
 cat >"$work/sqlite.toml" <<TOML
 [plugins.notes]
 builtin = "notes"
-grants = ["sql", "cache"]
+grants = ["sql", "cache", "jobs"]
 TOML
 run_backend sqlite "$work/sqlite.toml" "sqlite:$work/sqlite/sql/notes.db"
 
@@ -52,7 +52,7 @@ url = "$pg_url"
 namespace = "bench"
 [plugins.notes]
 builtin = "notes"
-grants = ["sql", "cache"]
+grants = ["sql", "cache", "jobs"]
 TOML
 run_backend postgres "$work/postgres.toml" "${pg_url}?options=-csearch_path%3Dbench_notes"
 

@@ -7,10 +7,18 @@
 //! capability) for up to 30 s: a note is tagged `notes` and `note:{id}`, the
 //! list `notes`. Every successful write invalidates the tags it touches, so
 //! readers see it without waiting for the ttl.
+//!
+//! Background jobs (the `jobs` capability): creating a note enqueues an
+//! `index-note` job in the same transaction as the insert (no note without
+//! its job, no job without its note); updating one enqueues it again, keyed
+//! so that repeated updates while one waits share one job. The job counts
+//! the note's words into `note_index` (`GET /notes/{id}/index`). An hourly
+//! schedule records a `digest` of how many notes exist.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use trellis_sdk::jobs::{self, Job, JobError, Kind, Options};
 use trellis_sdk::page::{self, Page};
 use trellis_sdk::prelude::*;
 use trellis_sdk::{Migration, RouteCache, cache, params, sql};
@@ -42,12 +50,35 @@ fn app() -> App {
                            updated_at BIGINT NOT NULL);
                        CREATE INDEX notes_updated_at ON notes (updated_at);",
         })
+        .migration(Migration {
+            id: 2,
+            name: "note index and digests",
+            sqlite: "CREATE TABLE note_index (
+                         note_id INTEGER PRIMARY KEY,
+                         words INTEGER NOT NULL,
+                         indexed_at INTEGER NOT NULL);
+                     CREATE TABLE digests (
+                         at INTEGER PRIMARY KEY,
+                         notes INTEGER NOT NULL);",
+            postgres: "CREATE TABLE note_index (
+                           note_id BIGINT PRIMARY KEY,
+                           words BIGINT NOT NULL,
+                           indexed_at BIGINT NOT NULL);
+                       CREATE TABLE digests (
+                           at BIGINT PRIMARY KEY,
+                           notes BIGINT NOT NULL);",
+        })
         .capability("cache")
+        .capability("jobs")
+        .job(Kind::new("index-note").max_attempts(5), index_note)
+        .job(Kind::new("digest").max_attempts(3), digest)
+        .schedule("hourly-digest", "0 * * * *", "digest", b"{}".to_vec())
         .post("/notes", create)
         .get("/notes", list)
         .cache(RouteCache::ttl(CACHE_TTL).tag("notes"))
         .get("/notes/{id}", get)
         .cache(RouteCache::ttl(CACHE_TTL).tag("notes").tag("note:{id}"))
+        .get("/notes/{id}/index", index)
         .put("/notes/{id}", update)
         .delete("/notes/{id}", delete)
 }
@@ -75,15 +106,21 @@ fn create(req: Request) -> Result<Response> {
     let input: NoteInput = req.json()?;
     validate(&input)?;
     let now = now_micros();
-    let note: Option<Note> = sql::query(
-        &format!(
-            "INSERT INTO notes (title, body, created_at, updated_at) VALUES ($1, $2, $3, $3) \
-             RETURNING {COLUMNS}"
-        ),
-        &params![input.title, input.body, now],
-    )?
-    .first()?;
+    let tx = sql::begin()?;
+    let note: Option<Note> = tx
+        .query(
+            &format!(
+                "INSERT INTO notes (title, body, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+                 RETURNING {COLUMNS}"
+            ),
+            &params![input.title, input.body, now],
+        )?
+        .first()?;
     let note = note.ok_or_else(|| Error::internal("the insert returned no row"))?;
+    let payload = serde_json::to_vec(&IndexJob { id: note.id })
+        .map_err(|e| Error::internal(e.to_string()))?;
+    jobs::enqueue_in(&tx, "index-note", &payload, Options::new())?;
+    tx.commit()?;
     cache::invalidate_tag("notes")?;
     Ok(Response::json(&note)?
         .with_status(201)
@@ -130,6 +167,11 @@ fn update(req: Request) -> Result<Response> {
     match note {
         Some(note) => {
             invalidate(id)?;
+            jobs::enqueue_json(
+                "index-note",
+                &IndexJob { id },
+                Options::new().idempotency_key(format!("index:{id}")),
+            )?;
             Response::json(&note)
         }
         None => Err(Error::not_found(format!("no note {id}"))),
@@ -145,6 +187,71 @@ fn delete(req: Request) -> Result<Response> {
             Ok(Response::no_content())
         }
     }
+}
+
+/// The payload of `index-note`.
+#[derive(Debug, Serialize, Deserialize)]
+struct IndexJob {
+    id: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct IndexEntry {
+    note_id: i64,
+    words: i64,
+    indexed_at: i64,
+}
+
+/// `{"note_id", "words", "indexed_at"}` once the note's job has run.
+fn index(req: Request) -> Result<Response> {
+    let id: i64 = req.param("id")?;
+    let entry: Option<IndexEntry> = sql::query(
+        "SELECT note_id, words, indexed_at FROM note_index WHERE note_id = $1",
+        &params![id],
+    )?
+    .first()?;
+    match entry {
+        Some(entry) => Response::json(&entry),
+        None => Err(Error::not_found(format!("note {id} is not indexed (yet)"))),
+    }
+}
+
+/// Counts the note's words into `note_index`. An upsert, so a rerun (jobs
+/// run at least once) changes nothing; a note deleted meanwhile is done.
+fn index_note(job: Job) -> std::result::Result<Vec<u8>, JobError> {
+    let input: IndexJob = job.json()?;
+    let body: Option<NoteBody> =
+        sql::query("SELECT body FROM notes WHERE id = $1", &params![input.id])?.first()?;
+    let Some(note) = body else {
+        return Ok(b"\"note deleted\"".to_vec());
+    };
+    let words = note.body.split_whitespace().count() as i64;
+    sql::execute(
+        "INSERT INTO note_index (note_id, words, indexed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (note_id) DO UPDATE SET words = excluded.words, indexed_at = excluded.indexed_at",
+        &params![input.id, words, now_micros()],
+    )?;
+    Ok(format!("{{\"words\":{words}}}").into_bytes())
+}
+
+#[derive(Debug, Deserialize)]
+struct NoteBody {
+    body: String,
+}
+
+/// Records how many notes exist now.
+fn digest(_job: Job) -> std::result::Result<Vec<u8>, JobError> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let count: Option<Count> = sql::query("SELECT count(*) AS n FROM notes", &[])?.first()?;
+    let n = count.map_or(0, |c| c.n);
+    sql::execute(
+        "INSERT INTO digests (at, notes) VALUES ($1, $2) ON CONFLICT (at) DO NOTHING",
+        &params![now_micros(), n],
+    )?;
+    Ok(format!("{{\"notes\":{n}}}").into_bytes())
 }
 
 /// Drops the cached reads of note `id` and of the list, after a write to it.

@@ -17,6 +17,10 @@ use serde_json::{Value as Json, json};
 /// dropped (they belong to requests that never finished).
 const MAX_PENDING: usize = 10_000;
 
+/// Spans kept per trace (a request that enqueues many jobs gains a few per
+/// job); later ones are counted, not kept.
+const MAX_SPANS: usize = 2_000;
+
 /// The store.
 #[derive(Debug)]
 pub struct TraceStore {
@@ -36,11 +40,13 @@ struct Inner {
 }
 
 /// One finished request's spans (and those of the jobs it enqueued).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Trace {
     trace_id: TraceId,
     /// In the order they completed their part of the trace.
     spans: Vec<SpanData>,
+    /// Spans beyond [`MAX_SPANS`], not kept.
+    dropped: u64,
     error: bool,
     slow: bool,
 }
@@ -73,23 +79,31 @@ impl TraceStore {
             inner.pending.entry(trace_id).or_default().push(span);
             return;
         }
-        let mut spans = Vec::new();
-        let (mut error, mut slow) = (false, false);
-        if let Some(earlier) = inner.take(trace_id) {
-            spans.extend(earlier.spans.iter().cloned());
-            error = earlier.error;
-            slow = earlier.slow;
+        // Owned again once no reader holds it (readers hold it briefly), so
+        // a request that enqueued thousands of jobs does not copy its trace
+        // per job.
+        let mut trace = match inner.take(trace_id) {
+            Some(earlier) => Arc::try_unwrap(earlier).unwrap_or_else(|shared| (*shared).clone()),
+            None => Trace {
+                trace_id,
+                spans: Vec::new(),
+                dropped: 0,
+                error: false,
+                slow: false,
+            },
+        };
+        trace.error |= matches!(span.status, Status::Error { .. });
+        trace.slow |= elapsed(&span) >= self.slow;
+        let pending = inner.pending.remove(&trace_id).unwrap_or_default();
+        for span in pending.into_iter().chain([span]) {
+            if trace.spans.len() < MAX_SPANS {
+                trace.spans.push(span);
+            } else {
+                trace.dropped += 1;
+            }
         }
-        spans.extend(inner.pending.remove(&trace_id).unwrap_or_default());
-        error |= matches!(span.status, Status::Error { .. });
-        slow |= elapsed(&span) >= self.slow;
-        spans.push(span);
-        let trace = Arc::new(Trace {
-            trace_id,
-            spans,
-            error,
-            slow,
-        });
+        let (error, slow) = (trace.error, trace.slow);
+        let trace = Arc::new(trace);
         if inner.notable.len() + inner.ordinary.len() >= self.capacity
             && inner.ordinary.pop_front().is_none()
         {
@@ -172,6 +186,7 @@ impl Trace {
             "error": self.error,
             "slow": self.slow,
             "spans": self.spans.len(),
+            "spans_dropped": self.dropped,
             "attributes": root.map(|s| attributes(&s.attributes)),
         })
     }

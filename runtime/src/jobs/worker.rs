@@ -20,6 +20,14 @@ use crate::plugin::JobOutcome;
 /// Successes recorded per statement at most.
 const COMPLETE_BATCH: usize = 512;
 
+/// Milliseconds a busy worker waits at most for a batch's worth of free
+/// slots before claiming what it has.
+const BATCH_WAIT_TICKS: u32 = 5;
+
+/// Tries to record an attempt's end while the database is away (about a
+/// minute with the growing pauses between them).
+const RECORD_TRIES: u64 = 20;
+
 /// The workers of this node. Dropping them aborts everything; call
 /// [`Workers::stop`] to drain.
 #[derive(Debug)]
@@ -73,7 +81,7 @@ impl Workers {
             tasks.spawn(fetch(
                 context.clone(),
                 queue.clone(),
-                semaphore,
+                (semaphore, *concurrency),
                 stopped.clone(),
             ));
         }
@@ -177,7 +185,7 @@ fn cancel_local(running: &Running, id: &str) -> bool {
 async fn fetch(
     context: Context,
     queue: String,
-    slots: Arc<Semaphore>,
+    (slots, concurrency): (Arc<Semaphore>, u32),
     mut stopped: watch::Receiver<bool>,
 ) {
     let config = context.jobs.config().clone();
@@ -185,12 +193,24 @@ async fn fetch(
     // jobs long before, so the lease only matters if it is gone.
     let lease = (config.max_timeout + config.worker_timeout).as_millis() as i64;
     let mut failures = 0u32;
+    // While the queue has more than we take, claim in batches rather than a
+    // job per freed slot: wait (briefly) for a batch's worth of free slots.
+    let batch = (concurrency / 2).clamp(1, config.claim_batch) as usize;
+    let mut busy = false;
     loop {
         let first = tokio::select! {
             permit = slots.clone().acquire_owned() => permit,
             _ = stopped.changed() => return,
         };
         let Ok(first) = first else { return };
+        if busy {
+            for _ in 0..BATCH_WAIT_TICKS {
+                if 1 + slots.available_permits() >= batch {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
         let mut permits = vec![first];
         while permits.len() < config.claim_batch as usize {
             match slots.clone().try_acquire_owned() {
@@ -234,7 +254,8 @@ async fn fetch(
             tokio::spawn(run(context.clone(), job, permit));
         }
         drop(permits);
-        if got == wanted {
+        busy = got == wanted;
+        if busy {
             continue;
         }
         tokio::select! {
@@ -272,23 +293,35 @@ async fn run(context: Context, job: Job, permit: OwnedSemaphorePermit) {
         Finish::Completed(result) => {
             let _ = context.done.send((job.id, job.attempt, result));
         }
-        other => {
-            let now = now_ms() as i64;
-            match context
-                .jobs
-                .store()
-                .finish(&job.id, job.attempt, &context.worker, &other, now)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => tracing::debug!(job = %job.id, "job was rescued meanwhile"),
-                Err(err) => {
-                    tracing::warn!(job = %job.id, %err, "cannot record a job's attempt; the rescuer will retry it")
+        other => record(&context, &job, &other).await,
+    }
+    drop(permit);
+}
+
+/// Records how an attempt ended; retries while the queue's database does
+/// not answer (a job left `running` would wait for its lease to run out).
+async fn record(context: &Context, job: &Job, finish: &Finish) {
+    let store = context.jobs.store();
+    for failures in 1u64..=RECORD_TRIES {
+        let now = now_ms() as i64;
+        match store
+            .finish(&job.id, job.attempt, &context.worker, finish, now)
+            .await
+        {
+            Ok(true) => return,
+            Ok(false) => {
+                tracing::debug!(job = %job.id, "job was rescued or handed back meanwhile");
+                return;
+            }
+            Err(err) => {
+                if failures == 1 {
+                    tracing::warn!(job = %job.id, %err, "cannot record a job's attempt; retrying");
                 }
+                tokio::time::sleep(Duration::from_millis(250 * failures)).await;
             }
         }
     }
-    drop(permit);
+    tracing::error!(job = %job.id, "gave up recording a job's attempt; its lease will run out and it runs again");
 }
 
 /// One attempt: find the plugin and kind, run it, decide what follows.
@@ -384,7 +417,7 @@ async fn complete(jobs: Jobs, worker: String, mut done: mpsc::UnboundedReceiver<
                 .await
             {
                 Ok(()) => break,
-                Err(err) if failures < 20 => {
+                Err(err) if u64::from(failures) < RECORD_TRIES => {
                     failures += 1;
                     tracing::warn!(%err, jobs = batch.len(), "cannot record completed jobs; retrying");
                     tokio::time::sleep(Duration::from_millis(250 * u64::from(failures))).await;

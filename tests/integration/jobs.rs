@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 use serde_json::{Value, json};
 use trellis_tests::node::ChildNode;
-use trellis_tests::pg::Namespace;
+use trellis_tests::pg::{Namespace, Pair};
 use trellis_tests::{Reply, TestServer, guest};
 
 /// Fast timings, so retries, rescues and ticks happen within a test; small
@@ -21,6 +21,7 @@ max_connections = 4
 
 [jobs]
 connections = 3
+max_attempts = 100
 poll_interval = \"50ms\"
 heartbeat = \"200ms\"
 worker_timeout = \"1s\"
@@ -629,4 +630,65 @@ async fn shutdown_returns_unfinished_jobs_without_spending_an_attempt() {
         .collect();
     assert_eq!(attempts, vec![json!(1), json!(1)]);
     server.shutdown().await;
+}
+
+/// PostgreSQL restarted mid-run: workers, the completer and the listener
+/// reconnect by themselves; every job completes (at least once: an attempt
+/// whose end could not be recorded may run again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_loses_no_job() {
+    let pair = Pair::start(55442);
+    let toml = tasks_toml(&format!(
+        "[sql.postgres]\nurl = {:?}\nnamespace = \"jr\"\n",
+        pair.url(pair.primary_port)
+    ));
+    let server = TestServer::start(&toml).await;
+    for _ in 0..10 {
+        let reply = post(&server, "/tasks/many/record?n=200", "{}").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    wait_runs(&server, 200, Duration::from_secs(60)).await;
+    pair.run("stop-primary");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pair.run("start-primary");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let reply = server.get("/tasks/runs").await;
+        if reply.status == 200 && reply.json()["jobs"] == 2000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every job ran after the restart: {}",
+            reply.text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let waiting = server
+        .get("/api/v1/jobs?state=running&limit=500")
+        .await
+        .json();
+    let discarded = server
+        .get("/api/v1/jobs?state=discarded&limit=500")
+        .await
+        .json();
+    assert_eq!(
+        discarded["jobs"].as_array().map(Vec::len),
+        Some(0),
+        "{discarded}"
+    );
+    // Jobs whose run was recorded but whose completion was not yet are
+    // still finishing; none is stuck for good.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut running = waiting;
+    while running["jobs"].as_array().is_some_and(|j| !j.is_empty()) {
+        assert!(Instant::now() < deadline, "jobs stuck running: {running}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        running = server
+            .get("/api/v1/jobs?state=running&limit=500")
+            .await
+            .json();
+    }
+    server.shutdown().await;
+    drop(pair);
 }

@@ -2,67 +2,23 @@
 //! primary and standby made by `tests/scripts/pg-pair.sh` on their own
 //! loopback ports. Replay is paused to create lag.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::json;
+use trellis_tests::pg::Pair;
 use trellis_tests::{Reply, TestServer};
 
-/// The primary/replica pair; torn down when dropped.
-struct Pair {
-    dir: PathBuf,
-    primary_port: u16,
-    replica_port: u16,
-}
-
-impl Pair {
-    fn start(primary_port: u16) -> Pair {
-        // One directory per port pair: a run that died leaves its clusters
-        // there, and the script's `start` stops them before starting anew.
-        let pair = Pair {
-            dir: std::env::temp_dir().join(format!("trellis-pg-pair-{primary_port}")),
-            primary_port,
-            replica_port: primary_port + 1,
-        };
-        pair.run("start");
-        pair
-    }
-
-    fn run(&self, command: &str) {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-pair.sh");
-        let status = Command::new("bash")
-            .arg(&script)
-            .arg(command)
-            .env("PG_PAIR_DIR", &self.dir)
-            .env("PG_PAIR_PRIMARY_PORT", self.primary_port.to_string())
-            .env("PG_PAIR_REPLICA_PORT", self.replica_port.to_string())
-            .status()
-            .expect("run pg-pair.sh");
-        assert!(status.success(), "pg-pair.sh {command} failed");
-    }
-
-    fn url(&self, port: u16) -> String {
-        format!("postgres://postgres@127.0.0.1:{port}/postgres")
-    }
-
-    fn config(&self, extra: &str) -> String {
-        format!(
-            "[sql.postgres]\nurl = {:?}\nnamespace = \"rt\"\nreplicas = [{:?}]\n\
-             replica_wait = \"300ms\"\nlag_sample_interval = \"50ms\"\n{extra}\
-             [sql.pool]\nacquire_timeout = \"1s\"\n\
-             [plugins.notes]\nbuiltin = \"notes\"\ngrants = [\"sql\", \"cache\", \"jobs\"]\n",
-            self.url(self.primary_port),
-            self.url(self.replica_port),
-        )
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        self.run("stop");
-    }
+/// A config on the pair: the primary with its replica.
+fn pair_config(pair: &Pair, extra: &str) -> String {
+    format!(
+        "[sql.postgres]\nurl = {:?}\nnamespace = \"rt\"\nreplicas = [{:?}]\n\
+         replica_wait = \"300ms\"\nlag_sample_interval = \"50ms\"\n{extra}\
+         [sql.pool]\nacquire_timeout = \"1s\"\n\
+         [plugins.notes]\nbuiltin = \"notes\"\ngrants = [\"sql\", \"cache\", \"jobs\"]\n",
+        pair.url(pair.primary_port),
+        pair.url(pair.replica_port),
+    )
 }
 
 async fn create(server: &TestServer, title: &str) -> (i64, String) {
@@ -103,7 +59,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_routing_lag_read_your_writes_and_failover() {
     let pair = Pair::start(55432);
-    let server = TestServer::start(&pair.config("")).await;
+    let server = TestServer::start(&pair_config(&pair, "")).await;
 
     let (a, _) = create(&server, "a").await;
     eventually("the replica to replay note a", async || {
@@ -126,7 +82,7 @@ async fn replica_routing_lag_read_your_writes_and_failover() {
     assert_eq!(reply.status, 200, "read-your-writes: {}", reply.text());
 
     // A replica further behind than the bound is skipped altogether.
-    let strict = TestServer::start(&pair.config("max_replica_lag_bytes = 1\n")).await;
+    let strict = TestServer::start(&pair_config(&pair, "max_replica_lag_bytes = 1\n")).await;
     eventually("the lagging replica to be skipped", async || {
         get(&strict, b, None).await.status == 200
     })

@@ -89,3 +89,58 @@ async fn drop_matching(pattern: &str, keep: Option<&str>) {
             .await;
     }
 }
+
+/// A private PostgreSQL primary and streaming standby made by
+/// `tests/scripts/pg-pair.sh` on two loopback ports of their own, so a test
+/// may pause replay or stop and restart the primary without touching the
+/// machine's PostgreSQL. Torn down when dropped.
+#[derive(Debug)]
+pub struct Pair {
+    dir: std::path::PathBuf,
+    /// The primary's port.
+    pub primary_port: u16,
+    /// The standby's port (the primary's + 1).
+    pub replica_port: u16,
+}
+
+impl Pair {
+    /// Starts a pair on `primary_port` and the next port.
+    pub fn start(primary_port: u16) -> Pair {
+        // One directory per port pair: a run that died leaves its clusters
+        // there, and the script's `start` stops them before starting anew.
+        let pair = Pair {
+            dir: std::env::temp_dir().join(format!("trellis-pg-pair-{primary_port}")),
+            primary_port,
+            replica_port: primary_port + 1,
+        };
+        pair.run("start");
+        pair
+    }
+
+    /// Runs a `pg-pair.sh` command (`stop-primary`, `start-primary`,
+    /// `pause-replay`, ...); panics when it fails.
+    pub fn run(&self, command: &str) {
+        let script =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-pair.sh");
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(command)
+            .env("PG_PAIR_DIR", &self.dir)
+            .env("PG_PAIR_PRIMARY_PORT", self.primary_port.to_string())
+            .env("PG_PAIR_REPLICA_PORT", self.replica_port.to_string())
+            .status()
+            .expect("run pg-pair.sh");
+        assert!(status.success(), "pg-pair.sh {command} failed");
+    }
+
+    /// The admin URL of the server on `port`.
+    pub fn url(&self, port: u16) -> String {
+        format!("postgres://postgres@127.0.0.1:{port}/postgres")
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.run("stop");
+    }
+}

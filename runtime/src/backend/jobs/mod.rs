@@ -17,7 +17,9 @@ use serde::Serialize;
 
 use crate::backend::sql::SqlError;
 
-pub(crate) use postgres::{ddl as postgres_ddl, grant as postgres_grant};
+pub(crate) use postgres::{
+    SCHEMA as POSTGRES_SCHEMA, ddl as postgres_ddl, grant as postgres_grant,
+};
 
 /// Every state a job can be in.
 pub const STATES: &[&str] = &[

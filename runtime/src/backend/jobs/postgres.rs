@@ -28,8 +28,14 @@ pub struct Queue {
     channel: String,
 }
 
+/// The version of [`ddl`]: bump it with every change, so a node starting
+/// on an older schema applies it (and one on the current schema takes no
+/// lock on tables other nodes are using).
+pub(crate) const SCHEMA: &str = "1";
+
 /// The queue's tables, trigger and enqueue function in schema `ns`; run by
-/// the sql backend's startup in its locked transaction.
+/// the sql backend's startup in its locked transaction when the stored
+/// version is not [`SCHEMA`].
 pub(crate) fn ddl(ns: &str) -> Vec<String> {
     vec![
         format!(

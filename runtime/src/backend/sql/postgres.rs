@@ -88,11 +88,31 @@ impl Service {
             ),
             format!("REVOKE ALL ON FUNCTION {ns}.record_migration(integer, text) FROM PUBLIC"),
         ];
-        for statement in statements
-            .iter()
-            .chain(&crate::backend::jobs::postgres_ddl(ns))
-        {
+        for statement in &statements {
             run(&mut tx, statement).await?;
+        }
+        // The queue's tables, trigger and function only when missing or
+        // older: their DDL locks the queue's tables, and on a running
+        // cluster other nodes are using them.
+        let (queue_schema,): (Option<String>,) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT (SELECT value FROM {ns}.secrets WHERE name = 'queue-schema')"
+        )))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let version = crate::backend::jobs::POSTGRES_SCHEMA;
+        if queue_schema.as_deref() != Some(version) {
+            for statement in crate::backend::jobs::postgres_ddl(ns) {
+                run(&mut tx, &statement).await?;
+            }
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {ns}.secrets (name, value) VALUES ('queue-schema', $1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+            )))
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
         }
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {ns}.secrets (name, value) VALUES ('role-password', $1) ON CONFLICT DO NOTHING"

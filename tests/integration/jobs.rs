@@ -692,3 +692,30 @@ async fn a_postgres_restart_loses_no_job() {
     server.shutdown().await;
     drop(pair);
 }
+
+/// The queue's depth is in the monitoring summary and is an alert signal:
+/// `job_queue_depth > 3` fires once five jobs wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_depth_is_summarised_and_alerts_on() {
+    let server = TestServer::start(&tasks_toml(
+        "[alerts]\nevaluation_interval = \"100ms\"\n\n\
+         [[alerts.rules]]\nname = \"JobsPiling\"\nexpr = \"job_queue_depth > 3\"\n",
+    ))
+    .await;
+    for _ in 0..5 {
+        enqueue(&server, "record", "?delay_ms=600000", json!({})).await;
+    }
+    let summary = server.get("/api/v1/monitoring/metrics").await.json();
+    assert_eq!(summary["jobs"]["default"]["scheduled"], 5, "{summary}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alerts = server.get("/api/v1/monitoring/alerts").await.json();
+        if alerts["alerts"][0]["state"] == "firing" {
+            assert_eq!(alerts["alerts"][0]["value"], 5.0, "{alerts}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never fired: {alerts}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.shutdown().await;
+}

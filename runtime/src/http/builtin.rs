@@ -67,7 +67,7 @@ where
         "/readyz" => ready(app).await,
         "/metrics" => Ok(metrics(app)),
         "/api/v1/monitoring/health" => Ok(health(app).await),
-        "/api/v1/monitoring/metrics" => Ok(summary(app)),
+        "/api/v1/monitoring/metrics" => Ok(summary(app).await),
         "/api/v1/monitoring/traces" => traces(app, parts.uri.query()),
         "/api/v1/monitoring/errors" => errors(app, parts),
         "/api/v1/monitoring/alerts" => Ok(alerts(app)),
@@ -229,7 +229,11 @@ async fn health(app: &App) -> Response<Full<Bytes>> {
 }
 
 /// Per route: last minute and five minutes; plus host-wide figures.
-fn summary(app: &App) -> Response<Full<Bytes>> {
+async fn summary(app: &App) -> Response<Full<Bytes>> {
+    let jobs = match app.host.jobs().depth().await {
+        Ok(depth) => json!(depth),
+        Err(err) => json!({"error": err.to_string()}),
+    };
     let snapshot = app.host.snapshot();
     let (hits, misses) = snapshot.query_cache;
     let body = json!({
@@ -241,6 +245,7 @@ fn summary(app: &App) -> Response<Full<Bytes>> {
             "hit_rate": snapshot.query_cache_hit_rate(),
         },
         "routes": app.host.metrics().summaries(),
+        "jobs": jobs,
     });
     json_response(StatusCode::OK, &body)
 }

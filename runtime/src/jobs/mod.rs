@@ -299,6 +299,30 @@ impl Jobs {
         Ok(ids.len())
     }
 
+    /// Jobs per queue and state, now.
+    pub async fn depth(&self) -> Result<BTreeMap<String, BTreeMap<String, i64>>, SqlError> {
+        let mut depth: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        for (queue, state, n) in self.inner.store.depth().await? {
+            depth.entry(queue).or_default().insert(state, n);
+        }
+        Ok(depth)
+    }
+
+    /// Jobs waiting (available, scheduled or retryable) in every queue.
+    pub async fn waiting(&self) -> Result<i64, SqlError> {
+        Ok(self
+            .inner
+            .store
+            .depth()
+            .await?
+            .iter()
+            .filter(|(_, state, _)| {
+                matches!(state.as_str(), "available" | "scheduled" | "retryable")
+            })
+            .map(|(_, _, n)| n)
+            .sum())
+    }
+
     /// The delay before attempt `attempt + 1` after a failure: doubling
     /// from `backoff_base`, capped at `backoff_max`, with ±25 % jitter.
     pub fn backoff(&self, attempt: u32, seed: &str) -> Duration {

@@ -213,8 +213,15 @@ impl PluginHost {
         }
     }
 
-    /// What alert rules read now.
-    pub fn alert_inputs(&self) -> crate::monitor::alerts::Inputs {
+    /// What alert rules read now (asks the job queue for its depth).
+    pub async fn alert_inputs(&self) -> crate::monitor::alerts::Inputs {
+        let job_queue_depth = match self.jobs.waiting().await {
+            Ok(n) => Some(n as f64),
+            Err(err) => {
+                tracing::debug!(%err, "cannot read the job queue's depth");
+                None
+            }
+        };
         let snapshot = self.snapshot();
         crate::monitor::alerts::Inputs {
             routes: self.metrics.route_windows(),
@@ -222,6 +229,7 @@ impl PluginHost {
             instances_in_use: snapshot.instances_in_use as f64,
             process_rss_bytes: crate::monitor::process_sample().map(|p| p.rss_bytes as f64),
             error_groups_spiking: self.errors.spiking() as f64,
+            job_queue_depth,
         }
     }
 

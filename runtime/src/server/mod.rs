@@ -360,7 +360,7 @@ async fn evaluate_alerts(
         if !lead(&host, &alerts, &mut leader).await {
             continue;
         }
-        let notifications = alerts.evaluate(&host.alert_inputs(), now_ms());
+        let notifications = alerts.evaluate(&host.alert_inputs().await, now_ms());
         for n in &notifications {
             tracing::warn!(
                 alert = %n.alert.rule,

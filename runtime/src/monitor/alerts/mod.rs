@@ -88,6 +88,8 @@ pub struct Inputs {
     pub process_rss_bytes: Option<f64>,
     /// Error groups flagged spiking.
     pub error_groups_spiking: f64,
+    /// Jobs waiting in the queue (`None`: the queue did not answer).
+    pub job_queue_depth: Option<f64>,
 }
 
 /// A transition to announce.
@@ -316,6 +318,7 @@ fn samples(rule: &Rule, inputs: &Inputs) -> Vec<(BTreeMap<String, String>, Optio
         Signal::InstancesInUse => host(Some(inputs.instances_in_use)),
         Signal::ProcessRss => host(inputs.process_rss_bytes),
         Signal::ErrorGroupsSpiking => host(Some(inputs.error_groups_spiking)),
+        Signal::JobQueueDepth => host(inputs.job_queue_depth),
         _ => inputs
             .routes
             .iter()

@@ -6,7 +6,7 @@
 //! `1m` (default) or `5m`): `route_p50_ms`, `route_p95_ms`, `route_p99_ms`,
 //! `route_error_rate`, `route_rps`, `route_requests`. Host-wide (no labels,
 //! no window): `query_cache_hit_rate`, `instances_in_use`,
-//! `process_rss_bytes`, `error_groups_spiking`.
+//! `process_rss_bytes`, `error_groups_spiking`, `job_queue_depth`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,6 +45,8 @@ pub enum Signal {
     ProcessRss,
     /// Error groups flagged spiking.
     ErrorGroupsSpiking,
+    /// Jobs waiting in the queue (available, scheduled, retryable).
+    JobQueueDepth,
 }
 
 impl Signal {
@@ -60,6 +62,7 @@ impl Signal {
             "instances_in_use" => Signal::InstancesInUse,
             "process_rss_bytes" => Signal::ProcessRss,
             "error_groups_spiking" => Signal::ErrorGroupsSpiking,
+            "job_queue_depth" => Signal::JobQueueDepth,
             _ => return None,
         })
     }
@@ -109,7 +112,7 @@ impl Op {
 
 const SIGNALS: &str = "route_p50_ms, route_p95_ms, route_p99_ms, route_error_rate, route_rps, \
                        route_requests, query_cache_hit_rate, instances_in_use, process_rss_bytes, \
-                       error_groups_spiking";
+                       error_groups_spiking, job_queue_depth";
 
 impl Expr {
     /// Parses `signal{k="v"}[window] op number`.

@@ -433,7 +433,25 @@ async fn the_grafana_dashboard_names_only_metrics_we_export() {
     serde_json::from_str::<serde_json::Value>(&dashboard).expect("valid JSON");
     // Families without samples are not exposed: make every one but the
     // replica figures (they need replicas) have some.
-    let server = TestServer::start(&plugins()).await;
+    let server = TestServer::start(&format!(
+        "{}[plugins.tasks]\npath = {:?}\ngrants = [\"sql\", \"jobs\"]\n\
+         [jobs]\nmaintenance_interval = \"50ms\"\npoll_interval = \"50ms\"\n",
+        plugins(),
+        guest("tasks")
+    ))
+    .await;
+    let job = server
+        .send(Method::POST, "/tasks/enqueue/record", &[], "{}")
+        .await
+        .json();
+    let job = format!("/api/v1/jobs/{}", job["id"].as_str().expect("a job id"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.get(&job).await.json()["state"] != "completed" {
+        assert!(std::time::Instant::now() < deadline, "the job never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The leader samples the queue's depth on its next round.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     server.get("/hello").await;
     server.get("/nowhere").await;
     server.get("/misbehave/trap").await;

@@ -331,7 +331,11 @@ impl JobStore {
         now: i64,
         lease_until: i64,
     ) -> Result<Vec<Job>, SqlError> {
-        dispatch!(self, q => q.claim(queue, worker, limit, now, lease_until).await)
+        let mut claimed =
+            dispatch!(self, q => q.claim(queue, worker, limit, now, lease_until).await)?;
+        // RETURNING gives no order; run the most urgent first.
+        claimed.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+        Ok(claimed)
     }
 
     /// Records `worker`'s successes in one statement (PostgreSQL) or one
@@ -437,9 +441,28 @@ impl JobStore {
 /// The queries both engines run alike (portable SQL over the queue's two
 /// tables, `self.jobs` and `self.workers`); each engine's `Queue` invokes it
 /// inside its `impl` with its `sqlx` database type, and supplies `open`,
-/// `claim`, `complete` and `append_error` itself.
+/// `complete`, `claim_sql` and `append_error` itself.
 macro_rules! same_on_both {
     ($db:ty) => {
+    pub(super) async fn claim(
+        &self,
+        queue: &str,
+        worker: &str,
+        limit: u32,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<super::Job>, SqlError> {
+        sqlx::query_as(sqlx::AssertSqlSafe(self.claim_sql()))
+            .bind(worker)
+            .bind(now)
+            .bind(lease_until)
+            .bind(queue)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)
+    }
+
     pub(super) async fn insert(&self, jobs: &[super::NewJob]) -> Result<Vec<String>, SqlError> {
         let mut query = sqlx::QueryBuilder::<$db>::new(format!(
             "INSERT INTO {} (id, plugin, kind, queue, priority, state, payload, max_attempts, \
@@ -641,13 +664,7 @@ macro_rules! same_on_both {
              WHERE id = $2 AND (state IN {WAITING} OR state = 'running')",
             self.jobs
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_error)?;
-        Ok(())
+        self.update_one(sql, now, id).await
     }
 
     pub(super) async fn retry(&self, id: &str, now: i64) -> Result<(), SqlError> {
@@ -656,6 +673,11 @@ macro_rules! same_on_both {
              cancel_requested = false WHERE id = $2 AND state IN ('discarded', 'cancelled')",
             self.jobs
         );
+        self.update_one(sql, now, id).await
+    }
+
+    /// Runs an update of one job: `$1` now, `$2` its id.
+    async fn update_one(&self, sql: String, now: i64, id: &str) -> Result<(), SqlError> {
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(id)

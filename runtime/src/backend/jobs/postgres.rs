@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool, Postgres};
 
-use super::{COLUMNS, FINISHED, Job, WAITING};
+use super::{COLUMNS, FINISHED, WAITING};
 use crate::backend::sql::{SqlError, postgres_error as map_error};
 
 /// The queue's pool and names.
@@ -164,16 +164,12 @@ impl Queue {
 
     super::same_on_both!(Postgres);
 
-    pub(super) async fn claim(
-        &self,
-        queue: &str,
-        worker: &str,
-        limit: u32,
-        now: i64,
-        lease_until: i64,
-    ) -> Result<Vec<Job>, SqlError> {
+    /// The claim: `$1` worker, `$2` now, `$3` lease end, `$4` queue,
+    /// `$5` limit. Rows other workers are claiming are skipped, not waited
+    /// for.
+    fn claim_sql(&self) -> String {
         let jobs = &self.jobs;
-        let sql = format!(
+        format!(
             "WITH next AS (SELECT id FROM {jobs} WHERE state IN {WAITING} AND queue = $4 \
                AND run_at <= $2 ORDER BY priority DESC, run_at, id LIMIT $5 \
                FOR UPDATE SKIP LOCKED) \
@@ -181,18 +177,7 @@ impl Queue {
                attempted_at = $2, lease_until = $3 \
              FROM next WHERE {jobs}.id = next.id RETURNING {}",
             qualified(jobs)
-        );
-        let mut claimed: Vec<Job> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(worker)
-            .bind(now)
-            .bind(lease_until)
-            .bind(queue)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        claimed.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
-        Ok(claimed)
+        )
     }
 
     pub(super) async fn complete(

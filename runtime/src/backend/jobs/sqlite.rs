@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Sqlite, SqlitePool};
+use sqlx::{Sqlite, SqlitePool};
 
-use super::{COLUMNS, FINISHED, Job, WAITING};
+use super::{COLUMNS, FINISHED, WAITING};
 use crate::backend::sql::{SqlError, sqlite_error as map_error};
 
 /// The queue file's pool.
@@ -94,33 +94,16 @@ impl Queue {
 
     super::same_on_both!(Sqlite);
 
-    pub(super) async fn claim(
-        &self,
-        queue: &str,
-        worker: &str,
-        limit: u32,
-        now: i64,
-        lease_until: i64,
-    ) -> Result<Vec<Job>, SqlError> {
-        let sql = format!(
+    /// The claim: `$1` worker, `$2` now, `$3` lease end, `$4` queue,
+    /// `$5` limit; one statement, under SQLite's write lock.
+    fn claim_sql(&self) -> String {
+        format!(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = $1, \
              attempted_at = $2, lease_until = $3 \
              WHERE id IN (SELECT id FROM jobs WHERE state IN {WAITING} AND queue = $4 \
                AND run_at <= $2 ORDER BY priority DESC, run_at, id LIMIT $5) \
              RETURNING {COLUMNS}"
-        );
-        let mut jobs: Vec<Job> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(worker)
-            .bind(now)
-            .bind(lease_until)
-            .bind(queue)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        // RETURNING gives no order; run the most urgent first.
-        jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
-        Ok(jobs)
+        )
     }
 
     pub(super) async fn complete(

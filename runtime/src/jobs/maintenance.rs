@@ -63,14 +63,17 @@ pub async fn run(jobs: Jobs, plugins: Registry, sql: SqlService, metrics: Arc<Me
         }
         let loaded = plugins.load_full();
         for (name, plugin) in loaded.iter() {
-            if let Some(db) = plugin.database()
+            // A plugin enqueues only its own kinds: without any, it has
+            // written no outbox.
+            let Some(kinds) = plugin.job_kinds() else {
+                continue;
+            };
+            if !kinds.kinds.is_empty()
+                && let Some(db) = plugin.database()
                 && let Err(err) = jobs.forward_outbox(db).await
             {
                 tracing::warn!(plugin = %name, %err, "cannot forward the job outbox");
             }
-            let Some(kinds) = plugin.job_kinds() else {
-                continue;
-            };
             for schedule in &kinds.schedules {
                 let key = (name.clone(), schedule.name.clone());
                 enqueue_tick(

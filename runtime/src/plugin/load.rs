@@ -143,18 +143,13 @@ impl PluginHost {
             errors: self.errors.clone(),
             jobs: None,
         };
-        let manifest = read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
-            .await
-            .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
+        let (manifest, declared_jobs) =
+            read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
+                .await
+                .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
         validate_manifest(&manifest, &config.grants).map_err(fail)?;
         let kinds = self
-            .read_job_kinds(
-                &pre,
-                &exports,
-                &Arc::new(context.clone()),
-                operator_schedules,
-            )
-            .await
+            .job_kinds(declared_jobs, operator_schedules)
             .map_err(|e| fail(LoadErrorKind::Jobs(e)))?;
         if exports.jobs.is_some() || imported.contains(&"jobs") {
             context.jobs = Some(PluginJobs {
@@ -332,18 +327,17 @@ impl PluginHost {
 }
 
 impl PluginHost {
-    /// Calls `job-handler.kinds` and `.schedules` once, checks them and
-    /// applies the host's defaults; adds the operator's schedules for this
-    /// plugin (`[[jobs.schedules]]`).
-    async fn read_job_kinds(
+    /// Checks the kinds and schedules `job-handler` declared (read with
+    /// the manifest; `None` without the export) and applies the host's
+    /// defaults; adds the operator's schedules for this plugin
+    /// (`[[jobs.schedules]]`).
+    fn job_kinds(
         &self,
-        pre: &InstancePre<HostState>,
-        exports: &Exports,
-        context: &Arc<PluginContext>,
+        declared: Option<Result<DeclaredJobs, String>>,
         operator: &[ScheduleConfig],
     ) -> Result<JobKinds, String> {
         let mut kinds = JobKinds::default();
-        let Some(indices) = &exports.jobs else {
+        let Some(declared) = declared else {
             return match operator.first() {
                 Some(s) => Err(format!(
                     "schedule `{}` in trellis.toml, but the plugin exports no job-handler",
@@ -352,25 +346,8 @@ impl PluginHost {
                 None => Ok(kinds),
             };
         };
-        let mut store = super::call::new_store(
-            self,
-            context.clone(),
-            "load".to_string(),
-            opentelemetry::Context::new(),
-        );
-        let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            let declared = guest.call_kinds(&mut store).await?;
-            let schedules = guest.call_schedules(&mut store).await?;
-            Ok::<_, wasmtime::Error>((declared, schedules))
-        };
-        let (declared, schedules) = match tokio::time::timeout(context.limits.deadline, call).await
-        {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(err)) => return Err(format!("listing job kinds failed: {err:#}")),
-            Err(_) => return Err("listing job kinds ran past the deadline".into()),
-        };
+        let (declared, schedules) =
+            declared.map_err(|err| format!("listing job kinds failed: {err}"))?;
         let config = self.jobs.config();
         for kind in declared {
             if kind.name.is_empty() || kind.name.len() > 100 {
@@ -480,13 +457,18 @@ fn capability_of(import: &str) -> Option<&str> {
     Some(interface.split('@').next().unwrap_or(interface))
 }
 
-/// Instantiates the plugin once, under its limits, to call `describe`.
+/// What `job-handler` declares: its kinds and its schedules.
+type DeclaredJobs = (Vec<job_handler::JobKind>, Vec<job_handler::Schedule>);
+
+/// Instantiates the plugin once, under its limits, to call `describe` and,
+/// when it exports `job-handler`, `kinds` and `schedules` (their failure is
+/// reported apart, as the job kinds').
 async fn read_manifest(
     host: &PluginHost,
     pre: &InstancePre<HostState>,
     exports: &Exports,
     context: &Arc<PluginContext>,
-) -> Result<PluginManifest, String> {
+) -> Result<(PluginManifest, Option<Result<DeclaredJobs, String>>), String> {
     let mut store: Store<HostState> = super::call::new_store(
         host,
         context.clone(),
@@ -496,10 +478,21 @@ async fn read_manifest(
     let call = async {
         let instance = pre.instantiate_async(&mut store).await?;
         let guest = exports.manifest.load(&mut store, &instance)?;
-        guest.call_describe(&mut store).await
+        let manifest = guest.call_describe(&mut store).await?;
+        let Some(indices) = &exports.jobs else {
+            return Ok((manifest, None));
+        };
+        let jobs = async {
+            let guest = indices.load(&mut store, &instance)?;
+            let kinds = guest.call_kinds(&mut store).await?;
+            let schedules = guest.call_schedules(&mut store).await?;
+            Ok::<_, wasmtime::Error>((kinds, schedules))
+        };
+        let jobs = jobs.await.map_err(|err| format!("{err:#}"));
+        Ok::<_, wasmtime::Error>((manifest, Some(jobs)))
     };
     match tokio::time::timeout(context.limits.deadline, call).await {
-        Ok(Ok(manifest)) => Ok(manifest),
+        Ok(Ok(answer)) => Ok(answer),
         Ok(Err(err)) => Err(format!("{err:#}")),
         Err(_) => Err(format!(
             "no answer within the deadline of {}",

@@ -24,6 +24,12 @@ use crate::monitor::alerts::now_ms;
 /// The path prefix.
 pub const PATH: &str = "/api/v1/jobs";
 
+/// Whether `path` is the job API's.
+pub(super) fn handles(path: &str) -> bool {
+    path.strip_prefix(PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Time to read a request body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 

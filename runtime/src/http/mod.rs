@@ -119,7 +119,7 @@ impl App {
         // The runtime's own endpoints (scrapes, probes) are not traced;
         // the job API is, so a job's run joins its enqueuer's trace.
         let path = request.uri().path();
-        let traced = !is_reserved(path) || path.starts_with(jobs::PATH);
+        let traced = !is_reserved(path) || jobs::handles(path);
         let trace = if traced {
             self.host.tracing().server_span(
                 request.headers(),
@@ -221,7 +221,7 @@ impl App {
         }
         if is_reserved(path) {
             let selection = fields::requested(parts.uri.query())?;
-            let response = if path == jobs::PATH || path.starts_with("/api/v1/jobs/") {
+            let response = if jobs::handles(path) {
                 jobs::serve(self, &parts, body, trace).await?
             } else {
                 builtin::serve(self, &parts, body).await?

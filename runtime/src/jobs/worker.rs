@@ -56,6 +56,9 @@ struct Context {
     plugins: Registry,
     running: Running,
     done: mpsc::UnboundedSender<Done>,
+    /// Set once the worker is in the queue's worker list: claiming before
+    /// would let the leader rescue its jobs as a dead worker's.
+    registered: watch::Receiver<bool>,
 }
 
 impl Workers {
@@ -65,6 +68,7 @@ impl Workers {
         let (stop, stopped) = watch::channel(false);
         let running: Running = Arc::default();
         let (done, completions) = mpsc::unbounded_channel();
+        let (registered_tx, registered) = watch::channel(false);
         let completer = tokio::spawn(complete(jobs.clone(), id.clone(), completions));
         let context = Context {
             worker: id.clone(),
@@ -72,6 +76,7 @@ impl Workers {
             plugins,
             running: running.clone(),
             done: done.clone(),
+            registered,
         };
         let mut tasks = JoinSet::new();
         let mut slots = Vec::new();
@@ -85,7 +90,7 @@ impl Workers {
                 stopped.clone(),
             ));
         }
-        tasks.spawn(heartbeat(context.clone(), stopped.clone()));
+        tasks.spawn(heartbeat(context.clone(), registered_tx, stopped.clone()));
         let store = jobs.store().clone();
         let wake = jobs.wake().clone();
         tasks.spawn(async move { store.listen(wake).await });
@@ -197,6 +202,11 @@ async fn fetch(
     // job per freed slot: wait (briefly) for a batch's worth of free slots.
     let batch = (concurrency / 2).clamp(1, config.claim_batch) as usize;
     let mut busy = false;
+    let mut registered = context.registered.clone();
+    tokio::select! {
+        ready = registered.wait_for(|r| *r) => if ready.is_err() { return },
+        _ = stopped.changed() => return,
+    }
     loop {
         let first = tokio::select! {
             permit = slots.clone().acquire_owned() => permit,
@@ -380,7 +390,11 @@ fn retry_or_discard(context: &Context, job: &Job, message: String, now: i64) -> 
 
 /// Beats every `jobs.heartbeat`, and stops jobs whose cancellation was
 /// asked on another node.
-async fn heartbeat(context: Context, mut stopped: watch::Receiver<bool>) {
+async fn heartbeat(
+    context: Context,
+    registered: watch::Sender<bool>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(context.jobs.config().heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -395,6 +409,7 @@ async fn heartbeat(context: Context, mut stopped: watch::Receiver<bool>) {
             .await
         {
             Ok(cancelled) => {
+                registered.send_if_modified(|r| !std::mem::replace(r, true));
                 for id in cancelled {
                     cancel_local(&context.running, &id);
                 }

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::{env, fs};
 
 /// Guests built for tests only: never embedded as examples.
-const TEST_ONLY: &[&str] = &["misbehave", "kv", "tasks"];
+const TEST_ONLY: &[&str] = &["misbehave", "kv", "tasks", "hello_next"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -103,6 +103,8 @@ pub struct Config {
     pub batch: BatchConfig,
     /// The job queue, its workers and the scheduler.
     pub jobs: JobsConfig,
+    /// Hot reload: file watching, uploads, what nodes share.
+    pub deploy: DeployConfig,
     /// The plugins to serve, by name. Absent: the embedded examples.
     pub plugins: Option<BTreeMap<String, PluginConfig>>,
 }
@@ -208,6 +210,42 @@ impl Default for BatchConfig {
             max_operations: 100,
             concurrency: 8,
             max_body: ByteSize::mib(4),
+        }
+    }
+}
+
+/// `[deploy]`: changing plugins on a live server (see the README's
+/// operator section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeployConfig {
+    /// Reload a plugin when its component file (`path`) changes.
+    pub watch: bool,
+    /// Quiet time after the last change to a file before it is reloaded,
+    /// so a file still being written is not read half-way.
+    #[serde(with = "humantime_serde")]
+    pub debounce: Duration,
+    /// How often a node checks the shared database for versions uploaded
+    /// on other nodes (PostgreSQL also announces them at once).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Largest component `PUT /admin/plugins/{name}` accepts.
+    pub max_upload: ByteSize,
+    /// Uploaded versions kept per plugin (besides the live and previous).
+    pub keep_versions: u32,
+    /// This node's name in `GET /admin/plugins`. Default: `<hostname>-<pid>`.
+    pub node: Option<String>,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        DeployConfig {
+            watch: true,
+            debounce: Duration::from_millis(300),
+            poll_interval: Duration::from_secs(2),
+            max_upload: ByteSize::mib(64),
+            keep_versions: 5,
+            node: None,
         }
     }
 }
@@ -727,6 +765,7 @@ impl Default for Config {
             compression: CompressionConfig::default(),
             batch: BatchConfig::default(),
             jobs: JobsConfig::default(),
+            deploy: DeployConfig::default(),
             plugins: None,
         }
     }
@@ -793,6 +832,18 @@ impl Limits {
 }
 
 impl PluginConfig {
+    /// A plugin uploaded through the admin API that trellis.toml does not
+    /// configure: `grants`, default limits, no settings.
+    pub fn uploaded(grants: Vec<String>) -> Self {
+        PluginConfig {
+            path: None,
+            builtin: None,
+            grants,
+            limits: LimitOverrides::default(),
+            config: BTreeMap::new(),
+        }
+    }
+
     /// A plugin config serving the embedded example `name`, granted every
     /// capability (the examples are ours).
     pub fn builtin(name: &str) -> Self {
@@ -922,6 +973,23 @@ impl Config {
         }
         if self.engine.max_instances == 0 {
             return invalid("engine.max_instances", "must be at least 1");
+        }
+        let deploy = &self.deploy;
+        if deploy.poll_interval < Duration::from_millis(100) {
+            return invalid("deploy.poll_interval", "must be at least 100ms");
+        }
+        if deploy.debounce.is_zero() || deploy.debounce > Duration::from_secs(60) {
+            return invalid("deploy.debounce", "must be between 1ms and 60s");
+        }
+        if deploy.max_upload.as_u64() < 1024 {
+            return invalid("deploy.max_upload", "must be at least 1 KiB");
+        }
+        if deploy
+            .node
+            .as_ref()
+            .is_some_and(|n| n.is_empty() || n.len() > 128)
+        {
+            return invalid("deploy.node", "must be 1 to 128 characters");
         }
         let pool = &self.sql.pool;
         if pool.max_connections == 0 || pool.min_connections > pool.max_connections {

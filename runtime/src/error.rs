@@ -112,6 +112,13 @@ pub enum ApiError {
     /// The request conflicts with the resource's state.
     #[error("{0}")]
     Conflict(String),
+    /// No plugin of this name is deployed.
+    #[error("no plugin named `{0}` is deployed")]
+    UnknownPlugin(String),
+    /// A plugin version was refused (did not load, routes conflict); the
+    /// old version keeps serving.
+    #[error("refused: {0}")]
+    PluginRefused(String),
     /// A backend the request needs does not answer; retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -138,6 +145,8 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::UnknownJob(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::UnknownPlugin(_) => StatusCode::NOT_FOUND,
+            ApiError::PluginRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded { .. } | ApiError::NotReady(_) | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -171,6 +180,8 @@ impl ApiError {
             ApiError::NotReady(_) => "not_ready",
             ApiError::UnknownJob(_) => "job_not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::UnknownPlugin(_) => "plugin_not_found",
+            ApiError::PluginRefused(_) => "plugin_refused",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }

@@ -8,6 +8,8 @@
 //!   the plugin call, problem+json errors.
 //! - [`jobs`]: the job queue's workers, scheduler and maintenance (they run
 //!   jobs in plugins, like `http` runs requests).
+//! - [`deploy`]: the live set of plugins and every change to it (uploads,
+//!   reloads, rollbacks, file changes, other nodes' changes).
 //! - [`router`]: method + path pattern → plugin route, built from manifests.
 //! - [`plugin`]: the wasmtime engine, loading, limits and the guest call.
 //! - [`capability`]: the host side of the WIT imports (`log`, `config`,
@@ -23,6 +25,7 @@
 pub mod backend;
 pub mod capability;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod examples;
 pub mod http;

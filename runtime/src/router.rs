@@ -45,9 +45,44 @@ pub struct Target {
 /// builds a new one and swaps it in.
 #[derive(Debug, Default)]
 pub struct Router {
+    table: Table<Target>,
+}
+
+/// Path patterns and, per pattern, a value by method: the routing table,
+/// or (with plugin names as values) a dry run that only finds conflicts.
+#[derive(Debug)]
+struct Table<V> {
     paths: matchit::Router<usize>,
-    /// Per path pattern: the pattern and its targets by method.
-    entries: Vec<(String, BTreeMap<String, Target>)>,
+    /// Per path pattern: the pattern and its values by method.
+    entries: Vec<(String, BTreeMap<String, V>)>,
+    by_pattern: BTreeMap<String, usize>,
+}
+
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        Table {
+            paths: matchit::Router::new(),
+            entries: Vec::new(),
+            by_pattern: BTreeMap::new(),
+        }
+    }
+}
+
+/// The plugin a table value belongs to, for conflict messages.
+trait Owner {
+    fn owner(&self) -> &str;
+}
+
+impl Owner for Target {
+    fn owner(&self) -> &str {
+        self.plugin.name()
+    }
+}
+
+impl Owner for String {
+    fn owner(&self) -> &str {
+        self
+    }
 }
 
 /// The outcome of a lookup.
@@ -76,47 +111,43 @@ pub struct RouteConflict {
     pub second: String,
 }
 
-impl Router {
-    /// Builds the table from every route of every plugin.
-    pub fn build(plugins: &[Arc<LoadedPlugin>]) -> Result<Router, RouteConflict> {
-        let mut router = Router::default();
-        let mut by_pattern: BTreeMap<String, usize> = BTreeMap::new();
-        for plugin in plugins {
-            for (index, route) in plugin.manifest().routes.iter().enumerate() {
-                if is_reserved(&route.path) {
-                    return Err(RouteConflict {
-                        first: describe(&route.method, &route.path, plugin.name()),
-                        second: format!(
-                            "a path the runtime serves itself (reserved: {})",
-                            RESERVED.join(", ")
-                        ),
-                    });
-                }
-                let target = Target {
-                    plugin: plugin.clone(),
-                    route: index as u32,
-                };
-                let entry = match by_pattern.get(&route.path) {
-                    Some(&entry) => entry,
-                    None => {
-                        let entry = router.entries.len();
-                        router.insert_path(&route.path, entry, plugin.name())?;
-                        router.entries.push((route.path.clone(), BTreeMap::new()));
-                        by_pattern.insert(route.path.clone(), entry);
-                        entry
-                    }
-                };
-                let methods = &mut router.entries[entry].1;
-                if let Some(existing) = methods.get(&route.method) {
-                    return Err(RouteConflict {
-                        first: describe(&route.method, &route.path, existing.plugin.name()),
-                        second: describe(&route.method, &route.path, plugin.name()),
-                    });
-                }
-                methods.insert(route.method.clone(), target);
-            }
+impl<V: Owner> Table<V> {
+    /// Adds `method` `path` of `plugin`, or says what it conflicts with.
+    fn add(
+        &mut self,
+        method: &str,
+        path: &str,
+        plugin: &str,
+        value: V,
+    ) -> Result<(), RouteConflict> {
+        if is_reserved(path) {
+            return Err(RouteConflict {
+                first: describe(method, path, plugin),
+                second: format!(
+                    "a path the runtime serves itself (reserved: {})",
+                    RESERVED.join(", ")
+                ),
+            });
         }
-        Ok(router)
+        let entry = match self.by_pattern.get(path) {
+            Some(&entry) => entry,
+            None => {
+                let entry = self.entries.len();
+                self.insert_path(path, entry, plugin)?;
+                self.entries.push((path.to_string(), BTreeMap::new()));
+                self.by_pattern.insert(path.to_string(), entry);
+                entry
+            }
+        };
+        let methods = &mut self.entries[entry].1;
+        if let Some(existing) = methods.get(method) {
+            return Err(RouteConflict {
+                first: describe(method, path, existing.owner()),
+                second: describe(method, path, plugin),
+            });
+        }
+        methods.insert(method.to_string(), value);
+        Ok(())
     }
 
     fn insert_path(&mut self, path: &str, entry: usize, plugin: &str) -> Result<(), RouteConflict> {
@@ -128,7 +159,7 @@ impl Router {
                         .iter()
                         .find(|(pattern, _)| pattern == with)
                         .and_then(|(_, methods)| methods.values().next())
-                        .map(|t| t.plugin.name().to_string())
+                        .map(|v| v.owner().to_string())
                         .unwrap_or_default();
                     format!("{with} (plugin {owner}) overlap ambiguously")
                 }
@@ -140,13 +171,55 @@ impl Router {
             }
         })
     }
+}
+
+impl Router {
+    /// Builds the table from every route of every plugin.
+    pub fn build(plugins: &[Arc<LoadedPlugin>]) -> Result<Router, RouteConflict> {
+        let mut table = Table::default();
+        for plugin in plugins {
+            for (index, route) in plugin.manifest().routes.iter().enumerate() {
+                let target = Target {
+                    plugin: plugin.clone(),
+                    route: index as u32,
+                };
+                table.add(&route.method, &route.path, plugin.name(), target)?;
+            }
+        }
+        Ok(Router { table })
+    }
+
+    /// Whether `routes` of plugin `name` could be served beside `others`
+    /// (a version of `name` among them is the one being replaced).
+    pub fn check(
+        others: &[Arc<LoadedPlugin>],
+        name: &str,
+        routes: &[crate::plugin::Route],
+    ) -> Result<(), RouteConflict> {
+        let mut table = Table::default();
+        let others = others.iter().filter(|p| p.name() != name);
+        for plugin in others {
+            for route in &plugin.manifest().routes {
+                table.add(
+                    &route.method,
+                    &route.path,
+                    plugin.name(),
+                    plugin.name().to_string(),
+                )?;
+            }
+        }
+        for route in routes {
+            table.add(&route.method, &route.path, name, name.to_string())?;
+        }
+        Ok(())
+    }
 
     /// Finds the target of `method` `path`. `HEAD` falls back to `GET`.
     pub fn lookup(&self, method: &str, path: &str) -> Lookup<'_> {
-        let Ok(matched) = self.paths.at(path) else {
+        let Ok(matched) = self.table.paths.at(path) else {
             return Lookup::NotFound;
         };
-        let methods = &self.entries[*matched.value].1;
+        let methods = &self.table.entries[*matched.value].1;
         let target = methods
             .get(method)
             .or_else(|| (method == "HEAD").then(|| methods.get("GET")).flatten());
@@ -172,7 +245,7 @@ impl Router {
 
     /// Every route: (method, pattern, target).
     pub fn targets(&self) -> impl Iterator<Item = (&str, &str, &Target)> {
-        self.entries.iter().flat_map(|(pattern, methods)| {
+        self.table.entries.iter().flat_map(|(pattern, methods)| {
             methods
                 .iter()
                 .map(move |(m, t)| (m.as_str(), pattern.as_str(), t))
@@ -181,7 +254,7 @@ impl Router {
 
     /// Every route: (method, pattern, plugin).
     pub fn routes(&self) -> impl Iterator<Item = (&str, &str, &str)> {
-        self.entries.iter().flat_map(|(pattern, methods)| {
+        self.table.entries.iter().flat_map(|(pattern, methods)| {
             methods
                 .iter()
                 .map(move |(m, t)| (m.as_str(), pattern.as_str(), t.plugin.name()))

@@ -16,6 +16,7 @@ mod malformed;
 mod monitoring;
 mod openapi;
 mod pagination;
+mod reload;
 mod replica;
 mod response_cache;
 mod roundtrip;

@@ -2,6 +2,7 @@
 //! knows sqlx and fred, not WIT or hyper.
 
 pub mod cache;
+pub mod deploy;
 pub mod jobs;
 pub mod lock;
 pub mod redis;

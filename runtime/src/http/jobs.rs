@@ -109,7 +109,7 @@ where
     let bytes = convert::read_body(body, &parts.headers, limit, BODY_TIMEOUT).await?;
     let request: NewJobRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid job: {e}")))?;
-    let plugins = app.plugins.load();
+    let plugins = app.deploy.registry().load();
     let plugin = plugins
         .get(&request.plugin)
         .ok_or_else(|| ApiError::BadRequest(format!("no plugin `{}` is loaded", request.plugin)))?;

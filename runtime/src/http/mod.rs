@@ -3,6 +3,7 @@
 //! metrics, and every failure rendered as problem+json.
 //! Layer: below `server`, above `router` and `plugin`.
 
+mod admin;
 pub mod auth;
 mod batch;
 mod builtin;
@@ -19,7 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
@@ -49,20 +49,19 @@ fn problem_detail(response: &Response<Full<Bytes>>) -> String {
     detail.unwrap_or_else(|| format!("status {status}"))
 }
 
-/// What every request needs: the current routing table, swapped atomically
-/// when plugins change (requests in flight keep the table they started with),
-/// the plugin host (metrics, health) and admin auth.
+/// What every request needs: the live plugins and their routing table
+/// (`deploy`: swapped atomically when plugins change; requests in flight
+/// keep the table they started with), the plugin host (metrics, health) and
+/// admin auth.
 #[derive(Debug)]
 pub struct App {
-    routes: ArcSwap<Router>,
+    deploy: Arc<crate::deploy::Deployer>,
     host: PluginHost,
     admin: AdminAuth,
     /// Alert rules and their alerts.
     alerts: Arc<Alerts>,
     /// Bounds of `POST /api/v1/batch`.
     batch: crate::config::BatchConfig,
-    /// The plugins live on this node (the job API reads their kinds).
-    plugins: crate::jobs::Registry,
     /// Stops jobs running on this node (when it is a worker).
     running_jobs: Option<crate::jobs::Canceller>,
     /// Set when shutdown begins: readiness turns 503.
@@ -71,20 +70,18 @@ pub struct App {
 }
 
 impl App {
-    /// An app serving `router` from `host`.
+    /// An app serving the plugins `deploy` keeps live, from `host`.
     pub fn new(
-        router: Router,
+        deploy: Arc<crate::deploy::Deployer>,
         host: PluginHost,
         admin: AdminAuth,
         alerts: Arc<Alerts>,
         batch: crate::config::BatchConfig,
-        plugins: crate::jobs::Registry,
         running_jobs: Option<crate::jobs::Canceller>,
     ) -> Self {
         App {
-            plugins,
+            deploy,
             running_jobs,
-            routes: ArcSwap::from_pointee(router),
             host,
             admin,
             alerts,
@@ -106,7 +103,12 @@ impl App {
 
     /// The current routing table.
     pub fn routes(&self) -> Arc<Router> {
-        self.routes.load_full()
+        self.deploy.routes()
+    }
+
+    /// The live plugins and the changes to them.
+    pub fn deploy(&self) -> &Arc<crate::deploy::Deployer> {
+        &self.deploy
     }
 
     /// Serves one request; never fails: errors become problem+json.
@@ -223,6 +225,8 @@ impl App {
             let selection = fields::requested(parts.uri.query())?;
             let response = if jobs::handles(path) {
                 jobs::serve(self, &parts, body, trace).await?
+            } else if admin::handles(path) {
+                admin::serve(self, &parts, body).await?
             } else {
                 builtin::serve(self, &parts, body).await?
             };

@@ -83,13 +83,17 @@ pub enum LoadErrorKind {
     /// A migration failed; the version does not load.
     #[error("migration failed: {0}")]
     Migration(String),
+    /// Its routes conflict with another live plugin's.
+    #[error("{0}")]
+    Routes(String),
     /// Its job kinds or schedules are not acceptable.
     #[error("invalid job kinds: {0}")]
     Jobs(String),
 }
 
 impl PluginHost {
-    /// Loads one plugin version; see the module docs for the steps.
+    /// Loads one plugin version from where its config points; see the
+    /// module docs for the steps.
     pub async fn load(
         &self,
         name: &str,
@@ -97,29 +101,62 @@ impl PluginHost {
         limits: Limits,
         operator_schedules: &[ScheduleConfig],
     ) -> Result<Arc<LoadedPlugin>, LoadError> {
-        let (source_name, source) = match &config.builtin {
-            Some(builtin) => (format!("builtin:{builtin}"), config.source()),
-            None => (
-                config
-                    .path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                config.source(),
-            ),
+        let source_name = match &config.builtin {
+            Some(builtin) => format!("builtin:{builtin}"),
+            None => config
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         };
         let fail = |kind| LoadError {
             plugin: name.to_string(),
             source_name: source_name.clone(),
             kind,
         };
-        let started = Instant::now();
-        let bytes = match source.map_err(|m| fail(LoadErrorKind::Source(m)))? {
+        let bytes = match config
+            .source()
+            .map_err(|m| fail(LoadErrorKind::Source(m)))?
+        {
             PluginSource::Builtin(bytes) => bytes.to_vec(),
             PluginSource::File(path) => tokio::fs::read(&path)
                 .await
                 .map_err(|e| fail(LoadErrorKind::Read(e)))?,
         };
+        self.load_bytes(
+            name,
+            &source_name,
+            bytes,
+            config,
+            limits,
+            operator_schedules,
+            &|_| Ok(()),
+        )
+        .await
+    }
+
+    /// Loads one plugin version from its component's bytes (`source_name`
+    /// says where they came from, for messages); `config` supplies grants
+    /// and settings, its `path` and `builtin` are not read. `check_routes`
+    /// runs on the manifest's routes before the database is touched (a
+    /// reload checks them against the other live plugins').
+    #[allow(clippy::too_many_arguments)]
+    pub async fn load_bytes(
+        &self,
+        name: &str,
+        source_name: &str,
+        bytes: Vec<u8>,
+        config: &PluginConfig,
+        limits: Limits,
+        operator_schedules: &[ScheduleConfig],
+        check_routes: &(dyn Fn(&[super::Route]) -> Result<(), String> + Sync),
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let fail = |kind| LoadError {
+            plugin: name.to_string(),
+            source_name: source_name.to_string(),
+            kind,
+        };
+        let started = Instant::now();
         let hash = format!("{:x}", Sha256::digest(&bytes));
         let component = self.compile(bytes).await.map_err(fail)?;
         let imported = check_grants(&component, self, name, &config.grants).map_err(fail)?;
@@ -148,6 +185,7 @@ impl PluginHost {
                 .await
                 .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
         validate_manifest(&manifest, &config.grants).map_err(fail)?;
+        check_routes(&manifest.routes).map_err(|e| fail(LoadErrorKind::Routes(e)))?;
         let kinds = self
             .job_kinds(declared_jobs, operator_schedules)
             .map_err(|e| fail(LoadErrorKind::Jobs(e)))?;
@@ -174,7 +212,7 @@ impl PluginHost {
             .map_err(|e| fail(LoadErrorKind::Migration(e)))?;
         tracing::info!(
             plugin = name,
-            source = %source_name,
+            source = source_name,
             version = %manifest.version,
             routes = manifest.routes.len(),
             migrations_applied = ?applied,

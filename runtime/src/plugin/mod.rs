@@ -27,7 +27,7 @@ use crate::config::{Config, Limits};
 use crate::jobs::{JobKinds, Jobs, KindSpec};
 use crate::monitor::{ErrorGroups, HostSnapshot, Metrics, ResponseCacheStats, RouteStats, Tracing};
 
-pub use bindings::{GuestRequest, GuestResponse, PluginManifest};
+pub use bindings::{GuestRequest, GuestResponse, PluginManifest, Route};
 pub use call::JobOutcome;
 pub use load::LoadError;
 pub use route_options::{RouteCache, RouteOptions};

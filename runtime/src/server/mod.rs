@@ -16,20 +16,17 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tower_http::compression::CompressionLayer;
-
-use std::collections::BTreeMap;
-
-use arc_swap::ArcSwap;
 
 use crate::backend::sql::Leader;
 use crate::config::{Config, ServerConfig};
+use crate::deploy::Deployer;
 use crate::http::compression::{self, Compressible};
 use crate::http::{AdminAuth, App};
-use crate::jobs::{Registry, Roles, Workers};
+use crate::jobs::{Roles, Workers};
 use crate::monitor::alerts::{Alerts, Notifier, now_ms};
-use crate::plugin::{HostError, LoadError, LoadedPlugin, PluginHost};
+use crate::plugin::{HostError, LoadError, PluginHost};
 use crate::router::{RouteConflict, Router};
 
 /// Time queued spans get to reach the collector on shutdown.
@@ -48,6 +45,9 @@ pub enum StartError {
     /// Two plugins' routes conflict.
     #[error(transparent)]
     Routes(#[from] RouteConflict),
+    /// The live plugins could not be loaded.
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::StartupError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -82,6 +82,8 @@ pub struct Server {
     workers: Option<Workers>,
     /// The job maintenance and scheduler task (role `scheduler`).
     _maintenance: Option<AbortOnDrop>,
+    /// Follows plugin changes: other nodes', component files.
+    _following: AbortOnDrop,
 }
 
 /// A background task that ends when its owner is dropped.
@@ -118,14 +120,9 @@ impl Server {
     pub async fn start_as(config: &Config, roles: Roles) -> Result<Server, StartError> {
         let started = Instant::now();
         let host = PluginHost::new(config).await?;
-        let plugins = load_plugins(&host, config).await?;
-        let router = Router::build(if roles.api { &plugins } else { &[] })?;
-        let registry: Registry = Arc::new(ArcSwap::from_pointee(
-            plugins
-                .iter()
-                .map(|p| (p.name().to_string(), p.clone()))
-                .collect::<BTreeMap<_, _>>(),
-        ));
+        let deploy = Deployer::start(host.clone(), Arc::new(config.clone()), roles.api).await?;
+        let registry = deploy.registry().clone();
+        let router = deploy.routes();
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -134,7 +131,7 @@ impl Server {
         host.metrics().started(started.elapsed());
         tracing::info!(
             addr = %listener.local_addr().unwrap_or(addr),
-            plugins = plugins.len(),
+            plugins = registry.load().len(),
             routes = router.routes().count(),
             compile_cache_hits = hits,
             compile_cache_misses = misses,
@@ -163,19 +160,20 @@ impl Server {
             )))
         });
         let running_jobs = workers.as_ref().map(Workers::canceller);
+        let following = AbortOnDrop(deploy.follow());
         Ok(Server {
+            _following: following,
             _alerting: alerting,
             _maintenance: maintenance,
             workers,
             listener,
             connections: Arc::new(Semaphore::new(config.server.max_connections)),
             app: Arc::new(App::new(
-                router,
+                deploy,
                 host.clone(),
                 AdminAuth::new(&config.admin, addr.ip().is_loopback()),
                 alerts,
                 config.batch.clone(),
-                registry,
                 running_jobs,
             )),
             builder: connection_builder(&config.server),
@@ -234,6 +232,7 @@ impl Server {
             }
         };
         tokio::join!(connections, workers);
+        self.app.deploy().leave().await;
         self.host.tracing().flush(TELEMETRY_FLUSH).await;
     }
 
@@ -382,40 +381,10 @@ async fn lead(host: &PluginHost, alerts: &Alerts, leader: &mut Option<Leader>) -
     leading
 }
 
-/// Loads every configured plugin concurrently (compilation runs on the
-/// blocking pool, so two cores compile two plugins at once).
-async fn load_plugins(
-    host: &PluginHost,
-    config: &Config,
-) -> Result<Vec<Arc<LoadedPlugin>>, LoadError> {
-    let mut tasks = JoinSet::new();
-    for (name, plugin) in config.plugins() {
-        let host = host.clone();
-        let limits = config.limits.with(&plugin.limits);
-        let schedules: Vec<_> = config
-            .jobs
-            .schedules
-            .iter()
-            .filter(|s| s.plugin == name)
-            .cloned()
-            .collect();
-        tasks.spawn(async move { host.load(&name, &plugin, limits, &schedules).await });
-    }
-    let mut plugins = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(loaded) => plugins.push(loaded?),
-            Err(err) => std::panic::resume_unwind(err.into_panic()),
-        }
-    }
-    plugins.sort_by(|a, b| a.name().cmp(b.name()));
-    Ok(plugins)
-}
-
 /// Loads every plugin and builds the routes without binding: what
 /// `trellis check` runs. Returns the number of routes.
 pub async fn check(config: &Config) -> Result<usize, StartError> {
     let host = PluginHost::new(config).await?;
-    let plugins = load_plugins(&host, config).await?;
+    let plugins = crate::deploy::load_configured(&host, config).await?;
     Ok(Router::build(&plugins)?.routes().count())
 }

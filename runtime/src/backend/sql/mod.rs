@@ -291,6 +291,15 @@ impl SqlService {
         }
     }
 
+    /// Uploaded plugin versions and what is live, on the same engine:
+    /// `<data_dir>/runtime.db`, or the runtime's PostgreSQL schema.
+    pub async fn deploy_store(&self) -> Result<crate::backend::deploy::DeployStore, SqlError> {
+        match self {
+            SqlService::Sqlite(s) => s.deploy_store().await,
+            SqlService::Postgres(s) => Ok(s.deploy_store()),
+        }
+    }
+
     /// The backend's name for migrations (`sqlite` or `postgres`).
     pub fn dialect(&self) -> &'static str {
         match self {

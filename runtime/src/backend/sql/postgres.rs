@@ -88,7 +88,8 @@ impl Service {
             ),
             format!("REVOKE ALL ON FUNCTION {ns}.record_migration(integer, text) FROM PUBLIC"),
         ];
-        for statement in &statements {
+        let deploy = crate::backend::deploy::ddl(&format!("{ns}."), "bytea");
+        for statement in statements.iter().chain(&deploy) {
             run(&mut tx, statement).await?;
         }
         // The queue's tables, trigger and function only when missing or
@@ -162,6 +163,15 @@ impl Service {
     }
 
     /// The job queue in the runtime's schema, on a pool of its own.
+    /// The plugin version store in the runtime's schema.
+    pub(super) fn deploy_store(&self) -> crate::backend::deploy::DeployStore {
+        crate::backend::deploy::DeployStore::postgres(
+            self.options.clone(),
+            &self.namespace,
+            self.pool.acquire_timeout,
+        )
+    }
+
     pub(super) async fn job_store(
         &self,
         connections: u32,
@@ -210,7 +220,8 @@ impl Service {
             format!("ALTER ROLE \"{role}\" SET search_path = \"{schema}\""),
             crate::backend::jobs::postgres_grant(ns, &role),
         ];
-        for statement in &statements {
+        let deploy = crate::backend::deploy::ddl(&format!("{ns}."), "bytea");
+        for statement in statements.iter().chain(&deploy) {
             run(&mut tx, statement).await?;
         }
         sqlx::query(AssertSqlSafe(format!(

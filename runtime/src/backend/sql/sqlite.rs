@@ -43,6 +43,14 @@ impl Service {
         crate::backend::jobs::JobStore::sqlite(dir, self.pool.statement_timeout).await
     }
 
+    /// The plugin version store: `<data_dir>/runtime.db`.
+    pub(super) async fn deploy_store(
+        &self,
+    ) -> Result<crate::backend::deploy::DeployStore, SqlError> {
+        let dir = self.dir.parent().unwrap_or(&self.dir);
+        crate::backend::deploy::DeployStore::sqlite(dir, self.pool.statement_timeout).await
+    }
+
     /// The data directory is there to hold plugin files.
     pub(super) fn ping(&self) -> Result<(), SqlError> {
         match std::fs::metadata(&self.dir) {

@@ -382,6 +382,11 @@ pub struct ServerConfig {
     /// Time in-flight requests get to finish on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// On SIGTERM, how long the node keeps accepting connections while
+    /// `/readyz` answers 503, so load balancers take it out of rotation
+    /// before new connections are refused. Default 0 s.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
 }
 
 /// `[admin]`: who may use `/admin/*` and `/api/v1/monitoring/*`.
@@ -779,6 +784,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: ByteSize::kib(16),
             shutdown_grace: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
         }
     }
 }

@@ -67,7 +67,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config = Config::load(config.as_deref())?;
             telemetry::init(&config.log);
             let server = Server::start_as(&config, role).await?;
-            server.run(shutdown_signal()).await;
+            server.run(trellis::server::shutdown_signal()).await;
             Ok(())
         }
         Command::Check { config } => {
@@ -83,29 +83,4 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Completes on SIGINT or SIGTERM. A second signal exits at once.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("signal received; draining (send another to exit at once)");
-    tokio::spawn(async {
-        let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(130);
-    });
 }

@@ -20,6 +20,7 @@ mod reload;
 mod replica;
 mod response_cache;
 mod roundtrip;
+mod shutdown;
 mod soak;
 mod sql;
 mod startup;

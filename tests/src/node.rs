@@ -66,6 +66,20 @@ impl ChildNode {
         self.child.id()
     }
 
+    /// Waits (up to `within`) for the child to exit; its status.
+    pub fn wait_exit(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Sends `signal` (`STOP`, `CONT`, ...) to the child.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -78,6 +92,9 @@ impl ChildNode {
 
 impl Drop for ChildNode {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-CONT", &self.child.id().to_string()])
             .status();
@@ -87,13 +104,16 @@ impl Drop for ChildNode {
 }
 
 /// The body of the child's test: serve the config from the environment
-/// until killed.
+/// until killed, or until SIGTERM/SIGINT (then drain as `trellis serve`
+/// does, and return).
 pub async fn serve_child() {
     let Ok(toml) = std::env::var(TOML_VAR) else {
         // Run directly (not as a child): nothing to do.
         return;
     };
-    let server = TestServer::start(&toml).await;
-    println!("{ADDR_LINE}{}", server.addr());
-    std::future::pending::<()>().await;
+    let server = trellis::Server::start(&crate::config(&toml))
+        .await
+        .unwrap_or_else(|e| panic!("server did not start: {e}"));
+    println!("{ADDR_LINE}{}", server.local_addr().expect("bound"));
+    server.run(trellis::server::shutdown_signal()).await;
 }

@@ -74,8 +74,14 @@ pub fn document(router: &Router) -> Value {
         if *admin {
             operation["security"] = json!([{"bearer": []}]);
         }
-        if *method == "POST" {
-            operation["requestBody"] = json!({"content": {"application/json": {}}});
+        match *method {
+            "POST" => operation["requestBody"] = json!({"content": {"application/json": {}}}),
+            "PUT" => {
+                operation["requestBody"] = json!({"required": true, "content": {
+                    "application/wasm": {"schema": {"type": "string", "format": "binary"}}
+                }});
+            }
+            _ => {}
         }
         let (path, params) = openapi_path(path);
         if !params.is_empty() {
@@ -194,6 +200,37 @@ const BUILTIN: &[(&str, &str, &str, bool)] = &[
         "/api/v1/jobs/{id}/retry",
         "POST",
         "Run a discarded or cancelled job again",
+        true,
+    ),
+    (
+        "/admin/plugins",
+        "GET",
+        "Plugins: version, hash, routes, state, what each node serves",
+        true,
+    ),
+    ("/admin/plugins/{name}", "GET", "One plugin", true),
+    (
+        "/admin/plugins/{name}",
+        "PUT",
+        "Upload a version (the body is the component; `?grants=` when unconfigured)",
+        true,
+    ),
+    (
+        "/admin/plugins/{name}",
+        "DELETE",
+        "Take a plugin down on every node",
+        true,
+    ),
+    (
+        "/admin/plugins/{name}/reload",
+        "POST",
+        "Load a plugin again from its file or stored upload",
+        true,
+    ),
+    (
+        "/admin/plugins/{name}/rollback",
+        "POST",
+        "Return to the version live before the last change",
         true,
     ),
 ];

@@ -74,6 +74,8 @@ pub struct Server {
     compression: CompressionLayer<Compressible>,
     /// Time in-flight requests get on shutdown.
     shutdown_grace: Duration,
+    /// Time the listener stays open with readiness 503 once shutdown begins.
+    drain_delay: Duration,
     /// The plugin host, kept alive as long as the server.
     host: PluginHost,
     /// The alert evaluation task, stopped with the server.
@@ -81,7 +83,7 @@ pub struct Server {
     /// The job workers of this node (role `worker`).
     workers: Option<Workers>,
     /// The job maintenance and scheduler task (role `scheduler`).
-    _maintenance: Option<AbortOnDrop>,
+    maintenance: Option<AbortOnDrop>,
     /// Follows plugin changes: other nodes', component files.
     _following: AbortOnDrop,
 }
@@ -164,7 +166,7 @@ impl Server {
         Ok(Server {
             _following: following,
             _alerting: alerting,
-            _maintenance: maintenance,
+            maintenance,
             workers,
             listener,
             connections: Arc::new(Semaphore::new(config.server.max_connections)),
@@ -179,6 +181,7 @@ impl Server {
             builder: connection_builder(&config.server),
             compression: compression::layer(&config.compression),
             shutdown_grace: config.server.shutdown_grace,
+            drain_delay: config.server.drain_delay,
             host,
         })
     }
@@ -198,8 +201,13 @@ impl Server {
         &self.host
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and gives
-    /// in-flight requests the grace period to finish.
+    /// Serves until `shutdown` completes, then drains: readiness turns 503
+    /// at once, the listener stays open for `drain_delay` and then closes
+    /// (new connections are refused), idle keep-alive connections close,
+    /// HTTP/2 connections get GOAWAY, in-flight requests get the grace
+    /// period, workers stop claiming and finish or hand back their jobs,
+    /// the job leader's connection (and so its lead) goes, this node leaves
+    /// the plugin store's node list, and queued spans are flushed.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
@@ -208,13 +216,29 @@ impl Server {
                 () = &mut shutdown => break,
                 accepted = self.accept() => accepted,
             };
-            let Some((stream, permit)) = accepted else {
-                continue;
-            };
-            self.serve_connection(stream, permit, &graceful);
+            if let Some((stream, permit)) = accepted {
+                self.serve_connection(stream, permit, &graceful);
+            }
         }
         self.app.drain();
+        tracing::info!(
+            drain_delay_ms = self.drain_delay.as_millis() as u64,
+            "draining: readiness is 503"
+        );
+        let delay = tokio::time::sleep(self.drain_delay);
+        tokio::pin!(delay);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut delay => break,
+                accepted = self.accept() => accepted,
+            };
+            if let Some((stream, permit)) = accepted {
+                self.serve_connection(stream, permit, &graceful);
+            }
+        }
         drop(self.listener);
+        // The job leader's connection goes with it: another node leads.
+        self.maintenance = None;
         let open = graceful.count();
         tracing::info!(open_connections = open, "shutting down");
         let grace = self.shutdown_grace;
@@ -234,6 +258,7 @@ impl Server {
         tokio::join!(connections, workers);
         self.app.deploy().leave().await;
         self.host.tracing().flush(TELEMETRY_FLUSH).await;
+        tracing::info!("stopped");
     }
 
     /// Runs the server on a task; the handle stops it.
@@ -387,4 +412,36 @@ pub async fn check(config: &Config) -> Result<usize, StartError> {
     let host = PluginHost::new(config).await?;
     let plugins = crate::deploy::load_configured(&host, config).await?;
     Ok(Router::build(&plugins)?.routes().count())
+}
+
+/// Completes on the first SIGINT or SIGTERM; a second one exits the process
+/// at once (130 after SIGINT, 143 after SIGTERM).
+pub async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => Some(signal),
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                None
+            }
+        };
+    let sigterm = async |terminate: &mut Option<tokio::signal::unix::Signal>| match terminate {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = sigterm(&mut terminate) => {}
+    }
+    tracing::info!("signal received; draining (send another to exit at once)");
+    tokio::spawn(async move {
+        let code = tokio::select! {
+            _ = tokio::signal::ctrl_c() => 130,
+            () = sigterm(&mut terminate) => 143,
+        };
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(code);
+    });
 }

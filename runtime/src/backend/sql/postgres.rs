@@ -162,7 +162,6 @@ impl Service {
         Ok(got.then_some(conn))
     }
 
-    /// The job queue in the runtime's schema, on a pool of its own.
     /// The plugin version store in the runtime's schema.
     pub(super) fn deploy_store(&self) -> crate::backend::deploy::DeployStore {
         crate::backend::deploy::DeployStore::postgres(
@@ -172,6 +171,7 @@ impl Service {
         )
     }
 
+    /// The job queue in the runtime's schema, on a pool of its own.
     pub(super) async fn job_store(
         &self,
         connections: u32,

@@ -59,6 +59,9 @@ $db
 [plugins.tasks]
 path = "$tasks"
 grants = ["log", "sql", "jobs"]
+
+[plugins.tasks.limits]
+max_enqueue = 5000
 EOF
 }
 

@@ -685,6 +685,17 @@ pub struct Limits {
     pub max_request_body: ByteSize,
     /// Response body size; larger → 500.
     pub max_response_body: ByteSize,
+    /// Requests that wait for a free instance when `max_concurrency` are
+    /// busy (within the deadline); more → 503 with `Retry-After`.
+    pub max_queued: u32,
+    /// Rows one query may return (`invalid` error beyond); at most
+    /// `sql.pool.max_rows`.
+    pub max_rows: u32,
+    /// The largest value the plugin may store in the cache (`too-large`
+    /// beyond); at most `cache.max_value`.
+    pub max_cache_value: ByteSize,
+    /// Jobs one request (or job run) may enqueue (`invalid` beyond).
+    pub max_enqueue: u32,
 }
 
 /// `[plugins.<name>.limits]`: overrides of the default limits.
@@ -702,6 +713,14 @@ pub struct LimitOverrides {
     pub max_request_body: Option<ByteSize>,
     /// See [`Limits::max_response_body`].
     pub max_response_body: Option<ByteSize>,
+    /// See [`Limits::max_queued`].
+    pub max_queued: Option<u32>,
+    /// See [`Limits::max_rows`].
+    pub max_rows: Option<u32>,
+    /// See [`Limits::max_cache_value`].
+    pub max_cache_value: Option<ByteSize>,
+    /// See [`Limits::max_enqueue`].
+    pub max_enqueue: Option<u32>,
 }
 
 /// `[plugins.<name>]`: one plugin.
@@ -818,6 +837,10 @@ impl Default for Limits {
             max_concurrency: 100,
             max_request_body: ByteSize::mib(1),
             max_response_body: ByteSize::mib(8),
+            max_queued: 32,
+            max_rows: 10_000,
+            max_cache_value: ByteSize::mib(1),
+            max_enqueue: 100,
         }
     }
 }
@@ -833,6 +856,10 @@ impl Limits {
             max_response_body: overrides
                 .max_response_body
                 .unwrap_or(self.max_response_body),
+            max_queued: overrides.max_queued.unwrap_or(self.max_queued),
+            max_rows: overrides.max_rows.unwrap_or(self.max_rows),
+            max_cache_value: overrides.max_cache_value.unwrap_or(self.max_cache_value),
+            max_enqueue: overrides.max_enqueue.unwrap_or(self.max_enqueue),
         }
     }
 }
@@ -1277,6 +1304,12 @@ impl Limits {
                 &format!("{prefix}.max_response_body"),
                 "must be more than 0",
             );
+        }
+        if self.max_rows == 0 {
+            return invalid(&format!("{prefix}.max_rows"), "must be at least 1");
+        }
+        if self.max_cache_value.as_u64() == 0 {
+            return invalid(&format!("{prefix}.max_cache_value"), "must be more than 0");
         }
         Ok(())
     }

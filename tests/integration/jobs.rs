@@ -37,6 +37,9 @@ serial = 1
 [plugins.tasks]
 path = {:?}
 grants = [\"log\", \"sql\", \"jobs\"]
+
+[plugins.tasks.limits]
+max_enqueue = 5000
 ",
         guest("tasks")
     )

@@ -17,6 +17,7 @@ grants = ["config", "sql"]
 deadline = "500ms"
 memory = "16MiB"
 max_concurrency = 1
+max_queued = 0
 max_request_body = "1KiB"
 max_response_body = "1MiB"
 "#,
@@ -141,4 +142,106 @@ async fn request_body_over_the_limit_is_413() {
     assert!(answer.contains("application/problem+json"), "{answer}");
     still_serving(&server).await;
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_wait_in_a_bounded_queue() {
+    let server = std::sync::Arc::new(
+        TestServer::start(&format!(
+            r#"
+[plugins.misbehave]
+path = {path:?}
+grants = ["config", "sql"]
+[plugins.misbehave.limits]
+max_concurrency = 1
+max_queued = 1
+"#,
+            path = guest("misbehave")
+        ))
+        .await,
+    );
+    let get = |path: &'static str| {
+        let server = server.clone();
+        tokio::spawn(async move { server.get(path).await })
+    };
+    let busy = get("/misbehave/sleep?ms=600");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let queued = get("/misbehave/ok");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The instance is busy and the queue full: shed.
+    let shed = server.get("/misbehave/ok").await;
+    shed.assert_problem(503, "overloaded");
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    // The queued one ran once the instance was free.
+    assert_eq!(queued.await.expect("task").status, 200);
+    assert_eq!(busy.await.expect("task").status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_call_quotas_per_plugin() {
+    let server = TestServer::start(&format!(
+        r#"
+[plugins.misbehave]
+path = {misbehave:?}
+grants = ["config", "sql"]
+[plugins.misbehave.limits]
+max_rows = 5
+
+[plugins.kv]
+path = {kv:?}
+grants = ["cache", "lock", "sql"]
+[plugins.kv.limits]
+max_cache_value = "16B"
+
+[plugins.tasks]
+path = {tasks:?}
+grants = ["log", "sql", "jobs"]
+[plugins.tasks.limits]
+max_enqueue = 3
+"#,
+        misbehave = guest("misbehave"),
+        kv = guest("kv"),
+        tasks = guest("tasks"),
+    ))
+    .await;
+    let rows = |n: u32| {
+        format!(
+            r#"{{"sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) SELECT x FROM c"}}"#
+        )
+    };
+    let five = server
+        .send(Method::POST, "/misbehave/sql", &[], rows(5))
+        .await
+        .json();
+    assert_eq!(five["ok"]["rows"], 5, "{five}");
+    let six = server
+        .send(Method::POST, "/misbehave/sql", &[], rows(6))
+        .await
+        .json();
+    assert_eq!(six["error"], "invalid", "{six}");
+    assert!(
+        six["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limits.max_rows")),
+        "{six}"
+    );
+
+    let put = |bytes: usize| server.send(Method::PUT, "/kv/quota", &[], vec![b'v'; bytes]);
+    assert_eq!(put(16).await.status, 204);
+    put(17).await.assert_problem(500, "cache_value_too_large");
+
+    let reply = server
+        .send(Method::POST, "/tasks/many/noop?n=3", &[], "{}")
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let over = server
+        .send(Method::POST, "/tasks/many/noop?n=4", &[], "{}")
+        .await;
+    let problem = over.assert_problem(500, "job_invalid");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("limits.max_enqueue")),
+        "{problem}"
+    );
 }

@@ -218,7 +218,7 @@ impl From<CacheError> for Error {
         match err {
             CacheError::TooLarge(limit) => Error::internal(format!(
                 "cache: the value is larger than the host's limit of {limit} bytes \
-                 (cache.max_value)"
+                 (cache.max_value, or the plugin's limits.max_cache_value)"
             ))
             .with_code("cache_value_too_large"),
             CacheError::Invalid(message) => {

@@ -81,6 +81,9 @@ impl Host for HostState {
         options: EntryOptions,
     ) -> wasmtime::Result<Result<(), Error>> {
         let span = self.cache_span("cache.set", &key);
+        if let Err(err) = self.fits(value.len()) {
+            return Ok(self.cache_done(span, Err::<(), _>(err)));
+        }
         let result = self
             .plugin
             .cache
@@ -137,6 +140,18 @@ impl Host for HostState {
     }
 }
 
+impl HostState {
+    /// Whether a value of `len` bytes is within the plugin's own limit
+    /// (`cache.max_value` is checked by the cache).
+    fn fits(&self, len: usize) -> Result<(), CacheError> {
+        let limit = self.plugin.limits.max_cache_value.as_u64();
+        if len as u64 > limit {
+            return Err(CacheError::TooLarge(limit));
+        }
+        Ok(())
+    }
+}
+
 impl HostLoader for HostState {
     async fn fill(
         &mut self,
@@ -150,6 +165,10 @@ impl HostLoader for HostState {
             )));
         };
         let span = self.cache_span("cache.fill", "");
+        if let Some(Err(err)) = value.as_ref().map(|v| self.fits(v.len())) {
+            ticket.fail();
+            return Ok(self.cache_done(span, Err::<(), _>(err)));
+        }
         let result = ticket
             .fill(value.map(Bytes::from), ttl(&options), &options.tags)
             .await;

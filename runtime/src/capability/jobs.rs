@@ -37,7 +37,7 @@ impl HostState {
     /// The job, checked, with the enqueue span open (its context is the
     /// job's trace parent).
     fn prepare_job(
-        &self,
+        &mut self,
         kind: &str,
         payload: Vec<u8>,
         raw: EnqueueOptions,
@@ -55,6 +55,16 @@ impl HostState {
                 ))),
             );
         };
+        let limit = self.plugin.limits.max_enqueue;
+        if self.jobs_enqueued >= limit {
+            return (
+                span,
+                Err(EnqueueError::Invalid(format!(
+                    "more than {limit} jobs enqueued in one call (limits.max_enqueue)"
+                ))),
+            );
+        }
+        self.jobs_enqueued += 1;
         let trace = span
             .as_ref()
             .and_then(crate::monitor::traceparent)

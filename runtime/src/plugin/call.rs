@@ -48,7 +48,14 @@ impl LoadedPlugin {
         request: &GuestRequest,
         span: &Context,
     ) -> Result<GuestResponse, ApiError> {
-        let _permits = self.permits()?;
+        let arrived = Instant::now();
+        let _permits = self.permits().await?;
+        // Time spent queued counts against the deadline.
+        let deadline = self
+            .context
+            .limits
+            .deadline
+            .saturating_sub(arrived.elapsed());
         let started = Instant::now();
         let mut store = new_store(
             &self.host,
@@ -72,7 +79,7 @@ impl LoadedPlugin {
             let handler = self.exports.http.load(&mut store, &instance)?;
             handler.call_handle(&mut store, request).await
         };
-        let outcome = tokio::time::timeout(self.context.limits.deadline, call).await;
+        let outcome = tokio::time::timeout(deadline, call).await;
         self.context.stats.guest_call(
             instantiated.unwrap_or_default(),
             started.elapsed(),
@@ -86,22 +93,31 @@ impl LoadedPlugin {
     }
 
     /// A place in this plugin's and the host's instance budgets, or 503.
-    fn permits(&self) -> Result<(SemaphorePermit<'_>, SemaphorePermit<'_>), ApiError> {
-        let plugin = self
-            .concurrency
-            .try_acquire()
-            .map_err(|_| ApiError::Overloaded {
-                plugin: self.context.name.clone(),
-                limit: self.context.limits.max_concurrency,
-            })?;
+    /// When the plugin's instances are all busy, up to `max_queued` requests
+    /// wait (within the deadline) for one to free; beyond, or past the
+    /// deadline, the request is shed.
+    async fn permits(&self) -> Result<(SemaphorePermit<'_>, SemaphorePermit<'_>), ApiError> {
+        let overloaded = |limit| ApiError::Overloaded {
+            plugin: self.context.name.clone(),
+            limit,
+        };
+        let limits = &self.context.limits;
+        let plugin = match self.concurrency.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let _place = QueuePlace::take(&self.queued, limits.max_queued)
+                    .ok_or_else(|| overloaded(limits.max_concurrency))?;
+                match tokio::time::timeout(limits.deadline, self.concurrency.acquire()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(overloaded(limits.max_concurrency)),
+                }
+            }
+        };
         let host = self
             .host
             .instances
             .try_acquire()
-            .map_err(|_| ApiError::Overloaded {
-                plugin: self.context.name.clone(),
-                limit: self.host.max_instances,
-            })?;
+            .map_err(|_| overloaded(self.host.max_instances))?;
         Ok((plugin, host))
     }
 
@@ -363,4 +379,25 @@ fn store_until(
         }
     });
     store
+}
+
+/// A place in a plugin's request queue, given back when dropped.
+struct QueuePlace<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl<'a> QueuePlace<'a> {
+    /// A place, unless `max` requests are already waiting.
+    fn take(queued: &'a std::sync::atomic::AtomicU32, max: u32) -> Option<Self> {
+        queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| QueuePlace(queued))
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }

@@ -198,11 +198,12 @@ impl PluginHost {
         let uses_sql =
             imported.contains(&"sql") || manifest.capabilities.iter().any(|c| c == "sql");
         if uses_sql {
-            let db = self
+            let mut db = self
                 .sql
                 .provision(name)
                 .await
                 .map_err(|e| fail(LoadErrorKind::Database(e)))?;
+            db.limit_rows(limits.max_rows as usize);
             context.sql = Some(db);
         }
         let context = Arc::new(context);
@@ -246,6 +247,7 @@ impl PluginHost {
             response_caches,
             lenient_fields,
             concurrency: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+            queued: std::sync::atomic::AtomicU32::new(0),
             context,
             manifest,
             hash,

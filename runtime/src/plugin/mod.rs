@@ -81,6 +81,8 @@ pub struct LoadedPlugin {
     pre: InstancePre<HostState>,
     exports: Exports,
     concurrency: Arc<Semaphore>,
+    /// Requests waiting for a place in `concurrency`.
+    queued: std::sync::atomic::AtomicU32,
     /// Metric handles per route, in manifest order.
     routes: Vec<RouteStats>,
     /// Response caching per route, in manifest order.

@@ -93,6 +93,8 @@ pub struct HostState {
     pub(crate) trace: opentelemetry::Context,
     /// Guest spans opened in this call.
     pub(crate) spans_opened: u32,
+    /// Jobs enqueued in this call (bounded by `limits.max_enqueue`).
+    pub(crate) jobs_enqueued: u32,
     wasi: WasiCtx,
 }
 
@@ -118,6 +120,7 @@ impl HostState {
             sql_seen: SqlSeen::default(),
             trace,
             spans_opened: 0,
+            jobs_enqueued: 0,
         }
     }
 

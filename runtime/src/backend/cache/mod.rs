@@ -65,8 +65,11 @@ return epoch
 /// cache degrades instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CacheError {
-    /// The value is larger than `cache.max_value` (the limit, in bytes).
-    #[error("the value is larger than the cache's limit of {0} bytes (cache.max_value)")]
+    /// The value is larger than `cache.max_value` or the plugin's
+    /// `limits.max_cache_value` (the limit, in bytes).
+    #[error(
+        "the value is larger than the limit of {0} bytes (cache.max_value, limits.max_cache_value)"
+    )]
     TooLarge(u64),
     /// A bad key, tag, ttl or count.
     #[error("{0}")]

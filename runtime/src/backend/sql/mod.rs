@@ -369,6 +369,15 @@ impl SqlService {
 }
 
 impl PluginDb {
+    /// Lowers the rows one query may return to `max` (a plugin's own limit).
+    pub fn limit_rows(&mut self, max: usize) {
+        let limits = match self {
+            PluginDb::Sqlite(db) => &mut db.pooled.limits,
+            PluginDb::Postgres(db) => &mut db.pooled.limits,
+        };
+        limits.max_rows = limits.max_rows.min(max);
+    }
+
     /// Runs a statement that returns rows.
     pub async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
         match self {
@@ -614,7 +623,8 @@ async fn collect_rows<R: sqlx::Row>(
         }
         if rows.rows.len() >= max_rows {
             return Err(SqlError::Invalid(format!(
-                "the query returns more than {max_rows} rows (sql.pool.max_rows); add a LIMIT"
+                "the query returns more than {max_rows} rows (limits.max_rows, sql.pool.max_rows); \
+                 add a LIMIT"
             )));
         }
         rows.rows.push(decode(&row)?);

@@ -823,7 +823,7 @@ impl Default for EngineConfig {
         EngineConfig {
             compile_cache: true,
             cache_dir: None,
-            epoch_tick: Duration::from_millis(10),
+            epoch_tick: Duration::from_millis(2),
             max_instances: 1000,
         }
     }

@@ -245,3 +245,92 @@ max_enqueue = 3
         "{problem}"
     );
 }
+
+/// `hello`'s latencies over `n` sequential requests, sorted.
+async fn hello_latencies(server: &TestServer, n: usize) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = std::time::Instant::now();
+        let reply = server.get("/hello").await;
+        latencies.push(started.elapsed());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    latencies.sort();
+    latencies
+}
+
+/// On the server's own runtime (`trellis::server::runtime`), whose I/O
+/// polling interval is what this measures.
+#[test]
+fn a_looping_neighbour_barely_slows_another_plugin() {
+    trellis::server::runtime(Some(2))
+        .expect("a runtime")
+        .block_on(looping_neighbour());
+}
+
+async fn looping_neighbour() {
+    let server = std::sync::Arc::new(
+        TestServer::start(&format!(
+            r#"
+[plugins.hello]
+builtin = "hello"
+
+[plugins.misbehave]
+path = {path:?}
+grants = ["config", "sql"]
+[plugins.misbehave.limits]
+deadline = "1s"
+max_concurrency = 2
+max_queued = 0
+"#,
+            path = guest("misbehave")
+        ))
+        .await,
+    );
+    let p99 = |l: &[Duration]| l[l.len() * 99 / 100];
+    let solo = hello_latencies(&server, 400).await;
+
+    // Both instances of `misbehave` spin in endless loops, all the time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut loops = Vec::new();
+    for _ in 0..4 {
+        let (server, stop) = (server.clone(), stop.clone());
+        loops.push(tokio::spawn(async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let mut timed_out = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
+                let status = server.get("/misbehave/loop").await.status;
+                assert!(status == 504 || status == 503, "{status}");
+                timed_out += u32::from(status == 504);
+            }
+            timed_out
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let noisy = hello_latencies(&server, 400).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut looped = 0;
+    for l in loops {
+        looped += l.await.expect("task");
+    }
+    assert!(looped >= 1, "the neighbour never looped to its deadline");
+    eprintln!(
+        "hello p50/p99/max solo {:?}/{:?}/{:?}, beside a looping neighbour {:?}/{:?}/{:?}",
+        solo[solo.len() / 2],
+        p99(&solo),
+        solo[solo.len() - 1],
+        noisy[noisy.len() / 2],
+        p99(&noisy),
+        noisy[noisy.len() - 1],
+    );
+    // The bound (README, "Limits"): guests yield every epoch tick (2 ms),
+    // so a looping neighbour costs another plugin's request a few ticks.
+    assert!(
+        p99(&noisy) < p99(&solo) + Duration::from_millis(50),
+        "hello p99 {:?} beside the loop, {:?} alone",
+        p99(&noisy),
+        p99(&solo)
+    );
+}

@@ -419,9 +419,12 @@ pub async fn check(config: &Config) -> Result<usize, StartError> {
 /// yields, so tokio's default of 61 let a plugin spinning on every core hold
 /// other plugins' sockets unread for 61 ticks (with 10 ms ticks, hello's
 /// p99 went from 3 ms to 830 ms in
-/// `limits::a_looping_neighbour_barely_slows_another_plugin`; with this and
-/// 2 ms ticks it is 13 ms).
-pub const EVENT_INTERVAL: u32 = 2;
+/// `limits::a_looping_neighbour_barely_slows_another_plugin`). 8 bounds
+/// each wait at 8 ticks (16 ms with 2 ms ticks) and costs `hello` nothing
+/// measurable (an A/B in the style of `benches/compare.sh`, 64
+/// connections: 18,628 req/s at 8, 16,866 at 61, within the runs' noise);
+/// 2 cost 17 % of `hello`'s throughput.
+pub const EVENT_INTERVAL: u32 = 8;
 
 /// The multi-threaded tokio runtime the server runs on (`worker_threads`:
 /// one per core when `None`), tuned so a busy guest cannot starve I/O.

@@ -375,7 +375,18 @@ fn store_until(
         if cancelled || Instant::now() >= deadline {
             Ok(UpdateDeadline::Interrupt)
         } else {
-            Ok(UpdateDeadline::Yield(1))
+            // tokio's own yield goes behind every task ready to run and
+            // lets the worker look at its sockets first, so a guest that
+            // keeps computing takes turns with other plugins' requests.
+            // (A plain `Yield` wakes the task at once: it ran again before
+            // sockets were read, and a plugin looping on every core held
+            // hello's requests for most of its deadline — p99 830 ms
+            // beside it, 3 ms alone, in
+            // `limits::a_looping_neighbour_barely_slows_another_plugin`.)
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
         }
     });
     store

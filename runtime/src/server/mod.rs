@@ -414,26 +414,17 @@ pub async fn check(config: &Config) -> Result<usize, StartError> {
     Ok(Router::build(&plugins)?.routes().count())
 }
 
-/// Scheduler ticks between two looks at sockets and timers when every
-/// worker is busy. A guest runs up to an epoch tick per poll before it
-/// yields, so tokio's default of 61 let a plugin spinning on every core hold
-/// other plugins' sockets unread for 61 ticks (with 10 ms ticks, hello's
-/// p99 went from 3 ms to 830 ms in
-/// `limits::a_looping_neighbour_barely_slows_another_plugin`). 8 bounds
-/// each wait at 8 ticks (16 ms with 2 ms ticks) and costs `hello` nothing
-/// measurable (an A/B in the style of `benches/compare.sh`, 64
-/// connections: 18,628 req/s at 8, 16,866 at 61, within the runs' noise);
-/// 2 cost 17 % of `hello`'s throughput.
-pub const EVENT_INTERVAL: u32 = 8;
-
 /// The multi-threaded tokio runtime the server runs on (`worker_threads`:
-/// one per core when `None`), tuned so a busy guest cannot starve I/O.
+/// one per core when `None`). Guests share its workers with everything
+/// else: they yield with `tokio::task::yield_now` at every epoch tick
+/// (`plugin::call`), which puts them behind the tasks ready to run and
+/// after a look at the sockets.
 pub fn runtime(worker_threads: Option<usize>) -> io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = worker_threads {
         builder.worker_threads(n);
     }
-    builder.event_interval(EVENT_INTERVAL).enable_all().build()
+    builder.enable_all().build()
 }
 
 /// Completes on the first SIGINT or SIGTERM; a second one exits the process

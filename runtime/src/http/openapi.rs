@@ -78,7 +78,7 @@ pub fn document(router: &Router) -> Value {
             "POST" => operation["requestBody"] = json!({"content": {"application/json": {}}}),
             "PUT" => {
                 operation["requestBody"] = json!({"required": true, "content": {
-                    "application/wasm": {"schema": {"type": "string", "format": "binary"}}
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
                 }});
             }
             _ => {}

@@ -1264,6 +1264,16 @@ impl Config {
 }
 
 impl PluginConfig {
+    /// Where the component comes from, for messages: its path or
+    /// `builtin:<name>`.
+    pub fn source_name(&self) -> String {
+        match (&self.builtin, &self.path) {
+            (Some(builtin), _) => format!("builtin:{builtin}"),
+            (None, Some(path)) => path.display().to_string(),
+            (None, None) => String::new(),
+        }
+    }
+
     /// Where the component comes from; an error says why it is unusable.
     pub fn source(&self) -> Result<PluginSource, String> {
         match (&self.path, &self.builtin) {

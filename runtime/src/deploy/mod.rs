@@ -367,8 +367,8 @@ impl Deployer {
             return Err(DeployError::NotFound(name.into()));
         }
         let load = self.prepare(name, &live).await?;
-        let loaded = self.load(&mut book, name, load, &live, changed_at).await?;
-        self.swap(&mut book, name, loaded, live, changed_at)?;
+        self.replace(&mut book, name, load, live, changed_at)
+            .await?;
         drop(book);
         self.report().await;
         self.show(name).await
@@ -445,10 +445,10 @@ impl Deployer {
             tracing::info!(plugin = %row.name, live = ?row.live, "plugin changed on another node");
             let at = row.changed_at;
             let result = match self.prepare(&row.name, &row.live).await {
-                Ok(load) => match self.load(&mut book, &row.name, load, &row.live, at).await {
-                    Ok(loaded) => self.swap(&mut book, &row.name, loaded, row.live.clone(), at),
-                    Err(err) => Err(err),
-                },
+                Ok(load) => {
+                    self.replace(&mut book, &row.name, load, row.live.clone(), at)
+                        .await
+                }
                 Err(err) => Err(err),
             };
             if let Err(err) = result {
@@ -489,13 +489,10 @@ impl Deployer {
         let live_hash = self.registry.load().get(name).map(|p| p.hash().to_string());
         let result = match self.prepare(name, &Live::Config).await {
             Ok(Some(load)) if Some(load.hash()) == live_hash => return,
-            Ok(load) => match self
-                .load(&mut book, name, load, &Live::Config, changed_at)
-                .await
-            {
-                Ok(loaded) => self.swap(&mut book, name, loaded, Live::Config, changed_at),
-                Err(err) => Err(err),
-            },
+            Ok(load) => {
+                self.replace(&mut book, name, load, Live::Config, changed_at)
+                    .await
+            }
             Err(err) => Err(err),
         };
         match result {
@@ -526,21 +523,10 @@ impl Deployer {
                 let Some(plugin) = self.config.plugins().remove(name) else {
                     return Ok(None);
                 };
-                let source = match &plugin.builtin {
-                    Some(builtin) => format!("builtin:{builtin}"),
-                    None => plugin
-                        .path
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
-                };
-                let bytes = match plugin.source() {
-                    Ok(crate::config::PluginSource::Builtin(bytes)) => bytes.to_vec(),
-                    Ok(crate::config::PluginSource::File(path)) => tokio::fs::read(&path)
-                        .await
-                        .map_err(|e| DeployError::Refused(format!("cannot read {source}: {e}")))?,
-                    Err(message) => return Err(DeployError::Refused(message)),
-                };
+                let source = plugin.source_name();
+                let bytes = crate::plugin::read_component(&plugin)
+                    .await
+                    .map_err(|kind| DeployError::Refused(format!("{source}: {kind}")))?;
                 Ok(Some(self.load_of(name, plugin, source, bytes)))
             }
             Live::Upload { hash } => {
@@ -636,6 +622,20 @@ impl Deployer {
                 Err(DeployError::Refused(reason))
             }
         }
+    }
+
+    /// [`Deployer::load`] then [`Deployer::swap`]: for changes that need
+    /// no store write between the two.
+    async fn replace(
+        &self,
+        book: &mut BTreeMap<String, Entry>,
+        name: &str,
+        load: Option<Load>,
+        live: Live,
+        changed_at: i64,
+    ) -> Result<(), DeployError> {
+        let loaded = self.load(book, name, load, &live, changed_at).await?;
+        self.swap(book, name, loaded, live, changed_at)
     }
 
     /// Makes `loaded` the live version of `name` (`None`: takes it down):

@@ -28,8 +28,7 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Whether `path` is the plugin admin API's.
 pub(super) fn handles(path: &str) -> bool {
-    path.strip_prefix(PATH)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    super::segments_under(path, PATH).is_some()
 }
 
 /// Serves a request under [`PATH`].
@@ -43,13 +42,9 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     app.admin.check(&parts.headers)?;
-    let rest = parts.uri.path().strip_prefix(PATH).unwrap_or_default();
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let segments = super::segments_under(parts.uri.path(), PATH).unwrap_or_default();
     let method = &parts.method;
-    let not_allowed = |allow: &str| ApiError::MethodNotAllowed {
-        method: method.to_string(),
-        allow: allow.into(),
-    };
+    let not_allowed = |allow: &str| super::not_allowed(method, allow);
     let deploy = &app.deploy;
     let view = |v| Ok(json_response(StatusCode::OK, &json!(v)));
     match segments.as_slice() {

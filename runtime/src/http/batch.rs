@@ -65,10 +65,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     if parts.method != Method::POST {
-        return Err(ApiError::MethodNotAllowed {
-            method: parts.method.to_string(),
-            allow: "POST".into(),
-        });
+        return Err(super::not_allowed(&parts.method, "POST"));
     }
     let config = app.batch.clone();
     let bytes =

@@ -56,10 +56,7 @@ where
         return silences(app, parts, rest, body).await;
     }
     if parts.method != Method::GET && parts.method != Method::HEAD {
-        return Err(ApiError::MethodNotAllowed {
-            method: parts.method.to_string(),
-            allow: "GET, HEAD".into(),
-        });
+        return Err(super::not_allowed(&parts.method, "GET, HEAD"));
     }
     match path {
         "/healthz" => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
@@ -107,10 +104,7 @@ where
 {
     let store = app.alerts.silences();
     let now = now_ms();
-    let not_allowed = |allow: &str| ApiError::MethodNotAllowed {
-        method: parts.method.to_string(),
-        allow: allow.into(),
-    };
+    let not_allowed = |allow: &str| super::not_allowed(&parts.method, allow);
     match (rest, &parts.method) {
         ("", &Method::GET | &Method::HEAD) => Ok(json_response(
             StatusCode::OK,

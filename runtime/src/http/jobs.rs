@@ -26,8 +26,7 @@ pub const PATH: &str = "/api/v1/jobs";
 
 /// Whether `path` is the job API's.
 pub(super) fn handles(path: &str) -> bool {
-    path.strip_prefix(PATH)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    super::segments_under(path, PATH).is_some()
 }
 
 /// Time to read a request body.
@@ -65,13 +64,9 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     app.admin.check(&parts.headers)?;
-    let rest = parts.uri.path().strip_prefix(PATH).unwrap_or_default();
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let segments = super::segments_under(parts.uri.path(), PATH).unwrap_or_default();
     let method = &parts.method;
-    let not_allowed = |allow: &str| ApiError::MethodNotAllowed {
-        method: method.to_string(),
-        allow: allow.into(),
-    };
+    let not_allowed = |allow: &str| super::not_allowed(method, allow);
     match segments.as_slice() {
         [] => match *method {
             Method::POST => enqueue(app, parts, body, trace).await,

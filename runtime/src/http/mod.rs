@@ -40,6 +40,23 @@ use crate::router::{Lookup, Router, is_reserved};
 /// error is grouped by; the runtime removes it.
 pub const FINGERPRINT_HEADER: &str = "x-trellis-fingerprint";
 
+/// The segments of `path` below `prefix`, when `path` is `prefix` itself or
+/// a path under it (`/api/v1/jobs/1/cancel` under `/api/v1/jobs`: `["1",
+/// "cancel"]`); `None` for other paths (`/api/v1/jobsx`).
+fn segments_under<'a>(path: &'a str, prefix: &str) -> Option<Vec<&'a str>> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/'))
+        .then(|| rest.split('/').filter(|s| !s.is_empty()).collect())
+}
+
+/// 405 for `method`, listing the methods allowed.
+fn not_allowed(method: &http::Method, allow: &str) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        allow: allow.into(),
+    }
+}
+
 /// The `detail` of a problem+json body, else the status line.
 fn problem_detail(response: &Response<Full<Bytes>>) -> String {
     let status = response.status();
@@ -207,10 +224,7 @@ impl App {
         let path = parts.uri.path();
         if path == openapi::PATH {
             if parts.method != http::Method::GET && parts.method != http::Method::HEAD {
-                return Err(ApiError::MethodNotAllowed {
-                    method: parts.method.to_string(),
-                    allow: "GET, HEAD".into(),
-                });
+                return Err(not_allowed(&parts.method, "GET, HEAD"));
             }
             return Ok(builtin::json_response(
                 http::StatusCode::OK,
@@ -245,10 +259,7 @@ impl App {
             Lookup::Found { target, params } => (target, params),
             Lookup::MethodNotAllowed(allow) => {
                 self.host.metrics().unrouted(405);
-                return Err(ApiError::MethodNotAllowed {
-                    method: parts.method.to_string(),
-                    allow,
-                });
+                return Err(not_allowed(&parts.method, &allow));
             }
             Lookup::NotFound => {
                 self.host.metrics().unrouted(404);

@@ -101,28 +101,12 @@ impl PluginHost {
         limits: Limits,
         operator_schedules: &[ScheduleConfig],
     ) -> Result<Arc<LoadedPlugin>, LoadError> {
-        let source_name = match &config.builtin {
-            Some(builtin) => format!("builtin:{builtin}"),
-            None => config
-                .path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        };
-        let fail = |kind| LoadError {
+        let source_name = config.source_name();
+        let bytes = read_component(config).await.map_err(|kind| LoadError {
             plugin: name.to_string(),
             source_name: source_name.clone(),
             kind,
-        };
-        let bytes = match config
-            .source()
-            .map_err(|m| fail(LoadErrorKind::Source(m)))?
-        {
-            PluginSource::Builtin(bytes) => bytes.to_vec(),
-            PluginSource::File(path) => tokio::fs::read(&path)
-                .await
-                .map_err(|e| fail(LoadErrorKind::Read(e)))?,
-        };
+        })?;
         self.load_bytes(
             name,
             &source_name,
@@ -275,6 +259,15 @@ impl PluginHost {
             .await
             .map_err(|e| LoadErrorKind::NotComponent(format!("compilation panicked: {e}")))?
             .map_err(|e| LoadErrorKind::NotComponent(format!("{e:#}")))
+    }
+}
+
+/// The bytes of the component `config` names (embedded or read from its
+/// file).
+pub async fn read_component(config: &PluginConfig) -> Result<Vec<u8>, LoadErrorKind> {
+    match config.source().map_err(LoadErrorKind::Source)? {
+        PluginSource::Builtin(bytes) => Ok(bytes.to_vec()),
+        PluginSource::File(path) => tokio::fs::read(&path).await.map_err(LoadErrorKind::Read),
     }
 }
 

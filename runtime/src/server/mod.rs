@@ -210,32 +210,14 @@ impl Server {
     /// the plugin store's node list, and queued spans are flushed.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.accept() => accepted,
-            };
-            if let Some((stream, permit)) = accepted {
-                self.serve_connection(stream, permit, &graceful);
-            }
-        }
+        self.serve_until(shutdown, &graceful).await;
         self.app.drain();
         tracing::info!(
             drain_delay_ms = self.drain_delay.as_millis() as u64,
             "draining: readiness is 503"
         );
-        let delay = tokio::time::sleep(self.drain_delay);
-        tokio::pin!(delay);
-        loop {
-            let accepted = tokio::select! {
-                () = &mut delay => break,
-                accepted = self.accept() => accepted,
-            };
-            if let Some((stream, permit)) = accepted {
-                self.serve_connection(stream, permit, &graceful);
-            }
-        }
+        self.serve_until(tokio::time::sleep(self.drain_delay), &graceful)
+            .await;
         drop(self.listener);
         // The job leader's connection goes with it: another node leads.
         self.maintenance = None;
@@ -259,6 +241,20 @@ impl Server {
         self.app.deploy().leave().await;
         self.host.tracing().flush(TELEMETRY_FLUSH).await;
         tracing::info!("stopped");
+    }
+
+    /// Accepts and serves connections until `until` completes.
+    async fn serve_until(&self, until: impl Future<Output = ()>, graceful: &GracefulShutdown) {
+        tokio::pin!(until);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut until => return,
+                accepted = self.accept() => accepted,
+            };
+            if let Some((stream, permit)) = accepted {
+                self.serve_connection(stream, permit, graceful);
+            }
+        }
     }
 
     /// Runs the server on a task; the handle stops it.

@@ -168,6 +168,10 @@ async fn broken_versions_are_refused_and_the_old_one_serves() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(copy["state"], "failed", "{listed}");
+    server
+        .send(Method::DELETE, "/admin/plugins/hello-copy", &[], Vec::new())
+        .await
+        .assert_problem(404, "plugin_not_found");
 
     // Bad requests.
     upload(&server, "Bad_Name", hello_bytes())

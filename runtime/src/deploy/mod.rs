@@ -408,10 +408,10 @@ impl Deployer {
     /// wait (a later upload or rollback serves them).
     pub async fn remove(&self, name: &str) -> Result<(), DeployError> {
         let mut book = self.book.lock().await;
+        // Only a version that serves can be taken down (not one that never
+        // loaded).
         let current = match book.get(name) {
-            Some(entry) if entry.live != Live::Removed && self.exists(&entry.live, name) => {
-                entry.live.clone()
-            }
+            Some(entry) if self.registry.load().contains_key(name) => entry.live.clone(),
             _ => return Err(DeployError::NotFound(name.into())),
         };
         let now = now_ms();

@@ -26,10 +26,15 @@ pub const RESERVED: &[&str] = &[
 
 /// Whether `path` (or a route pattern) is one the runtime serves itself.
 pub fn is_reserved(path: &str) -> bool {
-    RESERVED.iter().any(|r| {
-        path.strip_prefix(r)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
+    RESERVED.iter().any(|r| below(path, r).is_some())
+}
+
+/// What follows `prefix` in `path` when `path` is `prefix` itself (`""`) or
+/// a path under it (`"/1/cancel"` of `/api/v1/jobs/1/cancel` under
+/// `/api/v1/jobs`); `None` for other paths (`/api/v1/jobsx`).
+pub fn below<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    path.strip_prefix(prefix)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Where a matched request goes.

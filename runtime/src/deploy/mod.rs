@@ -109,6 +109,8 @@ struct Entry {
 pub struct Deployer {
     host: PluginHost,
     config: Arc<Config>,
+    /// What trellis.toml names (or the embedded examples), read once.
+    configured: BTreeMap<String, PluginConfig>,
     /// Whether this node serves plugin routes (role `api`).
     serve_routes: bool,
     routes: ArcSwap<Router>,
@@ -157,10 +159,10 @@ impl Deployer {
     ) -> Result<Arc<Deployer>, StartupError> {
         let store = host.sql().deploy_store().await?;
         let rows = store.live().await?;
-        let mut book: BTreeMap<String, Entry> = config
-            .plugins()
-            .into_keys()
-            .map(|name| (name, Entry::new(Live::Config, 0)))
+        let configured = config.plugins();
+        let mut book: BTreeMap<String, Entry> = configured
+            .keys()
+            .map(|name| (name.clone(), Entry::new(Live::Config, 0)))
             .collect();
         for row in &rows {
             book.insert(
@@ -177,23 +179,15 @@ impl Deployer {
             store,
             book: Mutex::new(BTreeMap::new()),
             changed: Arc::default(),
+            configured,
             config,
         };
-        let mut tasks = JoinSet::new();
+        let mut loads = Vec::new();
         for (name, entry) in &book {
-            let Some(load) = deployer.prepare(name, &entry.live).await? else {
-                continue;
-            };
-            let name = name.clone();
-            tasks.spawn(async move { (name, load.run(&|_| Ok(())).await) });
+            loads.extend(deployer.prepare(name, &entry.live).await?);
         }
         let mut plugins = BTreeMap::new();
-        while let Some(joined) = tasks.join_next().await {
-            let (name, loaded) = match joined {
-                Ok(done) => done,
-                Err(err) => std::panic::resume_unwind(err.into_panic()),
-            };
-            let (plugin, source, load_ms) = loaded?;
+        for (name, (plugin, source, load_ms)) in load_all(loads).await? {
             if let Some(entry) = book.get_mut(&name) {
                 entry.loaded(&source, load_ms);
             }
@@ -298,7 +292,7 @@ impl Deployer {
     }
 
     /// Makes `component` the live version of `name` on every node: loaded
-    /// and swapped in here, then stored and announced. `grants` (for a
+    /// here, then stored and announced, then swapped in here. `grants` (for a
     /// plugin trellis.toml does not configure) are the capabilities it
     /// gets; configured plugins keep their configured grants.
     pub async fn upload(
@@ -308,7 +302,7 @@ impl Deployer {
         grants: Option<Vec<String>>,
     ) -> Result<PluginView, DeployError> {
         check_name(name)?;
-        let configured = self.config.plugins().contains_key(name);
+        let configured = self.configured.contains_key(name);
         let grants = match (configured, grants) {
             (true, Some(_)) => {
                 return Err(DeployError::Invalid(format!(
@@ -329,7 +323,7 @@ impl Deployer {
             grants: grants.clone().unwrap_or_default(),
             component,
         };
-        let load = self.load_version(name, &version, &hash, grants.is_some());
+        let load = self.load_version(name, &version, &hash);
         let loaded = self
             .load(&mut book, name, Some(load), &live, changed_at)
             .await?;
@@ -508,7 +502,7 @@ impl Deployer {
     /// Whether `live` names a version for `name` (a config entry exists).
     fn exists(&self, live: &Live, name: &str) -> bool {
         match live {
-            Live::Config => self.config.plugins().contains_key(name),
+            Live::Config => self.configured.contains_key(name),
             Live::Upload { .. } => true,
             Live::Removed => false,
         }
@@ -519,16 +513,15 @@ impl Deployer {
     async fn prepare(&self, name: &str, live: &Live) -> Result<Option<Load>, DeployError> {
         match live {
             Live::Removed => Ok(None),
-            Live::Config => {
-                let Some(plugin) = self.config.plugins().remove(name) else {
-                    return Ok(None);
-                };
-                let source = plugin.source_name();
-                let bytes = crate::plugin::read_component(&plugin)
-                    .await
-                    .map_err(|kind| DeployError::Refused(format!("{source}: {kind}")))?;
-                Ok(Some(self.load_of(name, plugin, source, bytes)))
-            }
+            Live::Config => match self.configured.get(name) {
+                Some(plugin) => {
+                    let load = Load::configured(&self.host, &self.config, name, plugin.clone())
+                        .await
+                        .map_err(|e| DeployError::Refused(e.to_string()))?;
+                    Ok(Some(load))
+                }
+                None => Ok(None),
+            },
             Live::Upload { hash } => {
                 let version = self.store.version(name, hash).await?.ok_or_else(|| {
                     DeployError::Refused(format!(
@@ -536,53 +529,28 @@ impl Deployer {
                         short(hash)
                     ))
                 })?;
-                let unconfigured = !self.config.plugins().contains_key(name);
-                Ok(Some(self.load_version(name, &version, hash, unconfigured)))
+                Ok(Some(self.load_version(name, &version, hash)))
             }
         }
     }
 
-    /// A [`Load`] of an uploaded version.
-    fn load_version(
-        &self,
-        name: &str,
-        version: &StoredVersion,
-        hash: &str,
-        own_grants: bool,
-    ) -> Load {
-        let mut plugin = self
-            .config
-            .plugins()
-            .remove(name)
-            .unwrap_or_else(|| PluginConfig::uploaded(Vec::new()));
-        if own_grants {
-            plugin.grants = version.grants.clone();
-        }
-        self.load_of(
+    /// A [`Load`] of an uploaded version: a configured plugin keeps its
+    /// configured grants, limits and settings; another one gets the grants
+    /// it was uploaded with.
+    fn load_version(&self, name: &str, version: &StoredVersion, hash: &str) -> Load {
+        let plugin = self
+            .configured
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| PluginConfig::uploaded(version.grants.clone()));
+        Load::new(
+            &self.host,
+            &self.config,
             name,
             plugin,
             format!("upload:{}", short(hash)),
             version.component.clone(),
         )
-    }
-
-    fn load_of(&self, name: &str, plugin: PluginConfig, source: String, bytes: Vec<u8>) -> Load {
-        Load {
-            host: self.host.clone(),
-            name: name.to_string(),
-            limits: self.config.limits.with(&plugin.limits),
-            schedules: self
-                .config
-                .jobs
-                .schedules
-                .iter()
-                .filter(|s| s.plugin == name)
-                .cloned()
-                .collect(),
-            plugin,
-            source,
-            bytes,
-        }
     }
 
     /// Loads `load` (when there is one) with its routes checked against
@@ -748,11 +716,11 @@ impl Deployer {
 
     /// (plugin, absolute path) of every configured plugin with a file.
     fn watched_files(&self) -> Vec<(String, std::path::PathBuf)> {
-        self.config
-            .plugins()
-            .into_iter()
+        self.configured
+            .iter()
             .filter_map(|(name, p)| {
-                let path = p.path?;
+                let path = p.path.clone()?;
+                let name = name.clone();
                 Some((name, std::path::absolute(&path).unwrap_or(path)))
             })
             .collect()
@@ -774,6 +742,51 @@ struct Load {
 type Loaded = (Arc<LoadedPlugin>, String, u64);
 
 impl Load {
+    /// `name` with `plugin`'s grants, limits (over the defaults) and
+    /// settings, and the operator's schedules for it.
+    fn new(
+        host: &PluginHost,
+        config: &Config,
+        name: &str,
+        plugin: PluginConfig,
+        source: String,
+        bytes: Vec<u8>,
+    ) -> Load {
+        Load {
+            host: host.clone(),
+            name: name.to_string(),
+            limits: config.limits.with(&plugin.limits),
+            schedules: config
+                .jobs
+                .schedules
+                .iter()
+                .filter(|s| s.plugin == name)
+                .cloned()
+                .collect(),
+            plugin,
+            source,
+            bytes,
+        }
+    }
+
+    /// `name` as trellis.toml configures it, its component read.
+    async fn configured(
+        host: &PluginHost,
+        config: &Config,
+        name: &str,
+        plugin: PluginConfig,
+    ) -> Result<Load, LoadError> {
+        let source = plugin.source_name();
+        let bytes = crate::plugin::read_component(&plugin)
+            .await
+            .map_err(|kind| LoadError {
+                plugin: name.to_string(),
+                source_name: source.clone(),
+                kind,
+            })?;
+        Ok(Load::new(host, config, name, plugin, source, bytes))
+    }
+
     fn hash(&self) -> String {
         format!("{:x}", Sha256::digest(&self.bytes))
     }
@@ -889,32 +902,38 @@ fn default_node() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// Runs `loads` at once (compilation on the blocking pool); the loaded
+/// versions by name, or the first failure.
+async fn load_all(loads: Vec<Load>) -> Result<BTreeMap<String, Loaded>, LoadError> {
+    let mut tasks = JoinSet::new();
+    for load in loads {
+        tasks.spawn(async move { (load.name.clone(), load.run(&|_| Ok(())).await) });
+    }
+    let mut loaded = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((name, done)) => {
+                loaded.insert(name, done?);
+            }
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
+    }
+    Ok(loaded)
+}
+
 /// Loads every plugin trellis.toml names, at once, without the store: what
 /// `trellis check` runs.
 pub async fn load_configured(
     host: &PluginHost,
     config: &Config,
 ) -> Result<Vec<Arc<LoadedPlugin>>, LoadError> {
-    let mut tasks = JoinSet::new();
+    let mut loads = Vec::new();
     for (name, plugin) in config.plugins() {
-        let host = host.clone();
-        let limits = config.limits.with(&plugin.limits);
-        let schedules: Vec<_> = config
-            .jobs
-            .schedules
-            .iter()
-            .filter(|s| s.plugin == name)
-            .cloned()
-            .collect();
-        tasks.spawn(async move { host.load(&name, &plugin, limits, &schedules).await });
+        loads.push(Load::configured(host, config, &name, plugin).await?);
     }
-    let mut plugins = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(loaded) => plugins.push(loaded?),
-            Err(err) => std::panic::resume_unwind(err.into_panic()),
-        }
-    }
-    plugins.sort_by(|a, b| a.name().cmp(b.name()));
-    Ok(plugins)
+    Ok(load_all(loads)
+        .await?
+        .into_values()
+        .map(|(plugin, _, _)| plugin)
+        .collect())
 }

@@ -40,13 +40,11 @@ use crate::router::{Lookup, Router, is_reserved};
 /// error is grouped by; the runtime removes it.
 pub const FINGERPRINT_HEADER: &str = "x-trellis-fingerprint";
 
-/// The segments of `path` below `prefix`, when `path` is `prefix` itself or
-/// a path under it (`/api/v1/jobs/1/cancel` under `/api/v1/jobs`: `["1",
-/// "cancel"]`); `None` for other paths (`/api/v1/jobsx`).
+/// The segments of `path` under `prefix` (see [`crate::router::below`]):
+/// `["1", "cancel"]` for `/api/v1/jobs/1/cancel` under `/api/v1/jobs`.
 fn segments_under<'a>(path: &'a str, prefix: &str) -> Option<Vec<&'a str>> {
-    let rest = path.strip_prefix(prefix)?;
-    (rest.is_empty() || rest.starts_with('/'))
-        .then(|| rest.split('/').filter(|s| !s.is_empty()).collect())
+    let rest = crate::router::below(path, prefix)?;
+    Some(rest.split('/').filter(|s| !s.is_empty()).collect())
 }
 
 /// 405 for `method`, listing the methods allowed.

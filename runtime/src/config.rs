@@ -444,8 +444,14 @@ pub struct TelemetryConfig {
     pub slow_request: Duration,
     /// Traces the local store keeps.
     pub traces_kept: usize,
-    /// `service.name` of exported spans.
+    /// `service.name` of exported spans and metrics.
     pub service_name: String,
+    /// With an OTLP endpoint: also post the metrics of `/metrics` to
+    /// `<url>/v1/metrics`.
+    pub export_metrics: bool,
+    /// How often metrics are posted.
+    #[serde(with = "humantime_serde")]
+    pub metrics_interval: Duration,
 }
 
 impl Default for TelemetryConfig {
@@ -456,6 +462,8 @@ impl Default for TelemetryConfig {
             slow_request: Duration::from_millis(500),
             traces_kept: 1000,
             service_name: "trellis".into(),
+            export_metrics: true,
+            metrics_interval: Duration::from_secs(30),
         }
     }
 }
@@ -1088,6 +1096,9 @@ impl Config {
                 "telemetry.otlp_endpoint",
                 "must be an http:// URL (OTLP over HTTP with protobuf; put a collector on the host for TLS)",
             );
+        }
+        if telemetry.metrics_interval < Duration::from_secs(1) {
+            return invalid("telemetry.metrics_interval", "must be at least 1s");
         }
         if telemetry.traces_kept == 0 {
             return invalid("telemetry.traces_kept", "must be at least 1");

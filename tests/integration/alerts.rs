@@ -146,6 +146,32 @@ async fn one_node_of_a_cluster_evaluates_and_another_takes_over() {
     } else {
         (second, first)
     };
+    // The other node lists the states the evaluating one stored.
+    let listed = other.get("/api/v1/monitoring/alerts").await.json();
+    assert_eq!(listed["alerts"][0]["state"], "firing", "{listed}");
+    // A silence made on the other node reaches the evaluating one.
+    let created = other
+        .send(
+            Method::POST,
+            "/api/v1/monitoring/silences",
+            &[("content-type", "application/json")],
+            r#"{"matchers": {"alertname": "Always"}, "duration": "1h"}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = leader.get("/api/v1/monitoring/alerts").await.json();
+        if body["alerts"][0]["silenced"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the silence never applied: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     leader.shutdown().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -156,6 +182,12 @@ async fn one_node_of_a_cluster_evaluates_and_another_takes_over() {
         assert!(Instant::now() < deadline, "no node took over: {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // It continues from the stored states: still firing, not announced
+    // again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let body = other.get("/api/v1/monitoring/alerts").await.json();
+    assert_eq!(body["alerts"][0]["state"], "firing", "{body}");
+    assert_eq!(hook.wait_for(2, Duration::ZERO).await.len(), 1);
     other.shutdown().await;
     namespace.drop_all().await;
 }

@@ -236,3 +236,137 @@ grants = ["config", "sql"]
     assert_eq!(server.get("/misbehave/spans").await.status, 200);
     server.shutdown().await;
 }
+
+/// The value of the `trellis_http_requests` point for `route` in `export`
+/// (summed over status classes and methods), if the export has it.
+fn requests_for(
+    export: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    route: &str,
+) -> Option<f64> {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+    let metric = export
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .find(|m| m.name == "trellis_http_requests")?;
+    let Some(Data::Sum(sum)) = &metric.data else {
+        panic!("trellis_http_requests is not a sum: {metric:?}");
+    };
+    assert!(sum.is_monotonic);
+    let points: Vec<f64> = sum
+        .data_points
+        .iter()
+        .filter(|p| {
+            p.attributes.iter().any(|kv| {
+                kv.key == "route" && format!("{:?}", kv.value).contains(&format!("{route:?}"))
+            })
+        })
+        .filter_map(|p| match p.value {
+            Some(Value::AsDouble(v)) => Some(v),
+            _ => None,
+        })
+        .collect();
+    (!points.is_empty()).then(|| points.iter().sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_reach_the_otlp_endpoint_periodically_and_on_shutdown() {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let receiver = OtlpReceiver::start().await;
+    let server = TestServer::start(&format!(
+        r#"
+[telemetry]
+otlp_endpoint = "{}"
+service_name = "trellis-test"
+metrics_interval = "1s"
+"#,
+        receiver.endpoint()
+    ))
+    .await;
+    for name in ["a", "b", "c"] {
+        assert_eq!(server.get(&format!("/hello/{name}")).await.status, 200);
+    }
+    let exports = receiver
+        .wait_for_metrics(Duration::from_secs(10), |exports| {
+            exports
+                .iter()
+                .any(|e| requests_for(e, "/hello/{name}") == Some(3.0))
+        })
+        .await;
+    let export = exports
+        .iter()
+        .find(|e| requests_for(e, "/hello/{name}") == Some(3.0))
+        .unwrap_or_else(|| panic!("no export counted 3 requests: {exports:?}"));
+
+    let resource = export.resource_metrics[0]
+        .resource
+        .as_ref()
+        .expect("a resource");
+    let attribute = |key: &str| {
+        resource
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| format!("{:?}", kv.value))
+            .unwrap_or_default()
+    };
+    assert!(attribute("service.name").contains("trellis-test"));
+    assert!(!attribute("service.instance.id").is_empty());
+    // The latency histogram came along with consistent buckets.
+    let histogram = export.resource_metrics[0].scope_metrics[0]
+        .metrics
+        .iter()
+        .find(|m| m.name == "trellis_http_request_duration_seconds")
+        .expect("latency histogram exported");
+    assert_eq!(histogram.unit, "s");
+    let Some(Data::Histogram(histogram)) = &histogram.data else {
+        panic!("not a histogram: {histogram:?}");
+    };
+    let point = histogram
+        .data_points
+        .iter()
+        .find(|p| p.count == 3)
+        .expect("a point with the 3 requests");
+    assert_eq!(point.bucket_counts.iter().sum::<u64>(), 3);
+    assert_eq!(point.bucket_counts.len(), point.explicit_bounds.len() + 1);
+
+    // Two more, then shutdown: the last push carries them.
+    for name in ["d", "e"] {
+        assert_eq!(server.get(&format!("/hello/{name}")).await.status, 200);
+    }
+    server.shutdown().await;
+    let exports = receiver
+        .wait_for_metrics(Duration::from_secs(5), |_| true)
+        .await;
+    let last = exports.last().expect("exports");
+    assert_eq!(requests_for(last, "/hello/{name}"), Some(5.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_does_not_disturb_serving() {
+    // A port nobody listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let server = TestServer::start(&format!(
+        r#"
+[telemetry]
+otlp_endpoint = "http://127.0.0.1:{port}"
+sampling_ratio = 1.0
+metrics_interval = "1s"
+"#
+    ))
+    .await;
+    for round in 0..3 {
+        assert_eq!(
+            server.get(&format!("/hello/r{round}")).await.status,
+            200,
+            "round {round}"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    // The last push on shutdown fails and shutdown still completes.
+    server.shutdown().await;
+}

@@ -1,6 +1,7 @@
-//! A real OTLP/HTTP trace receiver on a loopback port: decodes each
-//! `POST /v1/traces` protobuf body with the OpenTelemetry proto types and
-//! keeps the spans for the test to inspect.
+//! A real OTLP/HTTP receiver on a loopback port: decodes each
+//! `POST /v1/traces` and `POST /v1/metrics` protobuf body with the
+//! OpenTelemetry proto types and keeps the spans and metric exports for the
+//! test to inspect.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -29,19 +33,34 @@ pub struct Received {
 #[derive(Debug, Clone)]
 pub struct OtlpReceiver {
     addr: SocketAddr,
+    kept: Kept,
+}
+
+/// What the receiver keeps.
+#[derive(Debug, Clone, Default)]
+struct Kept {
     spans: Arc<Mutex<Vec<Received>>>,
+    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
     paths: Arc<Mutex<Vec<String>>>,
 }
 
 impl OtlpReceiver {
     /// Listens on `127.0.0.1:0`.
     pub async fn start() -> OtlpReceiver {
-        let spans: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let paths: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (s, p) = (spans.clone(), paths.clone());
-        let addr =
-            crate::serve_loopback(move |request| receive(s.clone(), p.clone(), request)).await;
-        OtlpReceiver { addr, spans, paths }
+        let kept = Kept::default();
+        let k = kept.clone();
+        let addr = crate::serve_loopback(move |request| receive(k.clone(), request)).await;
+        OtlpReceiver { addr, kept }
+    }
+
+    /// Waits (at most `timeout`) until `done` holds for the metric exports
+    /// received.
+    pub async fn wait_for_metrics(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[ExportMetricsServiceRequest]) -> bool,
+    ) -> Vec<ExportMetricsServiceRequest> {
+        wait_until(&self.kept.metrics, timeout, done).await
     }
 
     /// The base URL to configure as `telemetry.otlp_endpoint`.
@@ -51,7 +70,7 @@ impl OtlpReceiver {
 
     /// Request paths received so far.
     pub fn paths(&self) -> Vec<String> {
-        self.paths.lock().expect("not poisoned").clone()
+        self.kept.paths.lock().expect("not poisoned").clone()
     }
 
     /// Waits (at most `timeout`) until `done` holds for the spans received.
@@ -60,33 +79,43 @@ impl OtlpReceiver {
         timeout: Duration,
         done: impl Fn(&[Received]) -> bool,
     ) -> Vec<Received> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let spans = self.spans.lock().expect("not poisoned").clone();
-            if done(&spans) || Instant::now() >= deadline {
-                return spans;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until(&self.kept.spans, timeout, done).await
     }
 }
 
-async fn receive(
-    spans: Arc<Mutex<Vec<Received>>>,
-    paths: Arc<Mutex<Vec<String>>>,
-    request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    paths
-        .lock()
-        .expect("not poisoned")
-        .push(request.uri().path().to_string());
+/// What `kept` holds once `done` holds for it, or after `timeout`.
+async fn wait_until<T: Clone>(
+    kept: &Mutex<Vec<T>>,
+    timeout: Duration,
+    done: impl Fn(&[T]) -> bool,
+) -> Vec<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let items = kept.lock().expect("not poisoned").clone();
+        if done(&items) || Instant::now() >= deadline {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn receive(kept: Kept, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_string();
+    kept.paths.lock().expect("not poisoned").push(path.clone());
     let Ok(body) = request.into_body().collect().await else {
         return status(400);
     };
+    if path == "/v1/metrics" {
+        let Ok(export) = ExportMetricsServiceRequest::decode(body.to_bytes()) else {
+            return status(400);
+        };
+        kept.metrics.lock().expect("not poisoned").push(export);
+        return protobuf(ExportMetricsServiceResponse::default().encode_to_vec());
+    }
     let Ok(export) = ExportTraceServiceRequest::decode(body.to_bytes()) else {
         return status(400);
     };
-    let mut spans = spans.lock().expect("not poisoned");
+    let mut spans = kept.spans.lock().expect("not poisoned");
     for resource in export.resource_spans {
         let service = resource
             .resource
@@ -105,9 +134,11 @@ async fn receive(
             }
         }
     }
-    let mut response = Response::new(Full::new(Bytes::from(
-        ExportTraceServiceResponse::default().encode_to_vec(),
-    )));
+    protobuf(ExportTraceServiceResponse::default().encode_to_vec())
+}
+
+fn protobuf(body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/x-protobuf"),

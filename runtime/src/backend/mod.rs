@@ -2,8 +2,8 @@
 //! knows sqlx and fred, not WIT or hyper.
 
 pub mod cache;
-pub mod deploy;
 pub mod jobs;
 pub mod lock;
 pub mod redis;
+pub mod runtime_store;
 pub mod sql;

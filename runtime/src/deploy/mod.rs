@@ -1,7 +1,7 @@
 //! The live set of plugins on this node and every change to it: startup,
 //! uploads, reloads, rollbacks and removals (the admin API), a component
 //! file that changed (`watch.rs`), and changes other nodes made (read from
-//! the shared [`DeployStore`]).
+//! the shared [`RuntimeStore`]).
 //!
 //! Layer: beside `jobs`, above `router` and `plugin`. A change loads the new
 //! version completely — compiled, checked against its grants and the world,
@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinSet;
 
-use crate::backend::deploy::{DeployStore, Live, LiveRow, NodeRow, StoredVersion};
+use crate::backend::runtime_store::{Live, LiveRow, NodeRow, RuntimeStore, StoredVersion};
 use crate::backend::sql::SqlError;
 use crate::config::{CAPABILITIES, Config, PluginConfig};
 use crate::jobs::Registry;
@@ -115,7 +115,7 @@ pub struct Deployer {
     serve_routes: bool,
     routes: ArcSwap<Router>,
     registry: Registry,
-    store: DeployStore,
+    store: RuntimeStore,
     node: String,
     book: Mutex<BTreeMap<String, Entry>>,
     /// Woken when another node announces a change.
@@ -157,7 +157,7 @@ impl Deployer {
         config: Arc<Config>,
         serve_routes: bool,
     ) -> Result<Arc<Deployer>, StartupError> {
-        let store = host.sql().deploy_store().await?;
+        let store = host.sql().runtime_store().await?;
         let rows = store.live().await?;
         let configured = config.plugins();
         let mut book: BTreeMap<String, Entry> = configured
@@ -216,6 +216,11 @@ impl Deployer {
     /// The largest upload accepted, in bytes.
     pub fn max_upload(&self) -> u64 {
         self.config.deploy.max_upload.as_u64()
+    }
+
+    /// The runtime store the plugin versions are kept in.
+    pub fn store(&self) -> &RuntimeStore {
+        &self.store
     }
 
     /// This node's name.

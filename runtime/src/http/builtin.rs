@@ -12,9 +12,10 @@ use hyper::body::Body;
 use serde_json::json;
 
 use super::{App, convert};
+use crate::backend::sql::SqlError;
 use crate::error::ApiError;
 use crate::monitor::ErrorCursor;
-use crate::monitor::alerts::{NewSilence, now_ms};
+use crate::monitor::alerts::{NewSilence, SilenceError, now_ms};
 
 /// Who may call an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +68,7 @@ where
         "/api/v1/monitoring/metrics" => Ok(summary(app).await),
         "/api/v1/monitoring/traces" => traces(app, parts.uri.query()),
         "/api/v1/monitoring/errors" => errors(app, parts),
-        "/api/v1/monitoring/alerts" => Ok(alerts(app)),
+        "/api/v1/monitoring/alerts" => alerts(app).await,
         _ => {
             let found = if let Some(id) = path.strip_prefix("/api/v1/monitoring/traces/") {
                 app.host.tracing().store().get(id)
@@ -108,14 +109,17 @@ where
     match (rest, &parts.method) {
         ("", &Method::GET | &Method::HEAD) => Ok(json_response(
             StatusCode::OK,
-            &json!({"silences": store.active(now)}),
+            &json!({"silences": store.active(now).await.map_err(store_unavailable)?}),
         )),
         ("", &Method::POST) => {
             let bytes =
                 convert::read_body(body, &parts.headers, SILENCE_BODY, SILENCE_TIMEOUT).await?;
             let new: NewSilence = serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::BadRequest(format!("invalid silence: {e}")))?;
-            let silence = store.add(new, now).map_err(ApiError::BadRequest)?;
+            let silence = store.add(new, now).await.map_err(|err| match err {
+                SilenceError::Invalid(why) => ApiError::BadRequest(why),
+                SilenceError::Store(err) => store_unavailable(err),
+            })?;
             let mut response = json_response(StatusCode::CREATED, &json!(silence));
             if let Ok(location) = HeaderValue::from_str(&format!("{SILENCES}/{}", silence.id)) {
                 response.headers_mut().insert(header::LOCATION, location);
@@ -124,7 +128,11 @@ where
         }
         ("", _) => Err(not_allowed("GET, HEAD, POST")),
         (id, &Method::DELETE) if id.len() > 1 && id.starts_with('/') => {
-            if store.remove(&id[1..]) {
+            if store
+                .remove(&id[1..], now)
+                .await
+                .map_err(store_unavailable)?
+            {
                 let mut response = Response::new(Full::new(Bytes::new()));
                 *response.status_mut() = StatusCode::NO_CONTENT;
                 Ok(response)
@@ -304,7 +312,7 @@ fn errors(app: &App, parts: &Parts) -> Result<Response<Full<Bytes>>, ApiError> {
 }
 
 /// Alerts not inactive (firing first) and the rules.
-fn alerts(app: &App) -> Response<Full<Bytes>> {
+async fn alerts(app: &App) -> Result<Response<Full<Bytes>>, ApiError> {
     let rules: Vec<serde_json::Value> = app
         .alerts
         .rules()
@@ -321,14 +329,19 @@ fn alerts(app: &App) -> Response<Full<Bytes>> {
             })
         })
         .collect();
-    json_response(
+    let list = app.alerts.list().await.map_err(store_unavailable)?;
+    Ok(json_response(
         StatusCode::OK,
         &json!({
-            "alerts": app.alerts.list(),
+            "alerts": list,
             "rules": rules,
             "evaluating": app.alerts.leading(),
         }),
-    )
+    ))
+}
+
+fn store_unavailable(err: SqlError) -> ApiError {
+    ApiError::Unavailable(format!("the runtime store: {err}"))
 }
 
 /// `?limit=`: 1 to `max`, else 400.

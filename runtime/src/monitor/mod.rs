@@ -7,6 +7,7 @@
 pub mod alerts;
 mod errors;
 mod metrics;
+pub mod otlp_metrics;
 mod process;
 mod trace;
 mod trace_store;

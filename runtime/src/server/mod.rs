@@ -26,6 +26,7 @@ use crate::http::compression::{self, Compressible};
 use crate::http::{AdminAuth, App};
 use crate::jobs::{Roles, Workers};
 use crate::monitor::alerts::{Alerts, Notifier, now_ms};
+use crate::monitor::otlp_metrics::MetricsExporter;
 use crate::plugin::{HostError, LoadError, PluginHost};
 use crate::router::{RouteConflict, Router};
 
@@ -80,6 +81,9 @@ pub struct Server {
     host: PluginHost,
     /// The alert evaluation task, stopped with the server.
     _alerting: Option<AbortOnDrop>,
+    /// OTLP metrics export: the exporter (for the last push on shutdown)
+    /// and its periodic task.
+    metrics_export: Option<(MetricsExporter, AbortOnDrop)>,
     /// The job workers of this node (role `worker`).
     workers: Option<Workers>,
     /// The job maintenance and scheduler task (role `scheduler`).
@@ -141,7 +145,7 @@ impl Server {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "ready"
         );
-        let alerts = Arc::new(Alerts::new(&config.alerts, &config.data_dir));
+        let alerts = Arc::new(Alerts::new(&config.alerts, deploy.store().clone()));
         let alerting = (!alerts.is_empty()).then(|| {
             AbortOnDrop(tokio::spawn(evaluate_alerts(
                 alerts.clone(),
@@ -150,6 +154,7 @@ impl Server {
                 config.alerts.evaluation_interval,
             )))
         });
+        let metrics_export = metrics_export(config, &host, deploy.node());
         let workers = roles
             .worker
             .then(|| Workers::start(host.jobs().clone(), registry.clone()));
@@ -166,6 +171,7 @@ impl Server {
         Ok(Server {
             _following: following,
             _alerting: alerting,
+            metrics_export,
             maintenance,
             workers,
             listener,
@@ -240,6 +246,15 @@ impl Server {
         tokio::join!(connections, workers);
         self.app.deploy().leave().await;
         self.host.tracing().flush(TELEMETRY_FLUSH).await;
+        if let Some((exporter, task)) = self.metrics_export.take() {
+            drop(task);
+            let text = self.host.metrics().render(&self.host.snapshot());
+            match tokio::time::timeout(TELEMETRY_FLUSH, exporter.push(&text)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(%err, "last metrics export failed"),
+                Err(_) => tracing::warn!("last metrics export did not finish in time"),
+            }
+        }
         tracing::info!("stopped");
     }
 
@@ -365,6 +380,28 @@ fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// The OTLP metrics exporter and its task, when `[telemetry]` has an
+/// endpoint and `export_metrics`.
+fn metrics_export(
+    config: &Config,
+    host: &PluginHost,
+    node: &str,
+) -> Option<(MetricsExporter, AbortOnDrop)> {
+    let telemetry = &config.telemetry;
+    let endpoint = telemetry.otlp_endpoint.as_deref()?;
+    if !telemetry.export_metrics {
+        return None;
+    }
+    let exporter = MetricsExporter::new(endpoint, &telemetry.service_name, node);
+    let host = host.clone();
+    let task = tokio::spawn(crate::monitor::otlp_metrics::run(
+        exporter.clone(),
+        telemetry.metrics_interval,
+        move || host.metrics().render(&host.snapshot()),
+    ));
+    Some((exporter, AbortOnDrop(task)))
+}
+
 /// Evaluates the alert rules every `interval` and sends the transitions.
 async fn evaluate_alerts(
     alerts: Arc<Alerts>,
@@ -380,7 +417,16 @@ async fn evaluate_alerts(
         if !lead(&host, &alerts, &mut leader).await {
             continue;
         }
-        let notifications = alerts.evaluate(&host.alert_inputs().await, now_ms());
+        let notifications = match alerts
+            .evaluate_and_save(&host.alert_inputs().await, now_ms())
+            .await
+        {
+            Ok(notifications) => notifications,
+            Err(err) => {
+                tracing::warn!(%err, "alerts not evaluated: the runtime store does not answer");
+                continue;
+            }
+        };
         for n in &notifications {
             tracing::warn!(
                 alert = %n.alert.rule,

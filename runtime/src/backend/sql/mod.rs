@@ -293,10 +293,12 @@ impl SqlService {
 
     /// Uploaded plugin versions and what is live, on the same engine:
     /// `<data_dir>/runtime.db`, or the runtime's PostgreSQL schema.
-    pub async fn deploy_store(&self) -> Result<crate::backend::deploy::DeployStore, SqlError> {
+    pub async fn runtime_store(
+        &self,
+    ) -> Result<crate::backend::runtime_store::RuntimeStore, SqlError> {
         match self {
-            SqlService::Sqlite(s) => s.deploy_store().await,
-            SqlService::Postgres(s) => Ok(s.deploy_store()),
+            SqlService::Sqlite(s) => s.runtime_store().await,
+            SqlService::Postgres(s) => Ok(s.runtime_store()),
         }
     }
 

@@ -88,7 +88,7 @@ impl Service {
             ),
             format!("REVOKE ALL ON FUNCTION {ns}.record_migration(integer, text) FROM PUBLIC"),
         ];
-        let deploy = crate::backend::deploy::ddl(&format!("{ns}."), "bytea");
+        let deploy = crate::backend::runtime_store::ddl(&format!("{ns}."), "bytea");
         for statement in statements.iter().chain(&deploy) {
             run(&mut tx, statement).await?;
         }
@@ -163,8 +163,8 @@ impl Service {
     }
 
     /// The plugin version store in the runtime's schema.
-    pub(super) fn deploy_store(&self) -> crate::backend::deploy::DeployStore {
-        crate::backend::deploy::DeployStore::postgres(
+    pub(super) fn runtime_store(&self) -> crate::backend::runtime_store::RuntimeStore {
+        crate::backend::runtime_store::RuntimeStore::postgres(
             self.options.clone(),
             &self.namespace,
             self.pool.acquire_timeout,
@@ -220,7 +220,7 @@ impl Service {
             format!("ALTER ROLE \"{role}\" SET search_path = \"{schema}\""),
             crate::backend::jobs::postgres_grant(ns, &role),
         ];
-        let deploy = crate::backend::deploy::ddl(&format!("{ns}."), "bytea");
+        let deploy = crate::backend::runtime_store::ddl(&format!("{ns}."), "bytea");
         for statement in statements.iter().chain(&deploy) {
             run(&mut tx, statement).await?;
         }

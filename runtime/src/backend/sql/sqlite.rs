@@ -44,11 +44,11 @@ impl Service {
     }
 
     /// The plugin version store: `<data_dir>/runtime.db`.
-    pub(super) async fn deploy_store(
+    pub(super) async fn runtime_store(
         &self,
-    ) -> Result<crate::backend::deploy::DeployStore, SqlError> {
+    ) -> Result<crate::backend::runtime_store::RuntimeStore, SqlError> {
         let dir = self.dir.parent().unwrap_or(&self.dir);
-        crate::backend::deploy::DeployStore::sqlite(dir, self.pool.statement_timeout).await
+        crate::backend::runtime_store::RuntimeStore::sqlite(dir, self.pool.statement_timeout).await
     }
 
     /// The data directory is there to hold plugin files.

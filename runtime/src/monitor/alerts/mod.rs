@@ -2,16 +2,18 @@
 //! every `evaluation_interval`. Each alert (a rule and one label set; its
 //! fingerprint is the hash of the labels) goes inactive → pending →
 //! firing → resolved; every transition to firing or resolved is posted once
-//! to each webhook (with retries), and the states are saved in
-//! `<data_dir>/alerts-state.json` so a restart neither forgets a firing
-//! alert nor notifies it again.
+//! to each webhook (with retries). The evaluating node saves the states in
+//! the runtime store (`<data_dir>/runtime.db`, or the runtime's PostgreSQL
+//! schema a cluster shares), and a node that starts evaluating — after a
+//! restart, or taking over from another — continues from them, so a firing
+//! alert is neither forgotten nor announced again.
 
 mod notify;
 pub mod rule;
 pub mod silence;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,10 +21,15 @@ use serde::{Deserialize, Serialize};
 
 pub use notify::Notifier;
 pub use rule::{Expr, Op, Signal};
-pub use silence::{NewSilence, Silence, Silences};
+pub use silence::{NewSilence, Silence, SilenceError, Silences};
 
 use super::Window;
+use crate::backend::runtime_store::RuntimeStore;
+use crate::backend::sql::SqlError;
 use crate::config::{AlertRule, AlertsConfig};
+
+/// The key of the alert states in the store's `runtime_state`.
+const STATE_KEY: &str = "alerts";
 
 /// Resolved alerts stay listed this long.
 const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
@@ -110,17 +117,21 @@ pub struct Notification {
 pub struct Alerts {
     rules: Vec<Rule>,
     alerts: Mutex<BTreeMap<String, Alert>>,
-    state_file: PathBuf,
+    store: RuntimeStore,
     /// Whether this node evaluates (one node per shared database does).
-    leading: std::sync::atomic::AtomicBool,
+    leading: AtomicBool,
+    /// Whether `alerts` holds the stored states (taken up on leading).
+    resumed: AtomicBool,
+    /// Whether the last save failed.
+    unsaved: AtomicBool,
     /// Silences in force.
     silences: Silences,
 }
 
 impl Alerts {
-    /// The rules of `config` (already validated), with the states saved
-    /// under `data_dir` by an earlier run.
-    pub fn new(config: &AlertsConfig, data_dir: &Path) -> Alerts {
+    /// The rules of `config` (already validated), their states and the
+    /// silences kept in `store`.
+    pub fn new(config: &AlertsConfig, store: RuntimeStore) -> Alerts {
         let rules: Vec<Rule> = config
             .rules
             .iter()
@@ -131,23 +142,14 @@ impl Alerts {
                 })
             })
             .collect();
-        let _ = std::fs::create_dir_all(data_dir);
-        let state_file = data_dir.join("alerts-state.json");
-        let saved: Vec<Alert> = std::fs::read(&state_file)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
-        let alerts = saved
-            .into_iter()
-            .filter(|a| rules.iter().any(|r| r.config.name == a.rule))
-            .map(|a| (a.fingerprint.clone(), a))
-            .collect();
         Alerts {
             rules,
-            alerts: Mutex::new(alerts),
-            state_file,
-            leading: std::sync::atomic::AtomicBool::new(false),
-            silences: Silences::load(data_dir.join("silences.json"), now_ms()),
+            alerts: Mutex::default(),
+            silences: Silences::new(store.clone()),
+            store,
+            leading: AtomicBool::new(false),
+            resumed: AtomicBool::new(false),
+            unsaved: AtomicBool::new(false),
         }
     }
 
@@ -156,15 +158,18 @@ impl Alerts {
         &self.silences
     }
 
-    /// Records whether this node evaluates the rules.
+    /// Records whether this node evaluates the rules. A node that stops
+    /// leading takes the stored states up again when it leads next.
     pub fn set_leading(&self, leading: bool) {
-        self.leading
-            .store(leading, std::sync::atomic::Ordering::Relaxed);
+        self.leading.store(leading, Ordering::Relaxed);
+        if !leading {
+            self.resumed.store(false, Ordering::Relaxed);
+        }
     }
 
-    /// Whether this node evaluates the rules (the others' lists are stale).
+    /// Whether this node evaluates the rules.
     pub fn leading(&self) -> bool {
-        self.leading.load(std::sync::atomic::Ordering::Relaxed)
+        self.leading.load(Ordering::Relaxed)
     }
 
     /// Whether there is anything to evaluate.
@@ -172,12 +177,75 @@ impl Alerts {
         self.rules.is_empty()
     }
 
-    /// Every alert not inactive, firing first.
-    pub fn list(&self) -> Vec<Alert> {
-        let alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
-        let mut list: Vec<Alert> = alerts.values().cloned().collect();
+    /// Every alert not inactive, firing first: this node's own states when
+    /// it evaluates (and has taken them up), else those the evaluating node
+    /// stored.
+    pub async fn list(&self) -> Result<Vec<Alert>, SqlError> {
+        let mut list: Vec<Alert> = if self.leading() && self.resumed.load(Ordering::Relaxed) {
+            let alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
+            alerts.values().cloned().collect()
+        } else {
+            self.stored().await?
+        };
         list.sort_by_key(|a| (a.state != State::Firing, a.state, a.rule.clone()));
-        list
+        Ok(list)
+    }
+
+    /// The states stored by the node that evaluated last, for the rules
+    /// configured here.
+    async fn stored(&self) -> Result<Vec<Alert>, SqlError> {
+        let saved: Vec<Alert> = match self.store.state(STATE_KEY).await? {
+            Some(json) => serde_json::from_str(&json).unwrap_or_else(|err| {
+                tracing::warn!(%err, "stored alert states are unreadable; starting afresh");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        Ok(saved
+            .into_iter()
+            .filter(|a| self.rules.iter().any(|r| r.config.name == a.rule))
+            .collect())
+    }
+
+    /// One evaluation on the leading node: takes the stored states up
+    /// first if it has not yet, reads the silences, evaluates at `now` and
+    /// stores the states when they changed. Returns the transitions to
+    /// announce. With the store unreachable it evaluates nothing (going on
+    /// from a blank state could announce a firing alert twice); once the
+    /// states are held, a failed read of the silences keeps the last ones,
+    /// and a failed save is retried at the next evaluation.
+    pub async fn evaluate_and_save(
+        &self,
+        inputs: &Inputs,
+        now: u64,
+    ) -> Result<Vec<Notification>, SqlError> {
+        if !self.resumed.load(Ordering::Relaxed) {
+            let stored = self.stored().await?;
+            *self.alerts.lock().unwrap_or_else(|e| e.into_inner()) = stored
+                .into_iter()
+                .map(|a| (a.fingerprint.clone(), a))
+                .collect();
+            self.resumed.store(true, Ordering::Relaxed);
+        }
+        if let Err(err) = self.silences.refresh(now).await {
+            tracing::warn!(%err, "cannot read the silences; using the last ones read");
+        }
+        let (notifications, changed) = self.evaluate(inputs, now);
+        if changed || self.unsaved.load(Ordering::Relaxed) {
+            let list: Vec<Alert> = {
+                let alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
+                alerts.values().cloned().collect()
+            };
+            let saved = match serde_json::to_string(&list) {
+                Ok(json) => self.store.set_state(STATE_KEY, &json, now as i64).await,
+                Err(err) => Err(SqlError::Unavailable(err.to_string())),
+            };
+            if let Err(err) = &saved {
+                tracing::warn!(%err, "cannot save the alert states; retrying at the next evaluation");
+            }
+            self.unsaved.store(saved.is_err(), Ordering::Relaxed);
+        }
+        Ok(notifications)
     }
 
     /// The rules, as configured.
@@ -186,8 +254,8 @@ impl Alerts {
     }
 
     /// One evaluation at `now` (Unix ms): moves every alert and returns the
-    /// transitions to announce. Saves the states when anything changed.
-    pub fn evaluate(&self, inputs: &Inputs, now: u64) -> Vec<Notification> {
+    /// transitions to announce, and whether any state changed.
+    fn evaluate(&self, inputs: &Inputs, now: u64) -> (Vec<Notification>, bool) {
         let mut notifications = Vec::new();
         let mut alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
         let before = alerts.clone();
@@ -246,10 +314,8 @@ impl Alerts {
             }
         }
         let notifications = self.hold_back_silenced(&mut alerts, notifications, now);
-        if *alerts != before {
-            self.save(&alerts);
-        }
-        notifications
+        let changed = *alerts != before;
+        (notifications, changed)
     }
 
     /// Drops the notifications a silence holds back, and announces firing
@@ -286,23 +352,6 @@ impl Alerts {
             }
         }
         out
-    }
-
-    fn save(&self, alerts: &BTreeMap<String, Alert>) {
-        let list: Vec<&Alert> = alerts.values().collect();
-        save_json(&self.state_file, &list, "alert states");
-    }
-}
-
-/// Writes `value` as JSON to `file` atomically (a temporary file renamed
-/// over it); a failure is logged as not saving `what`.
-pub(super) fn save_json(file: &Path, value: &impl Serialize, what: &str) {
-    let Ok(bytes) = serde_json::to_vec_pretty(value) else {
-        return;
-    };
-    let tmp = file.with_extension("json.tmp");
-    if let Err(err) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, file)) {
-        tracing::warn!(%err, file = %file.display(), "cannot save {what}");
     }
 }
 
@@ -393,7 +442,7 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
-    fn alerts(expr: &str, for_: u64, keep: u64, dir: &Path) -> Alerts {
+    async fn alerts(expr: &str, for_: u64, keep: u64, store: &RuntimeStore) -> Alerts {
         let config = AlertsConfig {
             rules: vec![AlertRule {
                 name: "TooMany".into(),
@@ -406,7 +455,9 @@ mod tests {
             }],
             ..AlertsConfig::default()
         };
-        Alerts::new(&config, dir)
+        let alerts = Alerts::new(&config, store.clone());
+        alerts.set_leading(true);
+        alerts
     }
 
     fn inputs(instances: f64) -> Inputs {
@@ -416,58 +467,81 @@ mod tests {
         }
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
+    async fn store(name: &str) -> RuntimeStore {
         let dir =
             std::env::temp_dir().join(format!("trellis-alerts-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
+        RuntimeStore::sqlite(&dir, Duration::from_secs(5))
+            .await
+            .expect("store")
     }
 
-    #[test]
-    fn pending_firing_resolved_with_one_notification_each() {
-        let dir = temp_dir("cycle");
-        let alerts = alerts("instances_in_use > 5", 1000, 500, &dir);
-        assert!(alerts.evaluate(&inputs(9.0), 0).is_empty());
-        assert_eq!(alerts.list()[0].state, State::Pending);
-        assert!(alerts.evaluate(&inputs(9.0), 500).is_empty());
-        let fired = alerts.evaluate(&inputs(9.0), 1000);
+    async fn evaluate(alerts: &Alerts, instances: f64, now: u64) -> Vec<Notification> {
+        alerts
+            .evaluate_and_save(&inputs(instances), now)
+            .await
+            .expect("store answers")
+    }
+
+    async fn listed(alerts: &Alerts) -> Vec<Alert> {
+        alerts.list().await.expect("store answers")
+    }
+
+    #[tokio::test]
+    async fn pending_firing_resolved_with_one_notification_each() {
+        let store = store("cycle").await;
+        let alerts = alerts("instances_in_use > 5", 1000, 500, &store).await;
+        assert!(evaluate(&alerts, 9.0, 0).await.is_empty());
+        assert_eq!(listed(&alerts).await[0].state, State::Pending);
+        assert!(evaluate(&alerts, 9.0, 500).await.is_empty());
+        let fired = evaluate(&alerts, 9.0, 1000).await;
         assert_eq!(fired.len(), 1);
         assert_eq!(fired[0].status, State::Firing);
         assert_eq!(fired[0].alert.labels["team"], "api");
         // Deduplicated while firing.
-        assert!(alerts.evaluate(&inputs(9.0), 2000).is_empty());
+        assert!(evaluate(&alerts, 9.0, 2000).await.is_empty());
         // keep_firing_for: still firing 400 ms after it cleared.
-        assert!(alerts.evaluate(&inputs(1.0), 2400).is_empty());
-        let resolved = alerts.evaluate(&inputs(1.0), 2500);
+        assert!(evaluate(&alerts, 1.0, 2400).await.is_empty());
+        let resolved = evaluate(&alerts, 1.0, 2500).await;
         assert_eq!(resolved.len(), 1);
         assert_eq!(resolved[0].status, State::Resolved);
 
         // A restart keeps the state: no second "firing".
-        let again = alerts_in(&dir);
-        assert_eq!(again.list()[0].state, State::Resolved);
+        let again = alerts_in(&store).await;
+        assert_eq!(listed(&again).await[0].state, State::Resolved);
     }
 
-    fn alerts_in(dir: &Path) -> Alerts {
-        alerts("instances_in_use > 5", 1000, 500, dir)
+    async fn alerts_in(store: &RuntimeStore) -> Alerts {
+        alerts("instances_in_use > 5", 1000, 500, store).await
     }
 
-    #[test]
-    fn a_firing_alert_survives_a_restart_without_renotifying() {
-        let dir = temp_dir("restart");
-        let first = alerts("instances_in_use > 5", 0, 0, &dir);
-        assert_eq!(first.evaluate(&inputs(9.0), 0).len(), 1);
-        let second = alerts_in(&dir);
-        assert_eq!(second.list()[0].state, State::Firing);
-        assert!(second.evaluate(&inputs(9.0), 100).is_empty());
+    #[tokio::test]
+    async fn a_firing_alert_survives_a_restart_without_renotifying() {
+        let store = store("restart").await;
+        let first = alerts("instances_in_use > 5", 0, 0, &store).await;
+        assert_eq!(evaluate(&first, 9.0, 0).await.len(), 1);
+        let second = alerts_in(&store).await;
+        assert!(evaluate(&second, 9.0, 100).await.is_empty());
+        assert_eq!(listed(&second).await[0].state, State::Firing);
     }
 
-    #[test]
-    fn a_pending_alert_that_clears_goes_quietly() {
-        let dir = temp_dir("quiet");
-        let alerts = alerts("instances_in_use > 5", 1000, 0, &dir);
-        alerts.evaluate(&inputs(9.0), 0);
-        assert!(alerts.evaluate(&inputs(1.0), 100).is_empty());
-        assert!(alerts.list().is_empty());
+    #[tokio::test]
+    async fn a_node_that_does_not_evaluate_lists_the_stored_states() {
+        let store = store("follower").await;
+        let leader = alerts("instances_in_use > 5", 0, 0, &store).await;
+        let follower = alerts_in(&store).await;
+        follower.set_leading(false);
+        assert!(listed(&follower).await.is_empty());
+        assert_eq!(evaluate(&leader, 9.0, 0).await.len(), 1);
+        assert_eq!(listed(&follower).await[0].state, State::Firing);
+    }
+
+    #[tokio::test]
+    async fn a_pending_alert_that_clears_goes_quietly() {
+        let store = store("quiet").await;
+        let alerts = alerts("instances_in_use > 5", 1000, 0, &store).await;
+        evaluate(&alerts, 9.0, 0).await;
+        assert!(evaluate(&alerts, 1.0, 100).await.is_empty());
+        assert!(listed(&alerts).await.is_empty());
     }
 }

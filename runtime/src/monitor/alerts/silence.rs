@@ -1,14 +1,17 @@
 //! Silences: label matchers with an end time. While a silence matches an
 //! alert, its notifications are held back (the alert still moves through
 //! its states); a firing alert whose silence ends is announced then. Kept in
-//! `<data_dir>/silences.json` across restarts; expired ones are dropped.
+//! the runtime store, shared by the nodes of a cluster and kept across
+//! restarts; ended ones are dropped.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::backend::runtime_store::RuntimeStore;
+use crate::backend::sql::SqlError;
 
 /// Longest a silence may last.
 pub const MAX_SILENCE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -42,23 +45,32 @@ pub struct NewSilence {
     pub comment: String,
 }
 
-/// The silences of a node.
+/// Why a silence was not added.
+#[derive(Debug, thiserror::Error)]
+pub enum SilenceError {
+    /// The request is wrong; says how.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store did not answer.
+    #[error(transparent)]
+    Store(#[from] SqlError),
+}
+
+/// The silences, kept in the runtime store so every node sees the same;
+/// the evaluating node reads them before each evaluation.
 #[derive(Debug)]
 pub struct Silences {
+    /// As last read from the store.
     list: Mutex<Vec<Silence>>,
-    file: PathBuf,
+    store: RuntimeStore,
 }
 
 impl Silences {
-    /// The silences saved in `file` that have not ended by `now`.
-    pub fn load(file: PathBuf, now: u64) -> Silences {
-        let list: Vec<Silence> = std::fs::read(&file)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+    /// The silences of `store`.
+    pub fn new(store: RuntimeStore) -> Silences {
         Silences {
-            list: Mutex::new(list.into_iter().filter(|s| s.ends_at > now).collect()),
-            file,
+            list: Mutex::default(),
+            store,
         }
     }
 
@@ -66,13 +78,17 @@ impl Silences {
         self.list.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a silence; the error says what is wrong with it.
-    pub fn add(&self, new: NewSilence, now: u64) -> Result<Silence, String> {
+    /// Adds a silence.
+    pub async fn add(&self, new: NewSilence, now: u64) -> Result<Silence, SilenceError> {
         if new.matchers.is_empty() {
-            return Err("a silence needs at least one matcher".into());
+            return Err(SilenceError::Invalid(
+                "a silence needs at least one matcher".into(),
+            ));
         }
         if new.duration.is_zero() || new.duration > MAX_SILENCE {
-            return Err("duration must be more than 0 and at most 30 days".into());
+            return Err(SilenceError::Invalid(
+                "duration must be more than 0 and at most 30 days".into(),
+            ));
         }
         let silence = Silence {
             id: uuid::Uuid::now_v7().to_string(),
@@ -81,45 +97,48 @@ impl Silences {
             ends_at: now + new.duration.as_millis() as u64,
             comment: new.comment.chars().take(1000).collect(),
         };
-        let mut list = self.lock();
-        list.push(silence.clone());
-        self.save(&list);
+        let body =
+            serde_json::to_string(&silence).map_err(|e| SilenceError::Invalid(e.to_string()))?;
+        self.store
+            .add_silence(&silence.id, silence.ends_at as i64, &body, now as i64)
+            .await?;
+        self.lock().push(silence.clone());
         Ok(silence)
     }
 
     /// Ends a silence now; false when there is none with `id`.
-    pub fn remove(&self, id: &str) -> bool {
-        let mut list = self.lock();
-        let before = list.len();
-        list.retain(|s| s.id != id);
-        let removed = list.len() < before;
-        if removed {
-            self.save(&list);
-        }
-        removed
+    pub async fn remove(&self, id: &str, now: u64) -> Result<bool, SqlError> {
+        let removed = self.store.remove_silence(id, now as i64).await?;
+        self.lock().retain(|s| s.id != id);
+        Ok(removed)
     }
 
-    /// The silences in force at `now`.
-    pub fn active(&self, now: u64) -> Vec<Silence> {
-        let mut list = self.lock();
-        let before = list.len();
-        list.retain(|s| s.ends_at > now);
-        if list.len() < before {
-            self.save(&list);
-        }
-        list.clone()
+    /// The silences in force at `now`, read from the store.
+    pub async fn active(&self, now: u64) -> Result<Vec<Silence>, SqlError> {
+        self.refresh(now).await?;
+        Ok(self.lock().clone())
     }
 
-    /// Whether a silence in force at `now` matches `labels`.
+    /// Reads the silences in force at `now` from the store.
+    pub async fn refresh(&self, now: u64) -> Result<(), SqlError> {
+        let list: Vec<Silence> = self
+            .store
+            .silences(now as i64)
+            .await?
+            .iter()
+            .filter_map(|body| serde_json::from_str(body).ok())
+            .collect();
+        *self.lock() = list;
+        Ok(())
+    }
+
+    /// Whether a silence in force at `now` matches `labels` (among those
+    /// last read).
     pub fn silences(&self, labels: &BTreeMap<String, String>, now: u64) -> bool {
         self.lock().iter().any(|s| {
             s.starts_at <= now
                 && now < s.ends_at
                 && s.matchers.iter().all(|(k, v)| labels.get(k) == Some(v))
         })
-    }
-
-    fn save(&self, list: &[Silence]) {
-        super::save_json(&self.file, &list, "silences");
     }
 }

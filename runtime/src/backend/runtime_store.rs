@@ -1,13 +1,17 @@
-//! Where uploaded plugin versions and the live choice per plugin are kept, so
-//! every node sharing the database serves the same versions and a restarted
-//! node comes back with them: `<data_dir>/runtime.db` on SQLite, the
-//! runtime's schema on PostgreSQL (where a change is also announced with
-//! `NOTIFY`, and nodes poll in case a notification was missed).
+//! What the runtime keeps for itself where every node sharing the database
+//! sees it, and a restarted node finds it again: `<data_dir>/runtime.db` on
+//! SQLite, the runtime's schema on PostgreSQL.
 //!
-//! Three tables: `plugin_versions` (component bytes by plugin and SHA-256,
-//! the grants they were uploaded with), `plugin_live` (per plugin: what is
-//! live and what was live before — a [`Live`]), `plugin_nodes` (per node
-//! and plugin: the version that node serves, for `GET /admin/plugins`).
+//! Deploy (hot reload): `plugin_versions` (component bytes by plugin and
+//! SHA-256, the grants they were uploaded with), `plugin_live` (per plugin:
+//! what is live and what was live before — a [`Live`]), `plugin_nodes` (per
+//! node and plugin: the version that node serves, for `GET /admin/plugins`).
+//! A change of what is live is announced with `NOTIFY` on PostgreSQL, and
+//! nodes poll in case a notification was missed.
+//!
+//! Alerting: `runtime_state` (named JSON documents: the alert states the
+//! evaluating node writes, so the node that takes over continues from them)
+//! and `alert_silences` (one JSON document per silence, with its end).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,25 +99,27 @@ pub struct NodeRow {
 
 /// The store on one engine. Cheap to clone.
 #[derive(Debug, Clone)]
-pub enum DeployStore {
+pub enum RuntimeStore {
     /// `<data_dir>/runtime.db`.
     Sqlite(Arc<Tables<SqlitePool>>),
     /// The runtime's schema; changes announced on a channel.
     Postgres(Arc<Tables<PgPool>>),
 }
 
-/// A pool and the qualified names of the three tables.
+/// A pool and the qualified names of the tables.
 #[derive(Debug)]
 pub struct Tables<P> {
     pool: P,
     versions: String,
     live: String,
     nodes: String,
+    state: String,
+    silences: String,
     /// The `NOTIFY` channel (PostgreSQL).
     channel: String,
 }
 
-/// The DDL of the three tables (`blob` is the engine's byte-string type).
+/// The DDL of the tables (`blob` is the engine's byte-string type).
 pub(crate) fn ddl(prefix: &str, blob: &str) -> Vec<String> {
     vec![
         format!(
@@ -130,6 +136,14 @@ pub(crate) fn ddl(prefix: &str, blob: &str) -> Vec<String> {
              name TEXT NOT NULL, hash TEXT, version TEXT, state TEXT NOT NULL, detail TEXT, \
              seen_at BIGINT NOT NULL, PRIMARY KEY (node, name))"
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {prefix}runtime_state (key TEXT PRIMARY KEY, \
+             value TEXT NOT NULL, updated_at BIGINT NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {prefix}alert_silences (id TEXT PRIMARY KEY, \
+             ends_at BIGINT NOT NULL, body TEXT NOT NULL)"
+        ),
     ]
 }
 
@@ -140,6 +154,8 @@ impl<P> Tables<P> {
             versions: format!("{prefix}plugin_versions"),
             live: format!("{prefix}plugin_live"),
             nodes: format!("{prefix}plugin_nodes"),
+            state: format!("{prefix}runtime_state"),
+            silences: format!("{prefix}alert_silences"),
             channel,
         }
     }
@@ -150,11 +166,11 @@ impl<P> Tables<P> {
 macro_rules! on_both {
     ($self:ident, $t:ident, $map:ident => $body:expr) => {
         match $self {
-            DeployStore::Sqlite($t) => {
+            RuntimeStore::Sqlite($t) => {
                 let $map = sqlite_error;
                 $body
             }
-            DeployStore::Postgres($t) => {
+            RuntimeStore::Postgres($t) => {
                 let $map = pg_error;
                 $body
             }
@@ -162,7 +178,7 @@ macro_rules! on_both {
     };
 }
 
-impl DeployStore {
+impl RuntimeStore {
     /// The store in `<dir>/runtime.db`, created if new.
     pub async fn sqlite(dir: &std::path::Path, busy: Duration) -> Result<Self, SqlError> {
         std::fs::create_dir_all(dir)
@@ -183,7 +199,7 @@ impl DeployStore {
                 .await
                 .map_err(sqlite_error)?;
         }
-        Ok(DeployStore::Sqlite(Arc::new(Tables::new(
+        Ok(RuntimeStore::Sqlite(Arc::new(Tables::new(
             pool,
             "",
             String::new(),
@@ -198,7 +214,7 @@ impl DeployStore {
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);
-        DeployStore::Postgres(Arc::new(Tables::new(
+        RuntimeStore::Postgres(Arc::new(Tables::new(
             pool,
             &format!("{ns}."),
             format!("{ns}_plugins"),
@@ -321,7 +337,7 @@ impl DeployStore {
             .map_err(map)?;
             Ok(())
         })?;
-        if let DeployStore::Postgres(t) = self {
+        if let RuntimeStore::Postgres(t) = self {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(&t.channel)
                 .bind(name)
@@ -404,10 +420,107 @@ impl DeployStore {
         })
     }
 
+    /// The document stored under `key`.
+    pub async fn state(&self, key: &str) -> Result<Option<String>, SqlError> {
+        on_both!(self, t, map => {
+            let row: Option<(String,)> = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT value FROM {} WHERE key = $1",
+                t.state
+            )))
+            .bind(key)
+            .fetch_optional(&t.pool)
+            .await
+            .map_err(map)?;
+            Ok(row.map(|(value,)| value))
+        })
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn set_state(&self, key: &str, value: &str, now: i64) -> Result<(), SqlError> {
+        on_both!(self, t, map => {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {} (key, value, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                 updated_at = excluded.updated_at",
+                t.state
+            )))
+            .bind(key)
+            .bind(value)
+            .bind(now)
+            .execute(&t.pool)
+            .await
+            .map_err(map)?;
+            Ok(())
+        })
+    }
+
+    /// Keeps a silence (`body`, JSON) until `ends_at`, and forgets the
+    /// silences that ended before `now`.
+    pub async fn add_silence(
+        &self,
+        id: &str,
+        ends_at: i64,
+        body: &str,
+        now: i64,
+    ) -> Result<(), SqlError> {
+        on_both!(self, t, map => {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {} WHERE ends_at <= $1",
+                t.silences
+            )))
+            .bind(now)
+            .execute(&t.pool)
+            .await
+            .map_err(map)?;
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {} (id, ends_at, body) VALUES ($1, $2, $3)",
+                t.silences
+            )))
+            .bind(id)
+            .bind(ends_at)
+            .bind(body)
+            .execute(&t.pool)
+            .await
+            .map_err(map)?;
+            Ok(())
+        })
+    }
+
+    /// Ends the silence `id`; false when there is none in force at `now`.
+    pub async fn remove_silence(&self, id: &str, now: i64) -> Result<bool, SqlError> {
+        on_both!(self, t, map => {
+            let done = sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {} WHERE id = $1 AND ends_at > $2",
+                t.silences
+            )))
+            .bind(id)
+            .bind(now)
+            .execute(&t.pool)
+            .await
+            .map_err(map)?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    /// The silences that have not ended by `now`, oldest first.
+    pub async fn silences(&self, now: i64) -> Result<Vec<String>, SqlError> {
+        on_both!(self, t, map => {
+            let rows: Vec<(String,)> = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT body FROM {} WHERE ends_at > $1 ORDER BY id",
+                t.silences
+            )))
+            .bind(now)
+            .fetch_all(&t.pool)
+            .await
+            .map_err(map)?;
+            Ok(rows.into_iter().map(|(body,)| body).collect())
+        })
+    }
+
     /// Wakes `wake` whenever another node announces a change (PostgreSQL);
     /// on SQLite never completes (nodes poll).
     pub async fn listen(&self, wake: Arc<tokio::sync::Notify>) {
-        let DeployStore::Postgres(t) = self else {
+        let RuntimeStore::Postgres(t) = self else {
             return std::future::pending().await;
         };
         loop {

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # What observability costs on `hello`: Trellis with metrics and the local
 # trace store (the default: no export), the same with OTLP export at the
-# default sampling ratio (0.1) to a sink, and the native hyper baseline;
+# default sampling ratio (0.1) to a sink — spans, and metrics every second
+# (the shortest interval allowed) — and the native hyper baseline;
 # alternating, several rounds, medians and ratios. Servers on CPU 0; the
 # load tool and the sink on CPU 1.
 #
 # Usage: benches/compare-telemetry.sh [ROUNDS=3] [DURATION=10s] [CONNECTIONS=64]
-# EXPORT_RATIO=1 exports every trace (default: the default ratio, 0.1).
+# EXPORT_RATIO=1 exports every trace (default: the default ratio, 0.1);
+# METRICS_INTERVAL=30s posts metrics at the default pace instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -26,6 +28,7 @@ pids+=($!); plain_pid=$!
 TRELLIS_SERVER__LISTEN=127.0.0.1:18082 TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/b" \
     TRELLIS_TELEMETRY__OTLP_ENDPOINT='"http://127.0.0.1:18318"' \
     TRELLIS_TELEMETRY__SAMPLING_RATIO="${EXPORT_RATIO:-0.1}" \
+    TRELLIS_TELEMETRY__METRICS_INTERVAL="\"${METRICS_INTERVAL:-1s}\"" \
     taskset -c 0 "$bin/trellis" serve &
 pids+=($!); export_pid=$!
 taskset -c 0 "$bin/native-hello" 127.0.0.1:18081 2>/dev/null &

@@ -58,7 +58,10 @@ fn plugin_call(c: &mut Criterion) {
     let untraced = opentelemetry::Context::new();
     group.bench_function("instantiate_and_call_hello", |b| {
         b.to_async(&runtime).iter(|| async {
-            let response = hello.handle(&req, &untraced).await.expect("hello answers");
+            let response = hello
+                .handle(&req, &untraced, None)
+                .await
+                .expect("hello answers");
             assert_eq!(response.status, 200);
         })
     });

@@ -1,5 +1,6 @@
 //! `POST /api/v1/batch`: operations through the whole pipeline, each with
-//! its own status, in order; bounds and refusals.
+//! its own status, in order; bounds and refusals; atomic batches in one
+//! transaction on SQLite and PostgreSQL.
 
 use http::Method;
 use serde_json::json;
@@ -87,9 +88,6 @@ async fn batches_are_bounded_and_malformed_ones_refused() {
     batch(&server, json!({"operations": [op, op, op, op]}))
         .await
         .assert_problem(413, "too_many_operations");
-    batch(&server, json!({"operations": [op], "atomic": true}))
-        .await
-        .assert_problem(501, "not_implemented");
     batch(&server, json!({"ops": []}))
         .await
         .assert_problem(400, "bad_request");
@@ -99,5 +97,157 @@ async fn batches_are_bounded_and_malformed_ones_refused() {
         .assert_problem(405, "method_not_allowed");
     let ok = batch(&server, json!({"operations": [op, op, op]})).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
+    server.shutdown().await;
+}
+
+fn create(id: &str, title: &str) -> serde_json::Value {
+    json!({"id": id, "method": "POST", "path": "/notes", "body": {"title": title, "body": "one two three"}})
+}
+
+/// The titles of every note.
+async fn titles(server: &TestServer) -> Vec<String> {
+    let list = server.get("/notes?limit=100").await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    list.json()["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|n| n["title"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// All or nothing: a failing operation rolls back the ones before it (and
+/// their jobs) and the rest do not run; a batch that succeeds commits,
+/// reads inside it see its own writes, and its jobs run after the commit.
+async fn atomic_batches_commit_all_or_nothing(toml: &str) {
+    let server = TestServer::start(toml).await;
+    // A note that exists before, for the duplicate to collide with.
+    let before = batch(&server, json!({"operations": [create("seed", "seed")]})).await;
+    assert_eq!(before.json()["results"][0]["status"], 201);
+
+    let failed = batch(
+        &server,
+        json!({"atomic": true, "operations": [
+            create("a", "atomic-a"),
+            create("b", "atomic-b"),
+            create("dup", "seed"),
+            create("c", "atomic-c"),
+        ]}),
+    )
+    .await;
+    assert_eq!(failed.status, 200, "{}", failed.text());
+    let body = failed.json();
+    assert_eq!(body["committed"], false, "{body}");
+    let statuses: Vec<u64> = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["status"].as_u64())
+        .collect();
+    assert_eq!(statuses, [201, 201, 409, 424], "{body}");
+    assert!(
+        body["results"][3]["body"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("`dup`")),
+        "{body}"
+    );
+    let rolled_back_id = body["results"][0]["body"]["id"].as_i64().expect("an id");
+    assert_eq!(titles(&server).await, ["seed"]);
+
+    let done = batch(
+        &server,
+        json!({"atomic": true, "operations": [
+            create("a", "atomic-a"),
+            create("b", "atomic-b"),
+            {"id": "list", "method": "GET", "path": "/notes?limit=100"},
+        ]}),
+    )
+    .await;
+    let body = done.json();
+    assert_eq!(body["committed"], true, "{body}");
+    // The read inside the batch saw the batch's own writes.
+    let listed: Vec<&str> = body["results"][2]["body"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|n| n["title"].as_str())
+        .collect();
+    assert_eq!(listed, ["seed", "atomic-a", "atomic-b"], "{body}");
+    assert_eq!(titles(&server).await, ["seed", "atomic-a", "atomic-b"]);
+
+    // The committed notes' jobs run; the rolled-back one's never existed.
+    let id = body["results"][0]["body"]["id"].as_i64().expect("an id");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let index = server.get(&format!("/notes/{id}/index")).await;
+        if index.status == 200 {
+            assert_eq!(index.json()["words"], 3);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if rolled_back_id != id {
+        assert_eq!(
+            server
+                .get(&format!("/notes/{rolled_back_id}/index"))
+                .await
+                .status,
+            404
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_batches_commit_all_or_nothing_on_sqlite() {
+    atomic_batches_commit_all_or_nothing("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_batches_commit_all_or_nothing_on_postgres() {
+    let namespace = trellis_tests::pg::Namespace::new().await;
+    atomic_batches_commit_all_or_nothing(&namespace.toml()).await;
+    namespace.drop_all().await;
+}
+
+#[tokio::test]
+async fn atomic_batches_run_against_one_plugin_with_a_database() {
+    let server = TestServer::start("").await;
+    let two_plugins = batch(
+        &server,
+        json!({"atomic": true, "operations": [
+            create("a", "x"),
+            {"id": "hi", "method": "GET", "path": "/hello/Ada"},
+        ]}),
+    )
+    .await;
+    let problem = two_plugins.assert_problem(400, "bad_request");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("one plugin")),
+        "{problem}"
+    );
+    batch(
+        &server,
+        json!({"atomic": true, "operations": [{"method": "GET", "path": "/healthz"}]}),
+    )
+    .await
+    .assert_problem(400, "bad_request");
+    let no_database = batch(
+        &server,
+        json!({"atomic": true, "operations": [{"method": "GET", "path": "/hello/Ada"}]}),
+    )
+    .await
+    .assert_problem(400, "bad_request");
+    assert!(
+        no_database["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no database")),
+        "{no_database}"
+    );
+    // Nothing ran.
+    assert!(titles(&server).await.is_empty());
     server.shutdown().await;
 }

@@ -54,6 +54,23 @@ async fn the_document_lists_every_route_and_validates() {
         paths["/notes/{id}"]["get"]["responses"]["304"].is_object(),
         "a cached route documents 304"
     );
+    // Schemas a plugin attached to its routes.
+    let create = &paths["/notes"]["post"];
+    assert_eq!(
+        create["requestBody"]["content"]["application/json"]["schema"]["required"],
+        serde_json::json!(["title"])
+    );
+    assert_eq!(
+        paths["/notes/{id}"]["get"]["responses"]["2XX"]["content"]["application/json"]["schema"]["properties"]
+            ["id"]["type"],
+        "integer"
+    );
+    // And the runtime's own: the batch body.
+    assert!(
+        doc["components"]["schemas"]["Batch"]["properties"]["atomic"].is_object(),
+        "{}",
+        doc["components"]
+    );
     let file = fresh_dir().join("openapi.json");
     std::fs::write(&file, reply.body.as_ref()).expect("write");
     let file = file.display().to_string();

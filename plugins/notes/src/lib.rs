@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use trellis_sdk::jobs::{self, Job, JobError, Kind, Options};
 use trellis_sdk::page::{self, Page};
 use trellis_sdk::prelude::*;
@@ -74,13 +75,54 @@ fn app() -> App {
         .job(Kind::new("digest").max_attempts(3), digest)
         .schedule("hourly-digest", "0 * * * *", "digest", b"{}".to_vec())
         .post("/notes", create)
+        .request_schema(note_input_schema())
+        .response_schema(note_schema())
         .get("/notes", list)
         .cache(RouteCache::ttl(CACHE_TTL).tag("notes"))
+        .response_schema(json!({
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "properties": {
+                "items": {"type": "array", "items": note_schema()},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        }))
         .get("/notes/{id}", get)
         .cache(RouteCache::ttl(CACHE_TTL).tag("notes").tag("note:{id}"))
+        .response_schema(note_schema())
         .get("/notes/{id}/index", index)
         .put("/notes/{id}", update)
+        .request_schema(note_input_schema())
+        .response_schema(note_schema())
         .delete("/notes/{id}", delete)
+}
+
+/// The JSON Schema of [`Note`], for the OpenAPI document.
+fn note_schema() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "required": ["id", "title", "body", "created_at", "updated_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "title": {"type": "string"},
+            "body": {"type": "string"},
+            "created_at": {"type": "integer", "description": "Unix microseconds"},
+            "updated_at": {"type": "integer", "description": "Unix microseconds"},
+        },
+    })
+}
+
+/// The JSON Schema of [`NoteInput`].
+fn note_input_schema() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "required": ["title"],
+        "additionalProperties": false,
+        "properties": {
+            "title": {"type": "string", "minLength": 1, "maxLength": 200},
+            "body": {"type": "string"},
+        },
+    })
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -179,6 +179,48 @@ impl App {
         self
     }
 
+    /// Attaches a JSON Schema of the request body to the route added before
+    /// it: published in the runtime's `/api/v1/openapi.json` (the host does
+    /// not validate requests against it).
+    ///
+    /// ```
+    /// # use trellis_sdk::prelude::*;
+    /// # fn create(_: Request) -> Result<Response> { Response::json(&1) }
+    /// let app = App::new("notes", "0.1.0")
+    ///     .post("/notes", create)
+    ///     .request_schema(serde_json::json!({
+    ///         "type": "object",
+    ///         "required": ["title"],
+    ///         "properties": {"title": {"type": "string"}, "body": {"type": "string"}},
+    ///     }));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When no route was added yet.
+    pub fn request_schema(self, schema: serde_json::Value) -> Self {
+        self.schema("request-schema", schema)
+    }
+
+    /// Attaches a JSON Schema of a 2xx JSON response body to the route added
+    /// before it, published like [`App::request_schema`].
+    ///
+    /// # Panics
+    ///
+    /// When no route was added yet.
+    pub fn response_schema(self, schema: serde_json::Value) -> Self {
+        self.schema("response-schema", schema)
+    }
+
+    fn schema(mut self, key: &str, schema: serde_json::Value) -> Self {
+        let Some(route) = self.routes.last_mut() else {
+            panic!("App::{key} applies to the route added before it, and there is none yet");
+        };
+        route.options.retain(|(k, _)| k != key);
+        route.options.push((key.into(), schema.to_string()));
+        self
+    }
+
     /// Declares a capability the plugin uses (`"log"`, `"config"`, ...). The
     /// operator must grant it, or the plugin does not load.
     pub fn capability(mut self, name: impl Into<String>) -> Self {

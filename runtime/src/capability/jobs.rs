@@ -6,7 +6,7 @@ use opentelemetry::KeyValue;
 use wasmtime::component::Resource;
 
 use super::end_span;
-use super::sql::SqlTransaction;
+use super::sql::{SqlTransaction, tx_of};
 use crate::backend::jobs::NewJob;
 use crate::jobs::{EnqueueError, EnqueueOptions as Options};
 use std::sync::Arc;
@@ -100,9 +100,11 @@ async fn insert_job(plugin: Arc<PluginContext>, job: NewJob) -> Result<String, E
 }
 
 impl HostState {
+    /// Enqueues `job` in the guest's transaction `tx`, or (`None`) in the
+    /// atomic batch's: it is queued when that transaction commits.
     async fn insert_job_in(
         &mut self,
-        tx: &Resource<SqlTransaction>,
+        tx: Option<&Resource<SqlTransaction>>,
         job: NewJob,
     ) -> Result<String, EnqueueError> {
         let Some(jobs) = self.plugin.jobs.clone() else {
@@ -116,17 +118,27 @@ impl HostState {
         {
             return Ok(id);
         }
-        let transaction = self
-            .table
-            .get_mut(tx)
-            .map_err(|e| EnqueueError::Invalid(e.to_string()))?;
-        let Some(inner) = transaction.tx.as_mut() else {
+        let inner = match tx {
+            Some(tx) => tx_of(&mut self.table, &mut self.ambient, tx)
+                .map_err(|e| EnqueueError::Invalid(e.to_string()))?,
+            None => self.ambient.as_mut().and_then(|a| a.tx.as_mut()),
+        };
+        let Some(inner) = inner else {
             return Err(EnqueueError::Invalid(
                 "the transaction is already finished".into(),
             ));
         };
         let id = inner.enqueue(&job).await?;
-        transaction.enqueued = true;
+        // The commit that queues it forwards the outbox: the guest's own
+        // transaction's, or the batch's (a savepoint's is the batch's).
+        match tx.and_then(|tx| self.table.get_mut(tx).ok()) {
+            Some(transaction) if transaction.tx.is_some() => transaction.enqueued = true,
+            _ => {
+                if let Some(ambient) = self.ambient.as_mut() {
+                    ambient.enqueued = true;
+                }
+            }
+        }
         Ok(id)
     }
 }
@@ -140,6 +152,8 @@ impl Host for HostState {
     ) -> wasmtime::Result<Result<String, Error>> {
         let (span, job) = self.prepare_job(&kind, payload, options);
         let result = match job {
+            // Inside an atomic batch it rolls back with the batch.
+            Ok(job) if self.ambient.is_some() => self.insert_job_in(None, job).await,
             Ok(job) => insert_job(self.plugin.clone(), job).await,
             Err(err) => Err(err),
         };
@@ -159,7 +173,7 @@ impl Host for HostState {
     ) -> wasmtime::Result<Result<String, Error>> {
         let (span, job) = self.prepare_job(&kind, payload, options);
         let result = match job {
-            Ok(job) => self.insert_job_in(&tx, job).await,
+            Ok(job) => self.insert_job_in(Some(&tx), job).await,
             Err(err) => Err(err),
         };
         end_span(

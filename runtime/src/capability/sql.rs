@@ -18,11 +18,47 @@ use crate::plugin::bindings::sql::{Consistency, Error, Host, HostTransaction, Ro
 /// position after the request's writes (out), or one the client saw (in).
 pub const CONSISTENCY_HEADER: &str = "x-trellis-lsn";
 
+/// The transaction of an atomic batch (`http::batch`): one database
+/// transaction its operations run in, one after another. Each guest call
+/// takes it for its duration ([`HostState::ambient`]) and hands it back
+/// when it answers; a call that traps or runs out of time drops it, which
+/// rolls it back.
+#[derive(Debug, Default)]
+pub struct Ambient {
+    /// The transaction (`None`: gone, rolled back).
+    pub tx: Option<backend::Transaction>,
+    /// Write statements run in it: the query cache forgets their tables
+    /// once it commits.
+    pub written: Vec<String>,
+    /// Jobs were enqueued in it (SQLite's outbox is forwarded after the
+    /// commit).
+    pub enqueued: bool,
+    /// Savepoints opened so far (their names are numbered).
+    savepoints: u32,
+}
+
+impl Ambient {
+    /// The ambient transaction of a batch that begins with `tx`.
+    pub fn new(tx: backend::Transaction) -> Ambient {
+        Ambient {
+            tx: Some(tx),
+            ..Ambient::default()
+        }
+    }
+}
+
+/// Where an atomic batch keeps its [`Ambient`] between operations; travels
+/// to the plugin call as a request extension.
+pub type AmbientSlot = std::sync::Arc<std::sync::Mutex<Ambient>>;
+
 /// The host side of a guest's `transaction` resource. `None` once committed;
 /// dropping it rolls back.
 #[derive(Debug)]
 pub struct SqlTransaction {
     pub(crate) tx: Option<backend::Transaction>,
+    /// Inside an atomic batch, a guest transaction is a savepoint of the
+    /// batch's: its name until released or rolled back to.
+    savepoint: Option<String>,
     /// Write statements run in it: the query cache forgets their tables
     /// again at commit, as other readers may have cached the old rows.
     written: Vec<String>,
@@ -222,6 +258,93 @@ impl HostState {
     }
 }
 
+/// The transaction `this` runs on: its own, or (a savepoint) the atomic
+/// batch's. `None` once finished.
+pub(crate) fn tx_of<'a>(
+    table: &'a mut wasmtime::component::ResourceTable,
+    ambient: &'a mut Option<Ambient>,
+    this: &Resource<SqlTransaction>,
+) -> wasmtime::Result<Option<&'a mut backend::Transaction>> {
+    let transaction = table.get_mut(this)?;
+    Ok(match (transaction.tx.as_mut(), &transaction.savepoint) {
+        (Some(tx), _) => Some(tx),
+        (None, Some(_)) => ambient.as_mut().and_then(|a| a.tx.as_mut()),
+        (None, None) => None,
+    })
+}
+
+/// A statement of a guest call inside an atomic batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InBatch {
+    Query,
+    Execute,
+}
+
+/// What such a statement returned.
+enum Done {
+    Rows(backend::Rows),
+    Affected(u64),
+}
+
+impl HostState {
+    /// Runs a statement on the atomic batch's transaction: every statement
+    /// of a call inside an atomic batch goes there (no replica, no query
+    /// cache: it must see the batch's own writes and nobody else may see
+    /// them before the commit).
+    async fn in_batch(
+        &mut self,
+        kind: InBatch,
+        statement: String,
+        params: Vec<backend::Value>,
+    ) -> Result<Done, SqlError> {
+        let op = match kind {
+            InBatch::Query => "query",
+            InBatch::Execute => "execute",
+        };
+        let watch = self.watch(op, &statement);
+        let result = match self.ambient.as_mut().and_then(|a| a.tx.as_mut()) {
+            None => Err(SqlError::TransactionClosed),
+            Some(tx) => match kind {
+                InBatch::Query => tx
+                    .query(&statement, params.clone())
+                    .instrument(watch.span.clone())
+                    .await
+                    .map(Done::Rows),
+                InBatch::Execute => tx
+                    .execute(&statement, params.clone())
+                    .instrument(watch.span.clone())
+                    .await
+                    .map(Done::Affected),
+            },
+        };
+        if result.is_ok()
+            && (kind == InBatch::Execute || may_write(&statement))
+            && let Some(ambient) = self.ambient.as_mut()
+        {
+            ambient.written.push(statement.clone());
+        }
+        self.record(watch, result.as_ref().err(), statement, params);
+        result
+    }
+
+    async fn query_in_batch(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<Rows, Error>> {
+        Ok(
+            match self
+                .in_batch(InBatch::Query, statement, from_wit(params))
+                .await
+            {
+                Ok(Done::Rows(rows)) => Ok(to_wit_rows(rows)),
+                Ok(Done::Affected(_)) => Ok(to_wit_rows(backend::Rows::default())),
+                Err(err) => Err(to_wit_error(err)),
+            },
+        )
+    }
+}
+
 /// Whether a statement run through `query` on the primary may have written.
 fn may_write(statement: &str) -> bool {
     let head = statement.trim_start();
@@ -239,6 +362,9 @@ impl Host for HostState {
             Ok(db) => db.clone(),
             Err(err) => return Ok(Err(err)),
         };
+        if self.ambient.is_some() {
+            return self.query_in_batch(statement, params).await;
+        }
         let result = self
             .run_query(&db, statement, from_wit(params), consistency)
             .await;
@@ -256,6 +382,9 @@ impl Host for HostState {
             Ok(db) => db.clone(),
             Err(err) => return Ok(Err(err)),
         };
+        if self.ambient.is_some() {
+            return self.query_in_batch(statement, params).await;
+        }
         let params = from_wit(params);
         let cache = self.plugin.query_cache.clone();
         let plugin = self.plugin.name.clone();
@@ -289,6 +418,18 @@ impl Host for HostState {
             Ok(db) => db.clone(),
             Err(err) => return Ok(Err(err)),
         };
+        if self.ambient.is_some() {
+            return Ok(
+                match self
+                    .in_batch(InBatch::Execute, statement, from_wit(params))
+                    .await
+                {
+                    Ok(Done::Affected(n)) => Ok(n),
+                    Ok(Done::Rows(_)) => Ok(0),
+                    Err(err) => Err(to_wit_error(err)),
+                },
+            );
+        }
         let params = from_wit(params);
         let watch = self.watch("execute", &statement);
         let result = db
@@ -307,10 +448,30 @@ impl Host for HostState {
             Ok(db) => db.clone(),
             Err(err) => return Ok(Err(err)),
         };
+        if let Some(ambient) = self.ambient.as_mut() {
+            // Nested in the batch's transaction: a savepoint.
+            ambient.savepoints += 1;
+            let name = format!("trellis_sp{}", ambient.savepoints);
+            let opened = match ambient.tx.as_mut() {
+                Some(tx) => tx.execute(&format!("SAVEPOINT {name}"), Vec::new()).await,
+                None => Err(SqlError::TransactionClosed),
+            };
+            if let Err(err) = opened {
+                return Ok(Err(to_wit_error(err)));
+            }
+            let resource = self.table.push(SqlTransaction {
+                tx: None,
+                savepoint: Some(name),
+                written: Vec::new(),
+                enqueued: false,
+            })?;
+            return Ok(Ok(resource));
+        }
         match db.begin().await {
             Ok(tx) => {
                 let resource = self.table.push(SqlTransaction {
                     tx: Some(tx),
+                    savepoint: None,
                     written: Vec::new(),
                     enqueued: false,
                 })?;
@@ -330,7 +491,7 @@ impl HostTransaction for HostState {
     ) -> wasmtime::Result<Result<Rows, Error>> {
         let params = from_wit(params);
         let watch = self.watch("query", &statement);
-        let Some(tx) = self.table.get_mut(&this)?.tx.as_mut() else {
+        let Some(tx) = tx_of(&mut self.table, &mut self.ambient, &this)? else {
             return Ok(Err(Error::TransactionClosed));
         };
         let result = tx
@@ -352,7 +513,7 @@ impl HostTransaction for HostState {
     ) -> wasmtime::Result<Result<u64, Error>> {
         let params = from_wit(params);
         let watch = self.watch("execute", &statement);
-        let Some(tx) = self.table.get_mut(&this)?.tx.as_mut() else {
+        let Some(tx) = tx_of(&mut self.table, &mut self.ambient, &this)? else {
             return Ok(Err(Error::TransactionClosed));
         };
         let result = tx
@@ -371,6 +532,22 @@ impl HostTransaction for HostState {
         this: Resource<SqlTransaction>,
     ) -> wasmtime::Result<Result<(), Error>> {
         let transaction = self.table.get_mut(&this)?;
+        if let Some(name) = transaction.savepoint.take() {
+            // A savepoint of the atomic batch: released; its writes commit
+            // (or not) with the batch.
+            let written = std::mem::take(&mut transaction.written);
+            let Some(ambient) = self.ambient.as_mut() else {
+                return Ok(Err(Error::TransactionClosed));
+            };
+            ambient.written.extend(written);
+            let Some(tx) = ambient.tx.as_mut() else {
+                return Ok(Err(Error::TransactionClosed));
+            };
+            let released = tx
+                .execute(&format!("RELEASE SAVEPOINT {name}"), Vec::new())
+                .await;
+            return Ok(released.map(|_| ()).map_err(to_wit_error));
+        }
         let Some(tx) = transaction.tx.take() else {
             return Ok(Err(Error::TransactionClosed));
         };
@@ -391,8 +568,25 @@ impl HostTransaction for HostState {
     }
 
     async fn drop(&mut self, this: Resource<SqlTransaction>) -> wasmtime::Result<()> {
-        // Dropping an uncommitted sqlx transaction rolls it back.
-        self.table.delete(this)?;
+        // Dropping an uncommitted sqlx transaction rolls it back; an
+        // unreleased savepoint is rolled back to.
+        let transaction = self.table.delete(this)?;
+        if let Some(name) = transaction.savepoint
+            && let Some(tx) = self.ambient.as_mut().and_then(|a| a.tx.as_mut())
+        {
+            let mut undone = tx
+                .execute(&format!("ROLLBACK TO SAVEPOINT {name}"), Vec::new())
+                .await;
+            if undone.is_ok() {
+                undone = tx
+                    .execute(&format!("RELEASE SAVEPOINT {name}"), Vec::new())
+                    .await;
+            }
+            if let Err(err) = undone {
+                tracing::warn!(%err, "cannot roll back to a savepoint; the batch fails");
+                self.ambient = Some(Ambient::default());
+            }
+        }
         Ok(())
     }
 }

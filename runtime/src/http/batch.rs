@@ -3,7 +3,15 @@
 //! tracing, routing, response cache, field selection), up to
 //! `batch.concurrency` at once, and the answer lists each result with its
 //! own status in operation order. References to earlier results are not
-//! supported; neither, yet, are atomic batches (`"atomic": true` is a 501).
+//! supported.
+//!
+//! `"atomic": true` runs the operations against one plugin, one after
+//! another, inside one database transaction of that plugin (every statement
+//! of each call runs in it; a guest's own transaction becomes a savepoint):
+//! when every operation answers 2xx or 3xx it commits, else the first
+//! failure stops the batch, the rest are not run (424) and everything rolls
+//! back. Nothing an atomic operation answers is cached; jobs it enqueues
+//! are queued only when the batch commits.
 //!
 //! ```json
 //! {"operations": [
@@ -22,7 +30,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{App, convert, request_id};
+use crate::capability::sql::{Ambient, AmbientSlot};
 use crate::error::ApiError;
+use crate::plugin::LoadedPlugin;
+use crate::router::Lookup;
 
 /// The endpoint.
 pub const PATH: &str = "/api/v1/batch";
@@ -72,15 +83,13 @@ where
         convert::read_body(body, &parts.headers, config.max_body.as_u64(), BODY_TIMEOUT).await?;
     let batch: Batch = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid batch: {e}")))?;
-    if batch.atomic {
-        return Err(ApiError::NotImplemented(
-            "atomic batches are not supported yet; send \"atomic\": false".into(),
-        ));
-    }
     if batch.operations.len() > config.max_operations {
         return Err(ApiError::TooManyOperations {
             limit: config.max_operations,
         });
+    }
+    if batch.atomic {
+        return atomic(app, batch.operations, request_id).await;
     }
     let results: Vec<Value> = futures_util::stream::iter(batch.operations.into_iter().enumerate())
         .map(|(index, op)| run(app, op, index, request_id))
@@ -93,6 +102,111 @@ where
     ))
 }
 
+/// An atomic batch (see the module's docs).
+async fn atomic(
+    app: &App,
+    operations: Vec<Operation>,
+    batch_id: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    // Every operation is read and routed before anything runs: a malformed
+    // one, or one for another plugin, refuses the whole batch.
+    let routes = app.routes();
+    let mut plugin: Option<std::sync::Arc<LoadedPlugin>> = None;
+    let mut requests = Vec::with_capacity(operations.len());
+    for (index, op) in operations.into_iter().enumerate() {
+        let id = op.id.clone().unwrap_or_else(|| index.to_string());
+        let sub_id = format!("{batch_id}-{index}");
+        let request = request(op, &sub_id)
+            .map_err(|err| ApiError::BadRequest(format!("operation `{id}`: {err}")))?;
+        let Lookup::Found { target, .. } =
+            routes.lookup(request.method().as_str(), request.uri().path())
+        else {
+            return Err(ApiError::BadRequest(format!(
+                "operation `{id}`: {} {} is not a plugin route; an atomic batch runs \
+                 against one plugin's routes",
+                request.method(),
+                request.uri().path()
+            )));
+        };
+        match &plugin {
+            Some(first) if first.name() != target.plugin.name() => {
+                return Err(ApiError::BadRequest(format!(
+                    "an atomic batch runs against one plugin: operation `{id}` goes to `{}`, \
+                     the ones before it to `{}`",
+                    target.plugin.name(),
+                    first.name()
+                )));
+            }
+            Some(_) => {}
+            None => plugin = Some(target.plugin.clone()),
+        }
+        requests.push((id, request));
+    }
+    let Some(plugin) = plugin else {
+        return Ok(atomic_answer(true, Vec::new()));
+    };
+    let Some(db) = plugin.database() else {
+        return Err(ApiError::BadRequest(format!(
+            "plugin `{}` has no database (it is not granted `sql`), so it cannot run an \
+             atomic batch",
+            plugin.name()
+        )));
+    };
+    let tx = db.begin().await.map_err(|err| {
+        ApiError::Unavailable(format!("cannot begin the batch's transaction: {err}"))
+    })?;
+    let slot: AmbientSlot = std::sync::Arc::new(std::sync::Mutex::new(Ambient::new(tx)));
+    let mut results = Vec::with_capacity(requests.len());
+    let mut failed: Option<String> = None;
+    for (id, mut request) in requests {
+        if let Some(failed) = &failed {
+            results.push(json!({
+                "id": id,
+                "status": StatusCode::FAILED_DEPENDENCY.as_u16(),
+                "headers": {},
+                "body": {
+                    "title": "Failed Dependency",
+                    "detail": format!(
+                        "not run: operation `{failed}` failed, so the batch rolled back"
+                    ),
+                },
+            }));
+            continue;
+        }
+        request.extensions_mut().insert(slot.clone());
+        let response = through_pipeline(app, request).await;
+        let status = response.status();
+        results.push(result(id.clone(), response).await);
+        let alive = slot.lock().map(|a| a.tx.is_some()).unwrap_or(false);
+        if !(status.is_success() || status.is_redirection()) || !alive {
+            failed = Some(id);
+        }
+    }
+    let ambient = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
+    let committed = match (failed, ambient.tx) {
+        (None, Some(tx)) => match tx.commit().await {
+            Ok(()) => {
+                plugin.committed(&ambient.written, ambient.enqueued).await;
+                true
+            }
+            Err(err) => {
+                tracing::warn!(%err, plugin = plugin.name(), "an atomic batch did not commit");
+                false
+            }
+        },
+        // Dropped: rolled back.
+        _ => false,
+    };
+    Ok(atomic_answer(committed, results))
+}
+
+fn atomic_answer(committed: bool, results: Vec<Value>) -> Response<Full<Bytes>> {
+    super::builtin::json_response(
+        StatusCode::OK,
+        &json!({ "atomic": true, "committed": committed, "results": results }),
+    )
+}
+
 /// One operation through the pipeline; a malformed one is a 400 result.
 async fn run(app: &App, op: Operation, index: usize, batch_id: &str) -> Value {
     let id = op.id.clone().unwrap_or_else(|| index.to_string());
@@ -101,6 +215,12 @@ async fn run(app: &App, op: Operation, index: usize, batch_id: &str) -> Value {
         Ok(request) => through_pipeline(app, request).await,
         Err(err) => err.into_response(&sub_id),
     };
+    result(id, response).await
+}
+
+/// An operation's result: its id, status, headers and body (JSON when the
+/// response is).
+async fn result(id: String, response: Response<Full<Bytes>>) -> Value {
     let (parts, body) = response.into_parts();
     let bytes = body
         .collect()

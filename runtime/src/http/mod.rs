@@ -30,6 +30,7 @@ use tracing::Instrument;
 
 pub use auth::AdminAuth;
 
+use crate::capability::sql::AmbientSlot;
 use crate::error::ApiError;
 use crate::monitor::alerts::Alerts;
 use crate::monitor::{Occurrence, child_span, trace_id};
@@ -281,9 +282,12 @@ impl App {
                 target.plugin.name().to_string(),
             ));
         }
+        // Inside an atomic batch nothing is cached: the batch may roll back.
+        let in_batch = parts.extensions.get::<AmbientSlot>().is_some();
         let cached = matches!(parts.method, http::Method::GET | http::Method::HEAD)
             .then(|| target.plugin.response_cache(target.route))
-            .flatten();
+            .flatten()
+            .filter(|_| !in_batch);
         let mut result = match cached {
             Some((policy, stats)) => {
                 self.call_cached(
@@ -439,7 +443,8 @@ impl App {
             body,
             request_id: request_id.to_string(),
         };
-        let guest_response = plugin.handle(&guest_request, trace).await?;
+        let ambient = parts.extensions.get::<AmbientSlot>();
+        let guest_response = plugin.handle(&guest_request, trace, ambient).await?;
         // For HEAD, hyper sends the headers (with the GET body's length) and
         // drops the body.
         let response = convert::into_http(plugin.name(), guest_response)?;

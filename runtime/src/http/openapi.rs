@@ -52,8 +52,24 @@ pub fn document(router: &Router) -> Value {
             ));
             operation["responses"]["304"] = json!({"description": "Not modified"});
         }
-        if matches!(method, "POST" | "PUT" | "PATCH") {
-            operation["requestBody"] = json!({"content": {"*/*": {}}});
+        let (request_schema, response_schema) = target.plugin.schemas(target.route);
+        if let Some(schema) = response_schema {
+            operation["responses"]["2XX"] = json!({
+                "description": "The plugin's response",
+                "content": {"application/json": {"schema": schema}},
+            });
+        }
+        match request_schema {
+            Some(schema) => {
+                operation["requestBody"] = json!({
+                    "required": true,
+                    "content": {"application/json": {"schema": schema}},
+                });
+            }
+            None if matches!(method, "POST" | "PUT" | "PATCH") => {
+                operation["requestBody"] = json!({"content": {"*/*": {}}});
+            }
+            None => {}
         }
         let item = paths
             .entry(path)
@@ -75,6 +91,11 @@ pub fn document(router: &Router) -> Value {
             operation["security"] = json!([{"bearer": []}]);
         }
         match *method {
+            "POST" if *path == super::batch::PATH => {
+                operation["requestBody"] = json!({"required": true, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}
+                }});
+            }
             "POST" => operation["requestBody"] = json!({"content": {"application/json": {}}}),
             "PUT" => {
                 operation["requestBody"] = json!({"required": true, "content": {
@@ -118,6 +139,32 @@ pub fn document(router: &Router) -> Value {
                 },
             },
             "schemas": {
+                "Batch": {
+                    "type": "object",
+                    "required": ["operations"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "atomic": {
+                            "type": "boolean",
+                            "description": "Run every operation against one plugin in one database transaction: all commit or none does.",
+                        },
+                        "operations": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["method", "path"],
+                                "additionalProperties": false,
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "method": {"type": "string"},
+                                    "path": {"type": "string"},
+                                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    "body": {},
+                                },
+                            },
+                        },
+                    },
+                },
                 "Problem": {
                     "type": "object",
                     "required": ["type", "title", "status", "detail", "code", "request_id"],

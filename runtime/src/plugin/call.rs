@@ -16,6 +16,7 @@ use super::bindings::{GuestRequest, GuestResponse};
 use super::state::{HostState, PluginContext};
 use super::{LoadedPlugin, PluginHost};
 use crate::backend::sql::{format_lsn, parse_lsn};
+use crate::capability::sql::AmbientSlot;
 use crate::capability::sql::CONSISTENCY_HEADER;
 use crate::error::ApiError;
 use crate::monitor::child_span;
@@ -23,10 +24,13 @@ use crate::monitor::child_span;
 impl LoadedPlugin {
     /// Runs `request` in a fresh instance of this plugin.
     /// `trace` is the request's span; the call opens its own under it.
+    /// Inside an atomic batch, `ambient` holds the batch's transaction: the
+    /// call runs its statements there and hands it back when it answers.
     pub async fn handle(
         &self,
         request: &GuestRequest,
         trace: &Context,
+        ambient: Option<&AmbientSlot>,
     ) -> Result<GuestResponse, ApiError> {
         let span = child_span(
             &self.context.tracer,
@@ -35,7 +39,7 @@ impl LoadedPlugin {
             SpanKind::Internal,
             vec![KeyValue::new("trellis.plugin", self.context.name.clone())],
         );
-        let result = self.call(request, &span).await;
+        let result = self.call(request, &span, ambient).await;
         if let Err(err) = &result {
             self.context.stats.fault(err.code());
             span.span().set_status(Status::error(err.code()));
@@ -47,6 +51,7 @@ impl LoadedPlugin {
         &self,
         request: &GuestRequest,
         span: &Context,
+        ambient: Option<&AmbientSlot>,
     ) -> Result<GuestResponse, ApiError> {
         let arrived = Instant::now();
         let _permits = self.permits().await?;
@@ -64,6 +69,10 @@ impl LoadedPlugin {
             span.clone(),
         );
         store.data_mut().sql_seen.min_lsn = consistency_token(request);
+        if let Some(slot) = ambient {
+            let taken = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
+            store.data_mut().ambient = Some(taken);
+        }
         let mut instantiated = None;
         let call = async {
             let instantiating = child_span(
@@ -85,6 +94,13 @@ impl LoadedPlugin {
             started.elapsed(),
             store.data().memory.peak,
         );
+        // Only a call that answered hands the batch's transaction back; one
+        // that trapped or ran out of time drops it mid-statement.
+        if let (Some(slot), Ok(Ok(_))) = (ambient, &outcome)
+            && let Some(back) = store.data_mut().ambient.take()
+        {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = back;
+        }
         match outcome {
             Ok(Ok(response)) => self.check(response).map(|r| self.annotate(r, &store)),
             Ok(Err(err)) => Err(self.fault(err, &store)),

@@ -225,11 +225,10 @@ impl PluginHost {
                     .map(|policy| (policy, self.metrics.response_cache(name, &r.path)))
             })
             .collect();
-        let lenient_fields = options.iter().map(|o| o.lenient_fields).collect();
         Ok(Arc::new(LoadedPlugin {
             routes,
             response_caches,
-            lenient_fields,
+            options,
             concurrency: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
             queued: std::sync::atomic::AtomicU32::new(0),
             context,

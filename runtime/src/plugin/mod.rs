@@ -87,8 +87,8 @@ pub struct LoadedPlugin {
     routes: Vec<RouteStats>,
     /// Response caching per route, in manifest order.
     response_caches: Vec<Option<(RouteCache, ResponseCacheStats)>>,
-    /// Whether `?fields=` skips unknown fields, per route.
-    lenient_fields: Vec<bool>,
+    /// What each route declares, in manifest order.
+    options: Vec<RouteOptions>,
     host: PluginHost,
 }
 
@@ -297,6 +297,21 @@ impl LoadedPlugin {
         &self.context.limits
     }
 
+    /// After a commit made outside a guest call (an atomic batch): cached
+    /// query results over the tables `written` wrote are stale, and jobs
+    /// enqueued in it (`enqueued`) move from SQLite's outbox to the queue.
+    pub async fn committed(&self, written: &[String], enqueued: bool) {
+        for statement in written {
+            self.context
+                .query_cache
+                .wrote(&self.context.name, statement)
+                .await;
+        }
+        if enqueued {
+            crate::capability::jobs::forward_outbox(self.context.clone()).await;
+        }
+    }
+
     /// SHA-256 of the component bytes, hex.
     pub fn hash(&self) -> &str {
         &self.hash
@@ -309,10 +324,18 @@ impl LoadedPlugin {
 
     /// Whether route `index` skips unknown fields in `?fields=`.
     pub fn lenient_fields(&self, index: u32) -> bool {
-        self.lenient_fields
+        self.options
             .get(index as usize)
-            .copied()
-            .unwrap_or(false)
+            .is_some_and(|o| o.lenient_fields)
+    }
+
+    /// The JSON Schemas route `index` declares for its request and its 2xx
+    /// response bodies.
+    pub fn schemas(&self, index: u32) -> (Option<&serde_json::Value>, Option<&serde_json::Value>) {
+        match self.options.get(index as usize) {
+            Some(o) => (o.request_schema.as_ref(), o.response_schema.as_ref()),
+            None => (None, None),
+        }
     }
 
     /// Its job kinds and schedules, when it exports `job-handler`.

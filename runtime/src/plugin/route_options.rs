@@ -8,13 +8,27 @@
 //! - Field selection: `fields` = `strict` (default: an unknown field in
 //!   `?fields=` is a 400) or `lenient` (unknown fields are skipped). The
 //!   serving side is `http::fields`.
+//! - Schemas: `request-schema` (of a JSON request body) and
+//!   `response-schema` (of a 2xx JSON response), each a JSON Schema as JSON
+//!   text, at most 64 KiB. The host does not validate against them; it
+//!   publishes them in `/api/v1/openapi.json` (`http::openapi`).
 
 use std::time::Duration;
 
 use http::HeaderName;
 
 /// Route options this module reads.
-pub const OPTIONS: &[&str] = &["cache-ttl", "cache-vary", "cache-tags", "fields"];
+pub const OPTIONS: &[&str] = &[
+    "cache-ttl",
+    "cache-vary",
+    "cache-tags",
+    "fields",
+    "request-schema",
+    "response-schema",
+];
+
+/// Largest schema a route may attach.
+const MAX_SCHEMA: usize = 64 * 1024;
 
 /// Everything a route declares.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,6 +37,10 @@ pub struct RouteOptions {
     pub cache: Option<RouteCache>,
     /// Skip unknown fields in `?fields=` instead of refusing them.
     pub lenient_fields: bool,
+    /// JSON Schema of the request body, when declared.
+    pub request_schema: Option<serde_json::Value>,
+    /// JSON Schema of a 2xx response body, when declared.
+    pub response_schema: Option<serde_json::Value>,
 }
 
 impl RouteOptions {
@@ -53,9 +71,28 @@ impl RouteOptions {
                 ));
             }
         };
+        let schema = |key: &str| -> Result<Option<serde_json::Value>, String> {
+            let Some((_, text)) = options.iter().find(|(k, _)| k == key) else {
+                return Ok(None);
+            };
+            if text.len() > MAX_SCHEMA {
+                return Err(format!(
+                    "route {method} {path}: `{key}` is over {MAX_SCHEMA} bytes"
+                ));
+            }
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(value) if value.is_object() || value.is_boolean() => Ok(Some(value)),
+                Ok(_) => Err(format!(
+                    "route {method} {path}: `{key}` is not a JSON Schema (an object or a boolean)"
+                )),
+                Err(err) => Err(format!("route {method} {path}: `{key}` is not JSON: {err}")),
+            }
+        };
         Ok(RouteOptions {
             cache: RouteCache::from_options(method, path, &cache)?,
             lenient_fields,
+            request_schema: schema("request-schema")?,
+            response_schema: schema("response-schema")?,
         })
     }
 }
@@ -198,6 +235,21 @@ mod tests {
         assert!(
             err(&[("cache-ttl", "1s"), ("cache-vary", "bad header")], "GET")
                 .contains("not a header")
+        );
+        let schema = parse(&[("response-schema", r#"{"type": "object"}"#)]).expect("valid");
+        assert_eq!(
+            schema.response_schema,
+            Some(serde_json::json!({"type": "object"}))
+        );
+        assert!(
+            parse(&[("request-schema", "{not json")])
+                .expect_err("not JSON")
+                .contains("`request-schema` is not JSON")
+        );
+        assert!(
+            parse(&[("request-schema", "42")])
+                .expect_err("not a schema")
+                .contains("not a JSON Schema")
         );
     }
 }

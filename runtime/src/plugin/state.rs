@@ -95,6 +95,9 @@ pub struct HostState {
     pub(crate) spans_opened: u32,
     /// Jobs enqueued in this call (bounded by `limits.max_enqueue`).
     pub(crate) jobs_enqueued: u32,
+    /// Inside an atomic batch: its transaction, which every statement of
+    /// this call runs in.
+    pub(crate) ambient: Option<crate::capability::sql::Ambient>,
     wasi: WasiCtx,
 }
 
@@ -121,6 +124,7 @@ impl HostState {
             trace,
             spans_opened: 0,
             jobs_enqueued: 0,
+            ambient: None,
         }
     }
 

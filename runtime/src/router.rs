@@ -46,6 +46,17 @@ pub struct Target {
     pub route: u32,
 }
 
+impl Target {
+    /// The path pattern of the route, as the manifest declares it.
+    pub fn pattern(&self) -> &str {
+        self.plugin
+            .manifest()
+            .routes
+            .get(self.route as usize)
+            .map_or("", |r| r.path.as_str())
+    }
+}
+
 /// The routing table of one set of plugin versions. Immutable; a reload
 /// builds a new one and swaps it in.
 #[derive(Debug, Default)]

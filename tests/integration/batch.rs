@@ -251,3 +251,92 @@ async fn atomic_batches_run_against_one_plugin_with_a_database() {
     assert!(titles(&server).await.is_empty());
     server.shutdown().await;
 }
+
+/// Instances plugin `notes` has run, from `/metrics`.
+async fn notes_instances(server: &TestServer) -> f64 {
+    let text = server.get("/metrics").await.text();
+    text.lines()
+        .filter(|l| l.starts_with("trellis_instantiate_duration_seconds_count"))
+        .filter(|l| l.contains("plugin=\"notes\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_on_a_batching_route_share_one_instance_on_sqlite() {
+    operations_on_a_batching_route_share_one_instance("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_on_a_batching_route_share_one_instance_on_postgres() {
+    let namespace = trellis_tests::pg::Namespace::new().await;
+    operations_on_a_batching_route_share_one_instance(&namespace.toml()).await;
+    namespace.drop_all().await;
+}
+
+/// Operations to `POST /notes` (which batches) run in one `batch-handler`
+/// call, each answered on its own; the plugin's bulk route does the same.
+async fn operations_on_a_batching_route_share_one_instance(toml: &str) {
+    // No worker takes the notes' jobs here, so every instance serves a
+    // request.
+    let server =
+        TestServer::start(&format!("{toml}\n[jobs]\nqueues = {{ elsewhere = 1 }}\n")).await;
+    let seed = batch(&server, json!({"operations": [create("seed", "taken")]})).await;
+    assert_eq!(seed.json()["results"][0]["status"], 201);
+
+    let before = notes_instances(&server).await;
+    let mut operations: Vec<serde_json::Value> = (0..5)
+        .map(|i| create(&format!("n{i}"), &format!("grouped {i}")))
+        .collect();
+    operations.push(create("dup", "taken"));
+    operations.push(json!({"id": "bad", "method": "POST", "path": "/notes", "body": {"nope": 1}}));
+    operations.push(json!({"id": "hi", "method": "GET", "path": "/hello/Ada"}));
+    operations.push(
+        json!({"id": "sel", "method": "POST", "path": "/notes?fields=title",
+        "body": {"title": "selected"}}),
+    );
+    let reply = batch(&server, json!({ "operations": operations })).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let results = reply.json()["results"].clone();
+    let status = |i: usize| results[i]["status"].as_u64();
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..5 {
+        assert_eq!(status(i), Some(201), "{}", results[i]);
+        assert_eq!(results[i]["body"]["title"], format!("grouped {i}"));
+        ids.insert(results[i]["body"]["id"].as_i64().expect("an id"));
+        assert!(results[i]["headers"]["location"].is_string());
+    }
+    assert_eq!(ids.len(), 5, "each note its own id");
+    assert_eq!(status(5), Some(409), "{}", results[5]);
+    assert_eq!(results[5]["body"]["code"], "sql_constraint_violation");
+    assert_eq!(status(6), Some(400), "{}", results[6]);
+    assert_eq!(status(7), Some(200));
+    assert_eq!(results[8]["body"], json!({"title": "selected"}));
+    let batch_id = reply.header("x-request-id").expect("id");
+    assert_eq!(
+        results[5]["headers"]["x-request-id"],
+        format!("{batch_id}-5")
+    );
+    // Eight operations on POST /notes, one instance.
+    assert_eq!(notes_instances(&server).await - before, 1.0);
+
+    // The plugin's own bulk route does the same work for one request.
+    let bulk = server
+        .send(
+            Method::POST,
+            "/notes/bulk",
+            &[("content-type", "application/json")],
+            json!([{"title": "bulk 1"}, {"title": "taken"}, {"title": ""}]).to_string(),
+        )
+        .await;
+    assert_eq!(bulk.status, 200, "{}", bulk.text());
+    let statuses: Vec<u64> = bulk.json()["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["status"].as_u64())
+        .collect();
+    assert_eq!(statuses, [201, 409, 422]);
+    assert!(titles(&server).await.contains(&"bulk 1".to_string()));
+    server.shutdown().await;
+}

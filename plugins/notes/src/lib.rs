@@ -75,8 +75,11 @@ fn app() -> App {
         .job(Kind::new("digest").max_attempts(3), digest)
         .schedule("hourly-digest", "0 * * * *", "digest", b"{}".to_vec())
         .post("/notes", create)
+        .batch(create_many)
         .request_schema(note_input_schema())
         .response_schema(note_schema())
+        .post("/notes/bulk", bulk)
+        .request_schema(json!({"type": "array", "items": note_input_schema(), "minItems": 1, "maxItems": MAX_LIMIT}))
         .get("/notes", list)
         .cache(RouteCache::ttl(CACHE_TTL).tag("notes"))
         .response_schema(json!({
@@ -147,24 +150,115 @@ const COLUMNS: &str = "id, title, body, created_at, updated_at";
 fn create(req: Request) -> Result<Response> {
     let input: NoteInput = req.json()?;
     validate(&input)?;
+    let tx = sql::begin()?;
+    let note = insert(&tx, &input, now_micros())?;
+    tx.commit()?;
+    cache::invalidate_tag("notes")?;
+    created(&note)
+}
+
+/// `POST /notes` many at once, for the batch endpoint: one instance and one
+/// transaction for all, each request still answered on its own (201, 409
+/// for a taken title, 400/422 for bad input).
+fn create_many(requests: Vec<Request>) -> Vec<Result<Response>> {
+    let inputs: Vec<Result<NoteInput>> = requests
+        .iter()
+        .map(|req| {
+            let input: NoteInput = req.json()?;
+            validate(&input)?;
+            Ok(input)
+        })
+        .collect();
+    match insert_all(inputs) {
+        Ok(results) => results
+            .into_iter()
+            .map(|r| r.and_then(|note| created(&note)))
+            .collect(),
+        Err(err) => requests.iter().map(|_| Err(err.clone())).collect(),
+    }
+}
+
+/// `POST /notes/bulk` with `[{"title", "body"}, …]` (at most 100): the same
+/// work as [`create_many`], for clients that send one request.
+fn bulk(req: Request) -> Result<Response> {
+    let inputs: Vec<serde_json::Value> = req.json()?;
+    if inputs.is_empty() || inputs.len() > MAX_LIMIT {
+        return Err(Error::bad_request(format!(
+            "send 1 to {MAX_LIMIT} notes, not {}",
+            inputs.len()
+        )));
+    }
+    let inputs = inputs
+        .into_iter()
+        .map(|value| {
+            let input: NoteInput = serde_json::from_value(value).map_err(Error::from)?;
+            validate(&input)?;
+            Ok(input)
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = insert_all(inputs)?
+        .into_iter()
+        .map(|result| match result {
+            Ok(note) => json!({"status": 201, "note": note}),
+            Err(err) => json!({"status": err.status(), "detail": err.to_string()}),
+        })
+        .collect();
+    Response::json(&json!({ "results": results }))
+}
+
+/// Inserts each valid input in one transaction (with its index job), each
+/// under a savepoint, so a taken title is a 409 for that input alone. The
+/// error is the transaction's.
+fn insert_all(inputs: Vec<Result<NoteInput>>) -> Result<Vec<Result<Note>>> {
     let now = now_micros();
     let tx = sql::begin()?;
+    let mut results = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let input = match input {
+            Ok(input) => input,
+            Err(err) => {
+                results.push(Err(err));
+                continue;
+            }
+        };
+        tx.execute("SAVEPOINT note", &[])?;
+        let inserted = insert(&tx, &input, now);
+        let end = if inserted.is_ok() {
+            "RELEASE SAVEPOINT note"
+        } else {
+            "ROLLBACK TO SAVEPOINT note"
+        };
+        tx.execute(end, &[])?;
+        results.push(inserted);
+    }
+    tx.commit()?;
+    if results.iter().any(Result::is_ok) {
+        cache::invalidate_tag("notes")?;
+    }
+    Ok(results)
+}
+
+/// Inserts one note and enqueues its index job in `tx`. A taken title is
+/// the database's unique violation: 409.
+fn insert(tx: &sql::Transaction, input: &NoteInput, now: i64) -> Result<Note> {
     let note: Option<Note> = tx
         .query(
             &format!(
                 "INSERT INTO notes (title, body, created_at, updated_at) VALUES ($1, $2, $3, $3) \
                  RETURNING {COLUMNS}"
             ),
-            &params![input.title, input.body, now],
+            &params![&input.title, &input.body, now],
         )?
         .first()?;
     let note = note.ok_or_else(|| Error::internal("the insert returned no row"))?;
     let payload = serde_json::to_vec(&IndexJob { id: note.id })
         .map_err(|e| Error::internal(e.to_string()))?;
-    jobs::enqueue_in(&tx, "index-note", &payload, Options::new())?;
-    tx.commit()?;
-    cache::invalidate_tag("notes")?;
-    Ok(Response::json(&note)?
+    jobs::enqueue_in(tx, "index-note", &payload, Options::new())?;
+    Ok(note)
+}
+
+fn created(note: &Note) -> Result<Response> {
+    Ok(Response::json(note)?
         .with_status(201)
         .header("location", format!("/notes/{}", note.id)))
 }

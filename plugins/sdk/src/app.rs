@@ -15,10 +15,16 @@ use crate::{Error, Request, Response, Result};
 /// A request handler: a plain function from [`Request`] to [`Result<Response>`].
 pub type Handler = fn(Request) -> Result<Response>;
 
+/// Handles many requests to one route in one call (see [`App::batch`]): one
+/// result per request, in order.
+pub type BatchHandler = fn(Vec<Request>) -> Vec<Result<Response>>;
+
 struct RouteEntry {
     method: &'static str,
     path: &'static str,
     handler: Handler,
+    /// Serves many of the route's requests at once, when declared.
+    batch: Option<BatchHandler>,
     /// Sent as the manifest's `route.options`.
     options: Vec<(String, String)>,
 }
@@ -106,6 +112,7 @@ impl App {
             method,
             path,
             handler,
+            batch: None,
             options: Vec::new(),
         });
         self
@@ -176,6 +183,35 @@ impl App {
         };
         route.options.retain(|(key, _)| key != "fields");
         route.options.push(("fields".into(), "lenient".into()));
+        self
+    }
+
+    /// Serves the route added before it many requests at a time: the
+    /// runtime's batch endpoint hands every operation of a batch that goes to
+    /// this route to `handler` in one call (one instance), instead of one
+    /// instance per operation. `handler` returns one result per request, in
+    /// order; the route's own handler still serves single requests.
+    ///
+    /// ```
+    /// # use trellis_sdk::prelude::*;
+    /// # fn create(_: Request) -> Result<Response> { Response::json(&1) }
+    /// fn create_many(requests: Vec<Request>) -> Vec<Result<Response>> {
+    ///     // e.g. one multi-row INSERT in one transaction
+    ///     requests.into_iter().map(create).collect()
+    /// }
+    /// let app = App::new("notes", "0.1.0").post("/notes", create).batch(create_many);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When no route was added yet.
+    pub fn batch(mut self, handler: BatchHandler) -> Self {
+        let Some(route) = self.routes.last_mut() else {
+            panic!("App::batch applies to the route added before it, and there is none yet");
+        };
+        route.batch = Some(handler);
+        route.options.retain(|(k, _)| k != "batch");
+        route.options.push(("batch".into(), "true".into()));
         self
     }
 
@@ -327,6 +363,32 @@ pub fn handle(app: &App, raw: RawRequest) -> RawResponse {
     result
         .unwrap_or_else(|err| err.into_response(&request_id))
         .into_raw()
+}
+
+/// Runs many requests to one route: through the route's batch handler when
+/// it has one, else one by one through its handler. Always one response per
+/// request.
+pub fn handle_batch(app: &App, raws: Vec<RawRequest>) -> Vec<RawResponse> {
+    let route = raws.first().and_then(|r| app.routes.get(r.route as usize));
+    let same_route = raws.windows(2).all(|w| w[0].route == w[1].route);
+    let Some(batch) = route.and_then(|r| r.batch).filter(|_| same_route) else {
+        return raws.into_iter().map(|raw| handle(app, raw)).collect();
+    };
+    let ids: Vec<String> = raws.iter().map(|r| r.request_id.clone()).collect();
+    let mut results = batch(raws.into_iter().map(Request::from_raw).collect()).into_iter();
+    ids.iter()
+        .map(|id| {
+            results
+                .next()
+                .unwrap_or_else(|| {
+                    Err(Error::internal(
+                        "the batch handler returned fewer responses than requests",
+                    ))
+                })
+                .unwrap_or_else(|err| err.into_response(id))
+                .into_raw()
+        })
+        .collect()
 }
 
 /// The job kinds the host reads when it loads the plugin.

@@ -40,7 +40,7 @@ pub mod page;
 pub mod sql;
 pub mod trace;
 
-pub use app::{App, Handler, Migration, RouteCache};
+pub use app::{App, BatchHandler, Handler, Migration, RouteCache};
 pub use error::{Error, Result};
 pub use request::Request;
 pub use response::Response;
@@ -66,7 +66,10 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __rt {
     //! Glue called by the code that [`plugin!`](crate::plugin) expands to.
-    pub use crate::app::{describe, handle, job_kinds, migrations, run_job, schedules};
+    pub use crate::app::{
+        describe, handle, handle_batch, job_kinds, migrations, run_job, schedules,
+    };
+    pub use crate::bindings::exports::trellis::plugin::batch_handler::Guest as BatchGuest;
     pub use crate::bindings::exports::trellis::plugin::http_handler::Guest as HttpGuest;
     pub use crate::bindings::exports::trellis::plugin::job_handler::{
         Guest as JobGuest, Job as RawJob, JobError as RawJobError, JobKind as RawJobKind,
@@ -123,6 +126,14 @@ macro_rules! plugin {
                 job: $crate::__rt::RawJob,
             ) -> ::core::result::Result<Vec<u8>, $crate::__rt::RawJobError> {
                 $crate::__rt::run_job(&$app(), job)
+            }
+        }
+
+        impl $crate::__rt::BatchGuest for __TrellisPlugin {
+            fn handle_batch(
+                requests: Vec<$crate::__rt::RawRequest>,
+            ) -> Vec<$crate::__rt::RawResponse> {
+                $crate::__rt::handle_batch(&$app(), requests)
             }
         }
 

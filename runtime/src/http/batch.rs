@@ -33,7 +33,8 @@ use super::{App, convert, request_id};
 use crate::capability::sql::{Ambient, AmbientSlot};
 use crate::error::ApiError;
 use crate::plugin::LoadedPlugin;
-use crate::router::Lookup;
+use crate::router::{Lookup, Target};
+use opentelemetry::trace::TraceContextExt;
 
 /// The endpoint.
 pub const PATH: &str = "/api/v1/batch";
@@ -91,15 +92,166 @@ where
     if batch.atomic {
         return atomic(app, batch.operations, request_id).await;
     }
-    let results: Vec<Value> = futures_util::stream::iter(batch.operations.into_iter().enumerate())
-        .map(|(index, op)| run(app, op, index, request_id))
+    let units = plan(app, batch.operations, request_id);
+    let mut results: Vec<(usize, Value)> = futures_util::stream::iter(units)
+        .map(|unit| run_unit(app, unit))
         .buffered(config.concurrency.max(1))
-        .collect()
-        .await;
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    results.sort_by_key(|(index, _)| *index);
+    let results: Vec<Value> = results.into_iter().map(|(_, result)| result).collect();
     Ok(super::builtin::json_response(
         StatusCode::OK,
         &json!({ "results": results }),
     ))
+}
+
+/// An operation, read and named: its position, its id, its own request id
+/// and its request (or why it has none).
+struct Prepared {
+    index: usize,
+    id: String,
+    sub_id: String,
+    request: Result<Request<Full<Bytes>>, ApiError>,
+}
+
+/// What runs as one: an operation through the pipeline, or the operations
+/// to one route that batches, in one `batch-handler` call.
+enum Unit {
+    One(Box<Prepared>),
+    Group {
+        target: Target,
+        members: Vec<(Prepared, Vec<(String, String)>)>,
+    },
+}
+
+/// Reads and routes every operation; groups those to a route that
+/// batches (two or more to one route: one call; one alone: the pipeline).
+fn plan(app: &App, operations: Vec<Operation>, batch_id: &str) -> Vec<Unit> {
+    let routes = app.routes();
+    let mut units: Vec<Unit> = Vec::new();
+    let mut groups: std::collections::HashMap<(String, u32), usize> = Default::default();
+    for (index, op) in operations.into_iter().enumerate() {
+        let id = op.id.clone().unwrap_or_else(|| index.to_string());
+        let sub_id = format!("{batch_id}-{index}");
+        let request = request(op, &sub_id);
+        let found = request.as_ref().ok().and_then(|request| {
+            match routes.lookup(request.method().as_str(), request.uri().path()) {
+                Lookup::Found { target, params } if target.plugin.batches(target.route) => {
+                    Some((target.clone(), params))
+                }
+                _ => None,
+            }
+        });
+        let prepared = Prepared {
+            index,
+            id,
+            sub_id,
+            request,
+        };
+        let Some((target, params)) = found else {
+            units.push(Unit::One(Box::new(prepared)));
+            continue;
+        };
+        let key = (target.plugin.name().to_string(), target.route);
+        match groups.get(&key).and_then(|&at| units.get_mut(at)) {
+            Some(Unit::Group { members, .. }) => members.push((prepared, params)),
+            _ => {
+                groups.insert(key, units.len());
+                units.push(Unit::Group {
+                    target,
+                    members: vec![(prepared, params)],
+                });
+            }
+        }
+    }
+    units
+}
+
+/// Runs a unit; its results by operation position.
+async fn run_unit(app: &App, unit: Unit) -> Vec<(usize, Value)> {
+    match unit {
+        Unit::One(prepared) => vec![(prepared.index, run(app, *prepared).await)],
+        Unit::Group { mut members, .. } if members.len() == 1 => {
+            let (prepared, _) = members.remove(0);
+            vec![(prepared.index, run(app, prepared).await)]
+        }
+        Unit::Group { target, members } => run_group(app, &target, members).await,
+    }
+}
+
+/// Operations to one route in one `batch-handler` call: each read as the
+/// pipeline reads it (body limit, decoding, `?fields=`) and answered with
+/// its own status; a failed call fails each of them alike.
+async fn run_group(
+    app: &App,
+    target: &Target,
+    members: Vec<(Prepared, Vec<(String, String)>)>,
+) -> Vec<(usize, Value)> {
+    let started = std::time::Instant::now();
+    let route = target.pattern();
+    let trace = app
+        .host
+        .tracing()
+        .server_span(&http::HeaderMap::new(), "POST", route);
+    let mut results = Vec::with_capacity(members.len());
+    let mut called = Vec::with_capacity(members.len());
+    let mut guest_requests = Vec::with_capacity(members.len());
+    for (prepared, params) in members {
+        let outcome = match prepared.request {
+            Ok(request) => {
+                let (parts, body) = request.into_parts();
+                super::guest_request(target, params, &parts, body, &prepared.sub_id)
+                    .await
+                    .map(|guest| (parts, guest))
+            }
+            Err(err) => Err(err),
+        };
+        match outcome {
+            Ok((parts, guest)) => {
+                guest_requests.push(guest);
+                called.push((prepared.index, prepared.id, prepared.sub_id, parts));
+            }
+            Err(err) => {
+                let response = answered(err.into_response(&prepared.sub_id), &prepared.sub_id);
+                results.push((prepared.index, result(prepared.id, response).await));
+            }
+        }
+    }
+    let answers = match target.plugin.handle_batch(&guest_requests, &trace).await {
+        Ok(answers) => answers,
+        Err(err) => {
+            for (index, id, sub_id, _) in called.drain(..) {
+                let response = answered(err.clone().into_response(&sub_id), &sub_id);
+                results.push((index, result(id, response).await));
+            }
+            Vec::new()
+        }
+    };
+    let stats = target.plugin.route_stats(target.route);
+    for ((index, id, sub_id, parts), answer) in called.into_iter().zip(answers) {
+        let response = match answer.and_then(|r| super::from_guest(target, &parts, r)) {
+            Ok(response) => response,
+            Err(err) => err.into_response(&sub_id),
+        };
+        if let Some(stats) = stats {
+            stats.record(response.status().as_u16(), started.elapsed());
+        }
+        results.push((index, result(id, answered(response, &sub_id)).await));
+    }
+    trace.span().end();
+    results
+}
+
+/// Carries its operation's request id, as the pipeline's answers do.
+fn answered(mut response: Response<Full<Bytes>>, sub_id: &str) -> Response<Full<Bytes>> {
+    if let Ok(value) = HeaderValue::from_str(sub_id) {
+        response.headers_mut().insert(request_id::HEADER, value);
+    }
+    response
 }
 
 /// An atomic batch (see the module's docs).
@@ -208,14 +360,12 @@ fn atomic_answer(committed: bool, results: Vec<Value>) -> Response<Full<Bytes>> 
 }
 
 /// One operation through the pipeline; a malformed one is a 400 result.
-async fn run(app: &App, op: Operation, index: usize, batch_id: &str) -> Value {
-    let id = op.id.clone().unwrap_or_else(|| index.to_string());
-    let sub_id = format!("{batch_id}-{index}");
-    let response = match request(op, &sub_id) {
+async fn run(app: &App, prepared: Prepared) -> Value {
+    let response = match prepared.request {
         Ok(request) => through_pipeline(app, request).await,
-        Err(err) => err.into_response(&sub_id),
+        Err(err) => err.into_response(&prepared.sub_id),
     };
-    result(id, response).await
+    result(prepared.id, response).await
 }
 
 /// An operation's result: its id, status, headers and body (JSON when the

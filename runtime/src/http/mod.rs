@@ -267,12 +267,7 @@ impl App {
                 });
             }
         };
-        let route = target
-            .plugin
-            .manifest()
-            .routes
-            .get(target.route as usize)
-            .map_or("", |r| r.path.as_str());
+        let route = target.pattern();
         {
             let span = trace.span();
             span.update_name(format!("{} {route}", parts.method));
@@ -414,47 +409,72 @@ impl App {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let path = parts.uri.path();
-        let plugin = &target.plugin;
-        let limits = plugin.limits();
-        let selection = fields::requested(parts.uri.query())?;
-        let body = convert::read_body(
-            body,
-            &parts.headers,
-            limits.max_request_body.as_u64(),
-            limits.deadline,
-        )
-        .await?;
-        let guest_request = GuestRequest {
-            route: target.route,
-            method: parts.method.to_string(),
-            path: path.to_string(),
-            params,
-            query: convert::query_pairs(parts.uri.query()),
-            headers: {
-                // A decoded body no longer has its coding or length.
-                let mut headers = convert::header_pairs(&parts.headers);
-                if convert::was_encoded(&parts.headers) {
-                    headers
-                        .retain(|(name, _)| name != "content-encoding" && name != "content-length");
-                }
-                headers
-            },
-            body,
-            request_id: request_id.to_string(),
-        };
+        let guest_request = guest_request(target, params, &parts, body, request_id).await?;
         let ambient = parts.extensions.get::<AmbientSlot>();
-        let guest_response = plugin.handle(&guest_request, trace, ambient).await?;
-        // For HEAD, hyper sends the headers (with the GET body's length) and
-        // drops the body.
-        let response = convert::into_http(plugin.name(), guest_response)?;
-        let mut response = match &selection {
-            Some(selection) => {
-                fields::select(response, selection, plugin.lenient_fields(target.route))?
-            }
-            None => response,
-        };
-        pagination::link_next(&mut response, &parts.uri);
-        Ok(response)
+        let guest_response = target.plugin.handle(&guest_request, trace, ambient).await?;
+        from_guest(target, &parts, guest_response)
     }
+}
+
+/// The guest's view of a routed request, its body read under the plugin's
+/// limit and decoded.
+pub(crate) async fn guest_request<B>(
+    target: &crate::router::Target,
+    params: Vec<(String, String)>,
+    parts: &http::request::Parts,
+    body: B,
+    request_id: &str,
+) -> Result<GuestRequest, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let limits = target.plugin.limits();
+    // A bad `?fields=` is refused before the guest runs.
+    fields::requested(parts.uri.query())?;
+    let body = convert::read_body(
+        body,
+        &parts.headers,
+        limits.max_request_body.as_u64(),
+        limits.deadline,
+    )
+    .await?;
+    Ok(GuestRequest {
+        route: target.route,
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        params,
+        query: convert::query_pairs(parts.uri.query()),
+        headers: {
+            // A decoded body no longer has its coding or length.
+            let mut headers = convert::header_pairs(&parts.headers);
+            if convert::was_encoded(&parts.headers) {
+                headers.retain(|(name, _)| name != "content-encoding" && name != "content-length");
+            }
+            headers
+        },
+        body,
+        request_id: request_id.to_string(),
+    })
+}
+
+/// The plugin's answer to a request as HTTP, with its `?fields=` selection
+/// and pagination `Link` applied.
+pub(crate) fn from_guest(
+    target: &crate::router::Target,
+    parts: &http::request::Parts,
+    guest_response: crate::plugin::GuestResponse,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let plugin = &target.plugin;
+    // For HEAD, hyper sends the headers (with the GET body's length) and
+    // drops the body.
+    let response = convert::into_http(plugin.name(), guest_response)?;
+    let mut response = match fields::requested(parts.uri.query())? {
+        Some(selection) => {
+            fields::select(response, &selection, plugin.lenient_fields(target.route))?
+        }
+        None => response,
+    };
+    pagination::link_next(&mut response, &parts.uri);
+    Ok(response)
 }

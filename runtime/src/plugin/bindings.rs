@@ -26,6 +26,8 @@ mod generated {
 
 pub use generated::Plugin;
 pub use generated::exports::trellis::plugin::manifest::{PluginManifest, Route};
-pub use generated::exports::trellis::plugin::{http_handler, job_handler, manifest, migrations};
+pub use generated::exports::trellis::plugin::{
+    batch_handler, http_handler, job_handler, manifest, migrations,
+};
 pub use generated::trellis::plugin::types::{Request as GuestRequest, Response as GuestResponse};
 pub use generated::trellis::plugin::{cache, config, jobs, lock, log, sql, trace, types};

@@ -21,6 +21,20 @@ use crate::capability::sql::CONSISTENCY_HEADER;
 use crate::error::ApiError;
 use crate::monitor::child_span;
 
+/// What a guest call runs: one request through `http-handler`, or many to
+/// one route through `batch-handler`.
+#[derive(Clone, Copy)]
+enum Invocation<'a> {
+    One(&'a GuestRequest),
+    Many(&'a [GuestRequest]),
+}
+
+/// What it answered. Many answers are checked one by one.
+enum Answer {
+    One(GuestResponse),
+    Many(Vec<Result<GuestResponse, ApiError>>),
+}
+
 impl LoadedPlugin {
     /// Runs `request` in a fresh instance of this plugin.
     /// `trace` is the request's span; the call opens its own under it.
@@ -39,7 +53,53 @@ impl LoadedPlugin {
             SpanKind::Internal,
             vec![KeyValue::new("trellis.plugin", self.context.name.clone())],
         );
-        let result = self.call(request, &span, ambient).await;
+        let result = self
+            .call(Invocation::One(request), &span, ambient)
+            .await
+            .and_then(|answer| match answer {
+                Answer::One(response) => Ok(response),
+                Answer::Many(_) => Err(ApiError::Internal("one request, many answers".into())),
+            });
+        if let Err(err) = &result {
+            self.context.stats.fault(err.code());
+            span.span().set_status(Status::error(err.code()));
+        }
+        result
+    }
+
+    /// Runs `requests` (all to one route) in one instance through the
+    /// plugin's `batch-handler`: one response per request, each checked as
+    /// [`LoadedPlugin::handle`] checks one. The call has the plugin's
+    /// deadline and memory limit once, for all of them.
+    pub async fn handle_batch(
+        &self,
+        requests: &[GuestRequest],
+        trace: &Context,
+    ) -> Result<Vec<Result<GuestResponse, ApiError>>, ApiError> {
+        let span = child_span(
+            &self.context.tracer,
+            trace,
+            "plugin.batch",
+            SpanKind::Internal,
+            vec![
+                KeyValue::new("trellis.plugin", self.context.name.clone()),
+                KeyValue::new("trellis.batch.size", requests.len() as i64),
+            ],
+        );
+        let result = self.call(Invocation::Many(requests), &span, None).await;
+        let result = match result {
+            Ok(Answer::Many(responses)) if responses.len() == requests.len() => Ok(responses),
+            Ok(Answer::Many(responses)) => Err(ApiError::InvalidResponse {
+                plugin: self.context.name.clone(),
+                reason: format!(
+                    "batch-handler answered {} requests with {} responses",
+                    requests.len(),
+                    responses.len()
+                ),
+            }),
+            Ok(Answer::One(_)) => Err(ApiError::Internal("many requests, one answer".into())),
+            Err(err) => Err(err),
+        };
         if let Err(err) = &result {
             self.context.stats.fault(err.code());
             span.span().set_status(Status::error(err.code()));
@@ -49,10 +109,14 @@ impl LoadedPlugin {
 
     async fn call(
         &self,
-        request: &GuestRequest,
+        invocation: Invocation<'_>,
         span: &Context,
         ambient: Option<&AmbientSlot>,
-    ) -> Result<GuestResponse, ApiError> {
+    ) -> Result<Answer, ApiError> {
+        let first = match invocation {
+            Invocation::One(request) => Some(request),
+            Invocation::Many(requests) => requests.first(),
+        };
         let arrived = Instant::now();
         let _permits = self.permits().await?;
         // Time spent queued counts against the deadline.
@@ -65,10 +129,10 @@ impl LoadedPlugin {
         let mut store = new_store(
             &self.host,
             self.context.clone(),
-            request.request_id.clone(),
+            first.map(|r| r.request_id.clone()).unwrap_or_default(),
             span.clone(),
         );
-        store.data_mut().sql_seen.min_lsn = consistency_token(request);
+        store.data_mut().sql_seen.min_lsn = first.and_then(consistency_token);
         if let Some(slot) = ambient {
             let taken = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
             store.data_mut().ambient = Some(taken);
@@ -85,8 +149,25 @@ impl LoadedPlugin {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instantiating.span().end();
             instantiated = Some(started.elapsed());
-            let handler = self.exports.http.load(&mut store, &instance)?;
-            handler.call_handle(&mut store, request).await
+            match invocation {
+                Invocation::One(request) => {
+                    let handler = self.exports.http.load(&mut store, &instance)?;
+                    handler
+                        .call_handle(&mut store, request)
+                        .await
+                        .map(Answer::One)
+                }
+                Invocation::Many(requests) => {
+                    let Some(indices) = &self.exports.batch else {
+                        return Err(wasmtime::Error::msg("the plugin exports no batch-handler"));
+                    };
+                    let handler = indices.load(&mut store, &instance)?;
+                    handler
+                        .call_handle_batch(&mut store, requests)
+                        .await
+                        .map(|responses| Answer::Many(responses.into_iter().map(Ok).collect()))
+                }
+            }
         };
         let outcome = tokio::time::timeout(deadline, call).await;
         self.context.stats.guest_call(
@@ -102,7 +183,18 @@ impl LoadedPlugin {
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = back;
         }
         match outcome {
-            Ok(Ok(response)) => self.check(response).map(|r| self.annotate(r, &store)),
+            Ok(Ok(Answer::One(response))) => self
+                .check(response)
+                .map(|r| Answer::One(self.annotate(r, &store))),
+            Ok(Ok(Answer::Many(responses))) => Ok(Answer::Many(
+                responses
+                    .into_iter()
+                    .map(|r| {
+                        r.and_then(|r| self.check(r))
+                            .map(|r| self.annotate(r, &store))
+                    })
+                    .collect(),
+            )),
             Ok(Err(err)) => Err(self.fault(err, &store)),
             Err(_elapsed) => Err(self.deadline_exceeded()),
         }

@@ -12,7 +12,9 @@ use wasmtime::component::Component;
 
 use wasmtime::component::InstancePre;
 
-use super::bindings::{PluginManifest, http_handler, job_handler, manifest, migrations};
+use super::bindings::{
+    PluginManifest, batch_handler, http_handler, job_handler, manifest, migrations,
+};
 use super::route_options::RouteOptions;
 use super::state::{HostState, PluginContext, PluginJobs};
 use super::{Exports, LoadedPlugin, PluginHost};
@@ -284,6 +286,7 @@ impl PluginHost {
             http: http_handler::GuestIndices::new(&pre).map_err(world)?,
             migrations: migrations::GuestIndices::new(&pre).ok(),
             jobs: job_handler::GuestIndices::new(&pre).ok(),
+            batch: batch_handler::GuestIndices::new(&pre).ok(),
         };
         Ok((pre, exports))
     }

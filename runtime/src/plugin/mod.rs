@@ -100,6 +100,7 @@ pub(crate) struct Exports {
     pub(crate) http: bindings::http_handler::GuestIndices,
     pub(crate) migrations: Option<bindings::migrations::GuestIndices>,
     pub(crate) jobs: Option<bindings::job_handler::GuestIndices>,
+    pub(crate) batch: Option<bindings::batch_handler::GuestIndices>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -327,6 +328,12 @@ impl LoadedPlugin {
         self.options
             .get(index as usize)
             .is_some_and(|o| o.lenient_fields)
+    }
+
+    /// Whether route `index` serves many requests in one call (its manifest
+    /// sets `batch` and the plugin exports `batch-handler`).
+    pub fn batches(&self, index: u32) -> bool {
+        self.exports.batch.is_some() && self.options.get(index as usize).is_some_and(|o| o.batch)
     }
 
     /// The JSON Schemas route `index` declares for its request and its 2xx

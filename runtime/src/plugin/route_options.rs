@@ -8,6 +8,9 @@
 //! - Field selection: `fields` = `strict` (default: an unknown field in
 //!   `?fields=` is a 400) or `lenient` (unknown fields are skipped). The
 //!   serving side is `http::fields`.
+//! - Batching: `batch` = `true` (the batch endpoint hands a batch's
+//!   operations on this route to the plugin's `batch-handler` in one call)
+//!   or `false` (default). The serving side is `http::batch`.
 //! - Schemas: `request-schema` (of a JSON request body) and
 //!   `response-schema` (of a 2xx JSON response), each a JSON Schema as JSON
 //!   text, at most 64 KiB. The host does not validate against them; it
@@ -23,6 +26,7 @@ pub const OPTIONS: &[&str] = &[
     "cache-vary",
     "cache-tags",
     "fields",
+    "batch",
     "request-schema",
     "response-schema",
 ];
@@ -37,6 +41,9 @@ pub struct RouteOptions {
     pub cache: Option<RouteCache>,
     /// Skip unknown fields in `?fields=` instead of refusing them.
     pub lenient_fields: bool,
+    /// Whether the batch endpoint groups this route's operations into one
+    /// `batch-handler` call.
+    pub batch: bool,
     /// JSON Schema of the request body, when declared.
     pub request_schema: Option<serde_json::Value>,
     /// JSON Schema of a 2xx response body, when declared.
@@ -61,16 +68,18 @@ impl RouteOptions {
             .filter(|(k, _)| k.starts_with("cache-"))
             .cloned()
             .collect();
-        let lenient_fields = match options.iter().find(|(k, _)| k == "fields") {
-            None => false,
-            Some((_, v)) if v == "strict" => false,
-            Some((_, v)) if v == "lenient" => true,
-            Some((_, v)) => {
-                return Err(format!(
-                    "route {method} {path}: `fields` is `strict` or `lenient`, not `{v}`"
-                ));
+        // An option with two values, `off` (the default) and `on`.
+        let switch = |key: &str, off: &str, on: &str| -> Result<bool, String> {
+            match options.iter().find(|(k, _)| k == key) {
+                None => Ok(false),
+                Some((_, v)) if v == off => Ok(false),
+                Some((_, v)) if v == on => Ok(true),
+                Some((_, v)) => Err(format!(
+                    "route {method} {path}: `{key}` is `{off}` or `{on}`, not `{v}`"
+                )),
             }
         };
+        let lenient_fields = switch("fields", "strict", "lenient")?;
         let schema = |key: &str| -> Result<Option<serde_json::Value>, String> {
             let Some((_, text)) = options.iter().find(|(k, _)| k == key) else {
                 return Ok(None);
@@ -88,9 +97,11 @@ impl RouteOptions {
                 Err(err) => Err(format!("route {method} {path}: `{key}` is not JSON: {err}")),
             }
         };
+        let batch = switch("batch", "false", "true")?;
         Ok(RouteOptions {
             cache: RouteCache::from_options(method, path, &cache)?,
             lenient_fields,
+            batch,
             request_schema: schema("request-schema")?,
             response_schema: schema("response-schema")?,
         })

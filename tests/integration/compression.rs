@@ -163,3 +163,73 @@ async fn compressed_request_bodies_are_decoded_under_the_limit() {
     assert_eq!(server.get("/hello/after").await.status, 200);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn cached_responses_are_compressed_once_per_variant_and_follow_updates() {
+    let server = TestServer::start("").await;
+    let body = format!(r#"{{"title":"cached","body":"{}"}}"#, "word ".repeat(500));
+    let created = server.send(Method::POST, "/notes", &[], body).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let path = format!("/notes/{}", created.json()["id"]);
+    let identity = server.get(&path).await;
+    assert_eq!(identity.header("content-encoding"), None);
+    for (accept, coding) in [
+        ("gzip", "gzip"),
+        ("br", "br"),
+        ("zstd", "zstd"),
+        ("gzip, br, zstd", "zstd"),
+        ("gzip;q=1, zstd;q=0.5", "gzip"),
+    ] {
+        for round in 0..2 {
+            let reply = server
+                .send(Method::GET, &path, &[("accept-encoding", accept)], "")
+                .await;
+            assert_eq!(reply.status, 200, "{accept}");
+            assert_eq!(reply.header("content-encoding"), Some(coding), "{accept}");
+            assert_eq!(reply.header("x-trellis-cache"), Some("hit"), "{accept}");
+            let vary = reply.header("vary").unwrap_or("").to_ascii_lowercase();
+            assert!(vary.contains("accept-encoding"), "{accept}: vary {vary}");
+            assert!(
+                reply.body.len() < identity.body.len() / 2,
+                "{accept} {round}"
+            );
+            assert_eq!(decode(coding, &reply.body).await, identity.body, "{accept}");
+        }
+    }
+    // An update invalidates the identity entry and its compressed variants.
+    let updated = server
+        .send(
+            Method::PUT,
+            &path,
+            &[("content-type", "application/json")],
+            format!(r#"{{"title":"cached","body":"{}"}}"#, "other ".repeat(500)),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    let reply = server
+        .send(Method::GET, &path, &[("accept-encoding", "gzip")], "")
+        .await;
+    let note: serde_json::Value =
+        serde_json::from_slice(&decode("gzip", &reply.body).await).expect("json");
+    assert!(
+        note["body"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("other")),
+        "{note}"
+    );
+    // A client's no-cache refresh is compressed too, from the new body.
+    let refreshed = server
+        .send(
+            Method::GET,
+            &path,
+            &[("accept-encoding", "zstd"), ("cache-control", "no-cache")],
+            "",
+        )
+        .await;
+    assert_eq!(refreshed.header("content-encoding"), Some("zstd"));
+    assert_eq!(
+        decode("zstd", &refreshed.body).await,
+        server.get(&path).await.body
+    );
+    server.shutdown().await;
+}

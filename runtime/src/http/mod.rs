@@ -78,6 +78,9 @@ pub struct App {
     alerts: Arc<Alerts>,
     /// Bounds of `POST /api/v1/batch`.
     batch: crate::config::BatchConfig,
+    /// When responses are compressed (the response cache compresses its
+    /// own, once per variant).
+    compressible: compression::Compressible,
     /// Stops jobs running on this node (when it is a worker).
     running_jobs: Option<crate::jobs::Canceller>,
     /// Set when shutdown begins: readiness turns 503.
@@ -93,6 +96,7 @@ impl App {
         admin: AdminAuth,
         alerts: Arc<Alerts>,
         batch: crate::config::BatchConfig,
+        compressible: compression::Compressible,
         running_jobs: Option<crate::jobs::Canceller>,
     ) -> Self {
         App {
@@ -102,6 +106,7 @@ impl App {
             admin,
             alerts,
             batch,
+            compressible,
             draining: AtomicBool::new(false),
             started: Instant::now(),
         }
@@ -355,22 +360,28 @@ impl App {
             }
             response
         };
+        let accept = parts.headers.clone();
+        let compressed = async |response: Response<Full<Bytes>>| {
+            self.compressed(plugin, &key, response, &accept, policy.ttl, &tags)
+                .await
+        };
         if response_cache::no_cache(&parts.headers) {
             stats.bypass.inc();
-            let response = Self::call(target, params, parts, body, request_id, trace).await?;
+            let mut response = Self::call(target, params, parts, body, request_id, trace).await?;
+            response_cache::tag(&mut response);
             if let Some(stored) = response_cache::encode(&response) {
                 // A full cache or a bad tag only means the next one misses.
                 let _ = cache
                     .set_internal(plugin, &key, stored, policy.ttl, &tags)
                     .await;
             }
-            return Ok(outcome(response, "bypass"));
+            return Ok(compressed(outcome(response, "bypass")).await);
         }
         let ticket = match cache.fetch_internal(plugin, &key).await {
             Fetched::Hit(stored) => match response_cache::decode(&stored) {
                 Some(response) => {
                     stats.hit.inc();
-                    return Ok(outcome(response, "hit"));
+                    return Ok(compressed(outcome(response, "hit")).await);
                 }
                 None => None,
             },
@@ -378,7 +389,12 @@ impl App {
             Fetched::Load(ticket) => Some(ticket),
         };
         stats.miss.inc();
-        let result = Self::call(target, params, parts, body, request_id, trace).await;
+        let mut result = Self::call(target, params, parts, body, request_id, trace).await;
+        if let Ok(response) = &mut result
+            && response.status() == http::StatusCode::OK
+        {
+            response_cache::tag(response);
+        }
         if let Some(ticket) = ticket {
             match &result {
                 Ok(response) => match response_cache::encode(response) {
@@ -393,7 +409,61 @@ impl App {
                 Err(_) => ticket.fail(),
             }
         }
-        result.map(|response| outcome(response, "miss"))
+        match result {
+            Ok(response) => Ok(compressed(outcome(response, "miss")).await),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A cached 200 compressed as the client prefers, from the cache when
+    /// this variant was compressed before (stored beside it, with its ttl
+    /// and tags), else compressed now and stored. Anything else as it is.
+    async fn compressed(
+        &self,
+        plugin: &str,
+        key: &str,
+        response: Response<Full<Bytes>>,
+        request: &http::HeaderMap,
+        ttl: std::time::Duration,
+        tags: &[String],
+    ) -> Response<Full<Bytes>> {
+        use tower_http::compression::Predicate;
+        if response.status() != http::StatusCode::OK
+            || !self.compressible.should_compress(&response)
+        {
+            return response;
+        }
+        let (Some(coding), Some(etag)) = (
+            compression::negotiate(request),
+            response.headers().get(http::header::ETAG).cloned(),
+        ) else {
+            return response;
+        };
+        let cache = self.host.cache();
+        let encoded_key = response_cache::encoded_key(key, coding, &etag);
+        let body = match cache.get_internal(plugin, &encoded_key).await {
+            Some(Some(body)) => body,
+            _ => match compression::encode(coding, &convert::body_bytes(&response)).await {
+                Ok(body) => {
+                    let _ = cache
+                        .set_internal(plugin, &encoded_key, body.clone(), ttl, tags)
+                        .await;
+                    body
+                }
+                Err(_) => return response,
+            },
+        };
+        let (mut parts, _) = response.into_parts();
+        parts.headers.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        parts.headers.append(
+            http::header::VARY,
+            HeaderValue::from_static("accept-encoding"),
+        );
+        Response::from_parts(parts, Full::new(body))
     }
 
     /// A routed request: its body under the plugin's limit, then the guest.

@@ -116,6 +116,35 @@ pub fn decode(bytes: &Bytes) -> Option<Response<Full<Bytes>>> {
     response.body(Full::new(bytes.slice(at..))).ok()
 }
 
+/// The response's `ETag`: the plugin's, or one made from a hash of the body
+/// and added. Called before a response is stored, so hits carry theirs and
+/// do not hash again.
+pub fn tag(response: &mut Response<Full<Bytes>>) -> HeaderValue {
+    if let Some(etag) = response.headers().get(ETAG) {
+        return etag.clone();
+    }
+    let digest = Sha256::digest(body_bytes(response));
+    let hex = format!("{digest:x}");
+    let etag = HeaderValue::from_str(&format!("\"{}\"", &hex[..32]))
+        .unwrap_or(HeaderValue::from_static("\"0\""));
+    response.headers_mut().insert(ETAG, etag.clone());
+    etag
+}
+
+/// The cache key of `variant`'s body compressed with `coding`: its ETag
+/// names the identity body it was made from.
+pub fn encoded_key(
+    variant: &str,
+    coding: super::compression::Coding,
+    etag: &HeaderValue,
+) -> String {
+    format!(
+        "{variant}\u{0}{}\u{0}{}",
+        coding.token(),
+        String::from_utf8_lossy(etag.as_bytes())
+    )
+}
+
 /// Adds `ETag` (the plugin's, or a hash of the body), `Vary` and the cache
 /// header to a 200, and turns it into a 304 when `if_none_match` matches.
 /// Returns whether it became a 304.
@@ -131,17 +160,7 @@ pub fn finish(
     if response.status() != StatusCode::OK {
         return false;
     }
-    let etag = match response.headers().get(ETAG) {
-        Some(etag) => etag.clone(),
-        None => {
-            let digest = Sha256::digest(body_bytes(response));
-            let hex = format!("{digest:x}");
-            let etag = HeaderValue::from_str(&format!("\"{}\"", &hex[..32]))
-                .unwrap_or(HeaderValue::from_static("\"0\""));
-            response.headers_mut().insert(ETAG, etag.clone());
-            etag
-        }
-    };
+    let etag = tag(response);
     if !policy.vary.is_empty() {
         let names: Vec<&str> = policy.vary.iter().map(HeaderName::as_str).collect();
         if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {

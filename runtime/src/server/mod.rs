@@ -182,6 +182,7 @@ impl Server {
                 AdminAuth::new(&config.admin, addr.ip().is_loopback()),
                 alerts,
                 config.batch.clone(),
+                Compressible::new(&config.compression),
                 running_jobs,
             )),
             builder: connection_builder(&config.server),

@@ -338,5 +338,34 @@ async fn operations_on_a_batching_route_share_one_instance(toml: &str) {
         .collect();
     assert_eq!(statuses, [201, 409, 422]);
     assert!(titles(&server).await.contains(&"bulk 1".to_string()));
+
+    // 100 creates: one batch is one instance, 100 requests are 100.
+    let before = notes_instances(&server).await;
+    let operations: Vec<serde_json::Value> = (0..100)
+        .map(|i| create(&i.to_string(), &format!("hundred {i}")))
+        .collect();
+    let reply = batch(&server, json!({ "operations": operations })).await;
+    let results = reply.json()["results"].clone();
+    let created = results
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["status"] == 201)
+        .count();
+    assert_eq!(created, 100, "{results}");
+    assert_eq!(notes_instances(&server).await - before, 1.0);
+    let before = notes_instances(&server).await;
+    for i in 0..100 {
+        let reply = server
+            .send(
+                Method::POST,
+                "/notes",
+                &[("content-type", "application/json")],
+                json!({"title": format!("single {i}")}).to_string(),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text());
+    }
+    assert_eq!(notes_instances(&server).await - before, 100.0);
     server.shutdown().await;
 }

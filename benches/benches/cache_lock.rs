@@ -44,6 +44,7 @@ fn cache_lock(c: &mut Criterion) {
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         namespace: format!("bench-{}", std::process::id()),
         command_timeout: Duration::from_secs(1),
+        required: true,
     };
     let Ok(redis) = runtime.block_on(Redis::connect(&config)) else {
         eprintln!("no Redis: skipping the L2 and Redis lock benchmarks");

@@ -122,6 +122,15 @@ pub struct RedisConfig {
     /// call reports `unavailable`).
     #[serde(default = "default_redis_timeout", with = "humantime_serde")]
     pub command_timeout: Duration,
+    /// `/readyz` answers 503 while Redis does not answer. `false`: the node
+    /// stays ready and serves degraded (cache in process, locks
+    /// unavailable), which keeps a cluster serving when its Redis is down.
+    #[serde(default = "default_redis_required")]
+    pub required: bool,
+}
+
+fn default_redis_required() -> bool {
+    true
 }
 
 fn default_redis_namespace() -> String {

@@ -240,13 +240,31 @@ async fn redis_stopped_mid_run_degrades_and_recovers() {
     let mut private = PrivateRedis::start();
     let toml = kv_toml(&redis::toml(&private.url(), "fault"));
     let server = TestServer::start(&toml).await;
+    // A node that stays ready without its Redis.
+    let tolerant = TestServer::start(&kv_toml(&format!(
+        "{}required = false\n",
+        redis::toml(&private.url(), "fault-tolerant")
+    )))
+    .await;
     assert_eq!(put(&server, "k", "before", "").await.status, 204);
     assert_eq!(post(&server, "/locks/l/try").await.status, 200);
     assert_eq!(metric(&server, "trellis_redis_up", "").await, 1.0);
+    assert_eq!(server.get("/readyz").await.status, 200);
 
     private.stop();
     // Requests still succeed; the cache falls back to process memory.
     eventually(|| async { metric(&server, "trellis_redis_up", "").await == 0.0 }).await;
+    // Readiness says Redis is down, unless the node does not require it.
+    let unready = server.get("/readyz").await;
+    let problem = unready.assert_problem(503, "not_ready");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("redis")),
+        "{problem}"
+    );
+    assert_eq!(tolerant.get("/readyz").await.status, 200);
+    tolerant.shutdown().await;
     // Let the node see the drop (it flushes its process tier once).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(put(&server, "k", "during", "").await.status, 204);
@@ -273,6 +291,7 @@ async fn redis_stopped_mid_run_degrades_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eventually(|| async { metric(&server, "trellis_redis_up", "").await == 1.0 }).await;
+    assert_eq!(server.get("/readyz").await.status, 200);
     // Let the node see the reconnection (it flushes its process tier).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(put(&server, "k", "after", "").await.status, 204);

@@ -187,6 +187,7 @@ async fn redis_leases_refuse_a_non_owner() {
         url: redis::url(),
         namespace: redis::namespace(),
         command_timeout: Duration::from_millis(500),
+        required: true,
     };
     let client = trellis::backend::redis::Redis::connect(&config)
         .await

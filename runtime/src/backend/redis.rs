@@ -25,6 +25,8 @@ pub struct Redis {
     pub subscriber: SubscriberClient,
     /// `<namespace>:`, the prefix of every key and channel.
     pub prefix: String,
+    /// Whether readiness needs it (`redis.required`).
+    pub required: bool,
 }
 
 impl std::fmt::Debug for Redis {
@@ -71,6 +73,7 @@ impl Redis {
             client,
             subscriber,
             prefix: format!("{}:", config.namespace),
+            required: config.required,
         };
         let first = async {
             redis.client.wait_for_connect().await?;

@@ -152,7 +152,8 @@ where
 /// Time a client has to send a silence.
 const SILENCE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// 200 when serving; 503 while draining or when the database is down.
+/// 200 when serving; 503 while draining, when the database is down, or
+/// when Redis is configured, `redis.required` and down.
 async fn ready(app: &App) -> Result<Response<Full<Bytes>>, ApiError> {
     if app.is_draining() {
         return Err(ApiError::NotReady("the server is shutting down".into()));
@@ -161,6 +162,12 @@ async fn ready(app: &App) -> Result<Response<Full<Bytes>>, ApiError> {
         .check_database()
         .await
         .map_err(|e| ApiError::NotReady(format!("database: {e}")))?;
+    if let Some(redis) = app.host.cache().redis().filter(|r| r.required) {
+        redis
+            .ping()
+            .await
+            .map_err(|e| ApiError::NotReady(format!("redis: {e}")))?;
+    }
     Ok(json_response(StatusCode::OK, &json!({"status": "ready"})))
 }
 

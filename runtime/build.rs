@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{env, fs};
 
-/// Guests built for tests only: never embedded as examples.
-const TEST_ONLY: &[&str] = &["misbehave", "kv", "tasks", "hello_next"];
+/// Guests built for tests only (and the `trellis new` template): never
+/// embedded as examples.
+const TEST_ONLY: &[&str] = &["misbehave", "kv", "tasks", "hello_next", "template"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -33,6 +33,7 @@ pub mod jobs;
 pub mod monitor;
 pub mod plugin;
 pub mod router;
+pub mod scaffold;
 pub mod server;
 pub mod telemetry;
 

@@ -1,4 +1,4 @@
-//! The `trellis` binary: `serve` and `check`. The only place that uses
+//! The `trellis` binary: `serve`, `check` and `new`. The only place that uses
 //! `anyhow`; everything below returns typed errors.
 
 use std::path::PathBuf;
@@ -38,6 +38,17 @@ enum Command {
         #[arg(long, short, env = "TRELLIS_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Make a new plugin project (Rust) from the template, ready to build.
+    New {
+        /// The plugin's name: lower-case letters, digits and `-`.
+        name: String,
+        /// Where to write it (default: `./<name>`); must be new or empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The Trellis SDK (default: the one this binary was built with).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +76,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             telemetry::init(&config.log);
             let server = Server::start_as(&config, role).await?;
             server.run(trellis::server::shutdown_signal()).await;
+            Ok(())
+        }
+        Command::New { name, dir, sdk } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let sdk = sdk.unwrap_or_else(|| PathBuf::from(trellis::scaffold::SDK));
+            let written = trellis::scaffold::new_plugin(&name, &dir, &sdk)?;
+            println!("created plugin `{name}` in {}:", dir.display());
+            for file in written {
+                println!("  {}", file.display());
+            }
+            println!(
+                "next: cd {} && cargo build --release && trellis serve --config trellis.toml",
+                dir.display()
+            );
             Ok(())
         }
         Command::Check { config } => {

@@ -24,4 +24,5 @@ mod shutdown;
 mod soak;
 mod sql;
 mod startup;
+mod template;
 mod traces;

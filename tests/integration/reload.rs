@@ -134,7 +134,7 @@ async fn broken_versions_are_refused_and_the_old_one_serves() {
     // An empty component: valid, but not the plugin world.
     refused(
         upload(&server, "hello", b"\0asm\x0d\0\x01\0".to_vec()).await,
-        "does not implement the trellis:plugin world",
+        "does not export `trellis:plugin/manifest`",
     );
     refused(
         upload(&server, "hello", next_bytes()).await,
@@ -373,4 +373,61 @@ async fn an_upload_on_one_node_goes_live_on_another() {
     a.shutdown().await;
     b.shutdown().await;
     ns.drop_all().await;
+}
+
+/// A component that imports each of `imports` as an empty instance and
+/// exports nothing. (An empty component, no manifest, is refused in
+/// `broken_versions_are_refused_and_the_old_one_serves`.)
+fn component_importing(imports: &[&str]) -> Vec<u8> {
+    use wasm_encoder::{
+        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
+    };
+    let mut component = Component::new();
+    let mut types = ComponentTypeSection::new();
+    types.instance(&InstanceType::new());
+    component.section(&types);
+    let mut section = ComponentImportSection::new();
+    for name in imports {
+        section.import(*name, ComponentTypeRef::Instance(0));
+    }
+    component.section(&section);
+    component.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_errors_say_what_is_wrong_and_how_to_fix_it() {
+    let server = TestServer::start("").await;
+    let detail = |reply: Reply| {
+        let problem = reply.assert_problem(422, "plugin_refused");
+        problem["detail"].as_str().unwrap_or_default().to_string()
+    };
+    // Built against a WIT version this runtime does not implement.
+    let future = detail(
+        upload(
+            &server,
+            "alien",
+            component_importing(&["trellis:plugin/log@0.2.0"]),
+        )
+        .await,
+    );
+    assert!(
+        future.contains("trellis:plugin@0.2.0")
+            && future.contains("trellis:plugin/log@0.2.0")
+            && future.contains(&format!(
+                "implements trellis:plugin@{}",
+                trellis::plugin::WORLD_VERSION
+            ))
+            && future.contains("upgrade the runtime"),
+        "{future}"
+    );
+    // A capability it uses without a grant: which one, and the line.
+    let notes = std::fs::read(guest("notes")).expect("notes is built");
+    let ungranted = detail(upload(&server, "alien", notes).await);
+    assert!(
+        ungranted.contains("capability `sql`") && ungranted.contains("grants"),
+        "{ungranted}"
+    );
+    // None of them serves, and the server does.
+    assert_eq!(server.get("/hello").await.status, 200);
+    server.shutdown().await;
 }

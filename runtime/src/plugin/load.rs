@@ -33,6 +33,10 @@ const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 /// The WIT package whose interfaces are capabilities.
 const CAPABILITY_PACKAGE: &str = "trellis:plugin/";
 
+/// The version of the `trellis:plugin` package this runtime implements
+/// (`wit/world.wit`); components built against an earlier 0.1 link too.
+pub const WORLD_VERSION: &str = "0.1.6";
+
 /// Why a plugin version did not load. The message names the plugin and says
 /// what to change.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +77,26 @@ pub enum LoadErrorKind {
     /// The component does not fit the world (missing export, unknown import).
     #[error("does not implement the trellis:plugin world: {0}")]
     World(String),
+    /// A required export is missing: not a Trellis plugin.
+    #[error(
+        "does not export `{CAPABILITY_PACKAGE}{0}`: it is not a Trellis plugin (a Rust plugin \
+         exports it with `trellis_sdk::plugin!`)"
+    )]
+    MissingExport(&'static str),
+    /// Built against a WIT version this runtime does not implement.
+    #[error(
+        "was built against trellis:plugin@{found} (`{interface}`); this runtime implements \
+         trellis:plugin@{WORLD_VERSION} and loads components built against 0.1.0 to \
+         {WORLD_VERSION}{advice}"
+    )]
+    WitVersion {
+        /// The version the component names.
+        found: String,
+        /// The import or export that names it.
+        interface: String,
+        /// What to do.
+        advice: &'static str,
+    },
     /// Reading the manifest failed (trap, deadline, ...).
     #[error("reading its manifest failed: {0}")]
     Manifest(String),
@@ -145,6 +169,7 @@ impl PluginHost {
         let started = Instant::now();
         let hash = format!("{:x}", Sha256::digest(&bytes));
         let component = self.compile(bytes).await.map_err(fail)?;
+        check_world(&component, self).map_err(fail)?;
         let imported = check_grants(&component, self, name, &config.grants).map_err(fail)?;
         let (pre, exports) = self.pre_instantiate(&component).map_err(fail)?;
 
@@ -456,6 +481,61 @@ impl PluginHost {
     }
 }
 
+/// The component names only `trellis:plugin` versions this runtime links
+/// and exports the interfaces every plugin must: checked before linking so
+/// the error says what is wrong instead of which item the linker missed.
+fn check_world(component: &Component, host: &PluginHost) -> Result<(), LoadErrorKind> {
+    let ty = component.component_type();
+    let names: Vec<(&str, bool)> = ty
+        .imports(&host.engine)
+        .map(|(name, _)| (name, false))
+        .chain(ty.exports(&host.engine).map(|(name, _)| (name, true)))
+        .collect();
+    for (name, _) in &names {
+        let Some((_, version)) = name
+            .strip_prefix(CAPABILITY_PACKAGE)
+            .and_then(|rest| rest.split_once('@'))
+        else {
+            continue;
+        };
+        if let Some(advice) = incompatible(version) {
+            return Err(LoadErrorKind::WitVersion {
+                found: version.to_string(),
+                interface: name.to_string(),
+                advice,
+            });
+        }
+    }
+    for required in ["manifest", "http-handler"] {
+        let exported = names
+            .iter()
+            .any(|(name, export)| *export && capability_of(name) == Some(required));
+        if !exported {
+            return Err(LoadErrorKind::MissingExport(required));
+        }
+    }
+    Ok(())
+}
+
+/// `None` when a component built against `version` links here; else what
+/// to do about it.
+fn incompatible(version: &str) -> Option<&'static str> {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
+        Some((parts.next()??, parts.next()??, parts.next()??))
+    };
+    let (Some(found), Some(host)) = (parse(version), parse(WORLD_VERSION)) else {
+        return Some(": rebuild it against this runtime's wit/");
+    };
+    if found.0 == host.0 && found.1 == host.1 && found.2 <= host.2 {
+        None
+    } else if found > host {
+        Some(": upgrade the runtime, or rebuild the plugin against this runtime's SDK")
+    } else {
+        Some(": rebuild the plugin against this runtime's SDK")
+    }
+}
+
 /// Every `trellis:plugin/*` interface the component imports must be
 /// granted. Returns the capabilities it imports.
 fn check_grants(
@@ -575,4 +655,25 @@ fn validate_manifest(manifest: &PluginManifest, grants: &[String]) -> Result<(),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_world_version_is_the_wit_package_version() {
+        let wit = include_str!("../../../wit/world.wit");
+        assert!(wit.contains(&format!("package trellis:plugin@{WORLD_VERSION};")));
+    }
+
+    #[test]
+    fn versions_link_within_the_minor_and_up_to_the_runtime() {
+        assert_eq!(incompatible("0.1.0"), None);
+        assert_eq!(incompatible(WORLD_VERSION), None);
+        assert!(incompatible("0.1.99").is_some_and(|a| a.contains("upgrade the runtime")));
+        assert!(incompatible("0.2.0").is_some_and(|a| a.contains("upgrade the runtime")));
+        assert!(incompatible("0.0.9").is_some_and(|a| a.contains("rebuild")));
+        assert!(incompatible("1.0").is_some());
+    }
 }

@@ -29,7 +29,7 @@ use crate::monitor::{ErrorGroups, HostSnapshot, Metrics, ResponseCacheStats, Rou
 
 pub use bindings::{GuestRequest, GuestResponse, PluginManifest, Route};
 pub use call::JobOutcome;
-pub use load::{LoadError, LoadErrorKind, read_component};
+pub use load::{LoadError, LoadErrorKind, WORLD_VERSION, read_component};
 pub use route_options::{RouteCache, RouteOptions};
 pub use state::{HostState, PluginContext, PluginJobs, SqlWatch};
 

@@ -221,6 +221,11 @@ async fn run_group(
             }
         }
     }
+    if guest_requests.is_empty() {
+        // Every operation was refused before the call: no instance needed.
+        trace.span().end();
+        return results;
+    }
     let answers = match target.plugin.handle_batch(&guest_requests, &trace).await {
         Ok(answers) => answers,
         Err(err) => {

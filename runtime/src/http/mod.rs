@@ -360,7 +360,11 @@ impl App {
             }
             response
         };
-        let accept = parts.headers.clone();
+        // What `compressed` negotiates from, kept before `parts` moves on.
+        let mut accept = http::HeaderMap::new();
+        for value in parts.headers.get_all(http::header::ACCEPT_ENCODING) {
+            accept.append(http::header::ACCEPT_ENCODING, value.clone());
+        }
         let compressed = async |response: Response<Full<Bytes>>| {
             self.compressed(plugin, &key, response, &accept, policy.ttl, &tags)
                 .await

@@ -631,6 +631,24 @@ pub struct PostgresConfig {
     /// How often replica lag is sampled.
     #[serde(default = "default_lag_sample_interval", with = "humantime_serde")]
     pub lag_sample_interval: Duration,
+    /// For this long after a principal's write, its replica-ok reads see
+    /// that write even without a consistency token (on any node, with
+    /// Redis). `0s` turns it off.
+    #[serde(default = "default_causal_window", with = "humantime_serde")]
+    pub causal_window: Duration,
+    /// The request header that names the principal (a gateway's identity
+    /// header, or the bearer token itself); only a hash of its value is
+    /// kept.
+    #[serde(default = "default_principal_header")]
+    pub principal_header: String,
+}
+
+fn default_causal_window() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_principal_header() -> String {
+    "authorization".into()
 }
 
 fn default_namespace() -> String {

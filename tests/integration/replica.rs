@@ -1,6 +1,7 @@
 //! Read replicas against a real streaming replica: a private PostgreSQL
 //! primary and standby made by `tests/scripts/pg-pair.sh` on their own
-//! loopback ports. Replay is paused to create lag.
+//! loopback ports. Replay is paused to create lag; reads see earlier writes
+//! by token and by principal.
 
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,26 @@ async fn replica_routing_lag_read_your_writes_and_failover() {
     // ... while the same read carrying b's token waits, then reads the primary.
     let reply = get(&server, b, Some(&token_b)).await;
     assert_eq!(reply.status, 200, "read-your-writes: {}", reply.text());
+
+    // By principal: within the causal window a client's own reads see its
+    // writes without a token; another client's may read the replica.
+    let alice = [("authorization", "Bearer alice")];
+    let bob = [("authorization", "Bearer bob")];
+    let written = server
+        .send(
+            Method::POST,
+            "/notes",
+            &alice,
+            json!({"title": "by alice"}).to_string(),
+        )
+        .await;
+    assert_eq!(written.status, 201, "{}", written.text());
+    let path = format!("/notes/{}", written.json()["id"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stale = server.send(Method::GET, &path, &bob, "").await;
+    assert_eq!(stale.status, 404, "bob reads the lagging replica");
+    let own = server.send(Method::GET, &path, &alice, "").await;
+    assert_eq!(own.status, 200, "alice sees her write: {}", own.text());
 
     // A replica further behind than the bound is skipped altogether.
     let strict = TestServer::start(&pair_config(&pair, "max_replica_lag_bytes = 1\n")).await;

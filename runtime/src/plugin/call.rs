@@ -13,13 +13,14 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::job_handler::{Job as GuestJob, JobError};
 use super::bindings::{GuestRequest, GuestResponse};
-use super::state::{HostState, PluginContext};
+use super::state::{HostState, PluginContext, SqlSeen};
 use super::{LoadedPlugin, PluginHost};
 use crate::backend::sql::{format_lsn, parse_lsn};
 use crate::capability::sql::AmbientSlot;
 use crate::capability::sql::CONSISTENCY_HEADER;
 use crate::error::ApiError;
 use crate::monitor::child_span;
+use sha2::Digest;
 
 /// What a guest call runs: one request through `http-handler`, or many to
 /// one route through `batch-handler`.
@@ -132,7 +133,11 @@ impl LoadedPlugin {
             first.map(|r| r.request_id.clone()).unwrap_or_default(),
             span.clone(),
         );
-        store.data_mut().sql_seen.min_lsn = first.and_then(consistency_token);
+        let principal = self.principal(first);
+        store.data_mut().sql_seen.min_lsn = match first.and_then(consistency_token) {
+            Some(token) => Some(token),
+            None => self.principal_lsn(principal.as_ref()).await,
+        };
         if let Some(slot) = ambient {
             let taken = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
             store.data_mut().ambient = Some(taken);
@@ -175,6 +180,9 @@ impl LoadedPlugin {
             started.elapsed(),
             store.data().memory.peak,
         );
+        if let (Some(principal), Ok(Ok(_))) = (&principal, &outcome) {
+            self.remember_write(principal, &store.data().sql_seen).await;
+        }
         // Only a call that answered hands the batch's transaction back; one
         // that trapped or ran out of time drops it mid-statement.
         if let (Some(slot), Ok(Ok(_))) = (ambient, &outcome)
@@ -197,6 +205,50 @@ impl LoadedPlugin {
             )),
             Ok(Err(err)) => Err(self.fault(err, &store)),
             Err(_elapsed) => Err(self.deadline_exceeded()),
+        }
+    }
+
+    /// The cache key of the principal a request names, when causal reads
+    /// by principal are on (PostgreSQL with replicas) and it names one: a
+    /// hash of the header's value, never the value.
+    fn principal(&self, request: Option<&GuestRequest>) -> Option<(String, Duration)> {
+        let (header, window) = self.context.sql.as_ref()?.causal()?;
+        let value = request?
+            .headers
+            .iter()
+            .find(|(name, _)| name == header)
+            .map(|(_, value)| value)?;
+        let digest = sha2::Sha256::digest(value.as_bytes());
+        Some((format!("\u{0}principal-lsn:{digest:x}"), window))
+    }
+
+    /// The WAL position of the principal's last write within the window.
+    async fn principal_lsn(&self, principal: Option<&(String, Duration)>) -> Option<u64> {
+        let (key, _) = principal?;
+        let bytes = self
+            .context
+            .cache
+            .get_internal(&self.context.name, key)
+            .await??;
+        Some(u64::from_be_bytes(bytes.as_ref().try_into().ok()?))
+    }
+
+    /// After a call that wrote: its reads for the window must see this.
+    async fn remember_write(&self, principal: &(String, Duration), seen: &SqlSeen) {
+        let (key, window) = principal;
+        if let (true, Some(lsn)) = (seen.wrote, seen.min_lsn) {
+            // A full cache only costs this principal its read-your-writes.
+            let _ = self
+                .context
+                .cache
+                .set_internal(
+                    &self.context.name,
+                    key,
+                    bytes::Bytes::copy_from_slice(&lsn.to_be_bytes()),
+                    *window,
+                    &[],
+                )
+                .await;
         }
     }
 

@@ -402,6 +402,16 @@ impl PluginDb {
         }
     }
 
+    /// Causal reads by principal (PostgreSQL with replicas): the request
+    /// header naming the principal, and how long after its write its reads
+    /// must see it.
+    pub fn causal(&self) -> Option<(&str, std::time::Duration)> {
+        match self {
+            PluginDb::Sqlite(_) => None,
+            PluginDb::Postgres(db) => db.causal(),
+        }
+    }
+
     /// The consistency token after a write: the primary's WAL position, when
     /// there are replicas to be consistent with.
     pub async fn write_position(&self) -> Option<u64> {

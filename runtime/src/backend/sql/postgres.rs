@@ -286,6 +286,11 @@ impl Service {
 }
 
 impl Db {
+    /// See [`super::PluginDb::causal`].
+    pub(super) fn causal(&self) -> Option<(&str, std::time::Duration)> {
+        self.replicas.causal()
+    }
+
     /// The runtime's schema.
     pub(super) fn namespace(&self) -> &str {
         &self.namespace

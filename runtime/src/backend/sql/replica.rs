@@ -38,6 +38,9 @@ pub(super) struct Replicas {
     max_lag_bytes: u64,
     max_lag: Duration,
     wait: Duration,
+    /// Causal reads by principal: the header that names it and how long
+    /// after its write.
+    causal: (String, Duration),
     next: AtomicUsize,
     /// replica-ok reads: on a replica, on the primary because none was
     /// usable, on the primary because none had caught up.
@@ -84,6 +87,10 @@ impl Replicas {
             max_lag_bytes: config.max_replica_lag_bytes.as_u64(),
             max_lag: config.max_replica_lag,
             wait: config.replica_wait,
+            causal: (
+                config.principal_header.to_ascii_lowercase(),
+                config.causal_window,
+            ),
             next: AtomicUsize::new(0),
             reads: Default::default(),
         });
@@ -102,6 +109,13 @@ impl Replicas {
             });
         }
         Ok(replicas)
+    }
+
+    /// The principal header and the causal window, when there are replicas
+    /// and the window is on.
+    pub(super) fn causal(&self) -> Option<(&str, Duration)> {
+        (!self.states.is_empty() && !self.causal.1.is_zero())
+            .then_some((self.causal.0.as_str(), self.causal.1))
     }
 
     /// Counts where a replica-ok read ran.

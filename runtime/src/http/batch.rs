@@ -118,6 +118,22 @@ struct Prepared {
     request: Result<Request<Full<Bytes>>, ApiError>,
 }
 
+impl Prepared {
+    /// Operation `index` of batch `batch_id`: named by its id (or its
+    /// position), with a request id derived from the batch's.
+    fn new(op: Operation, index: usize, batch_id: &str) -> Prepared {
+        let id = op.id.clone().unwrap_or_else(|| index.to_string());
+        let sub_id = format!("{batch_id}-{index}");
+        let request = request(op, &sub_id);
+        Prepared {
+            index,
+            id,
+            sub_id,
+            request,
+        }
+    }
+}
+
 /// What runs as one: an operation through the pipeline, or the operations
 /// to one route that batches, in one `batch-handler` call.
 enum Unit {
@@ -135,10 +151,8 @@ fn plan(app: &App, operations: Vec<Operation>, batch_id: &str) -> Vec<Unit> {
     let mut units: Vec<Unit> = Vec::new();
     let mut groups: std::collections::HashMap<(String, u32), usize> = Default::default();
     for (index, op) in operations.into_iter().enumerate() {
-        let id = op.id.clone().unwrap_or_else(|| index.to_string());
-        let sub_id = format!("{batch_id}-{index}");
-        let request = request(op, &sub_id);
-        let found = request.as_ref().ok().and_then(|request| {
+        let prepared = Prepared::new(op, index, batch_id);
+        let found = prepared.request.as_ref().ok().and_then(|request| {
             match routes.lookup(request.method().as_str(), request.uri().path()) {
                 Lookup::Found { target, params } if target.plugin.batches(target.route) => {
                     Some((target.clone(), params))
@@ -146,12 +160,6 @@ fn plan(app: &App, operations: Vec<Operation>, batch_id: &str) -> Vec<Unit> {
                 _ => None,
             }
         });
-        let prepared = Prepared {
-            index,
-            id,
-            sub_id,
-            request,
-        };
         let Some((target, params)) = found else {
             units.push(Unit::One(Box::new(prepared)));
             continue;
@@ -192,11 +200,23 @@ async fn run_group(
     members: Vec<(Prepared, Vec<(String, String)>)>,
 ) -> Vec<(usize, Value)> {
     let started = std::time::Instant::now();
-    let route = target.pattern();
+    let method = members
+        .first()
+        .and_then(|(p, _)| p.request.as_ref().ok())
+        .map_or("POST", |r| r.method().as_str())
+        .to_string();
     let trace = app
         .host
         .tracing()
-        .server_span(&http::HeaderMap::new(), "POST", route);
+        .server_span(&http::HeaderMap::new(), &method, target.pattern());
+    // Every answer is settled as the pipeline settles a routed one.
+    let settled = |mut outcome: Result<Response<Full<Bytes>>, ApiError>, sub_id: &str| {
+        app.settle(target, &mut outcome, started, sub_id, &trace);
+        answered(
+            outcome.unwrap_or_else(|err| err.into_response(sub_id)),
+            sub_id,
+        )
+    };
     let mut results = Vec::with_capacity(members.len());
     let mut called = Vec::with_capacity(members.len());
     let mut guest_requests = Vec::with_capacity(members.len());
@@ -216,7 +236,7 @@ async fn run_group(
                 called.push((prepared.index, prepared.id, prepared.sub_id, parts));
             }
             Err(err) => {
-                let response = answered(err.into_response(&prepared.sub_id), &prepared.sub_id);
+                let response = settled(Err(err), &prepared.sub_id);
                 results.push((prepared.index, result(prepared.id, response).await));
             }
         }
@@ -230,22 +250,18 @@ async fn run_group(
         Ok(answers) => answers,
         Err(err) => {
             for (index, id, sub_id, _) in called.drain(..) {
-                let response = answered(err.clone().into_response(&sub_id), &sub_id);
+                let response = settled(Err(err.clone()), &sub_id);
                 results.push((index, result(id, response).await));
             }
             Vec::new()
         }
     };
-    let stats = target.plugin.route_stats(target.route);
     for ((index, id, sub_id, parts), answer) in called.into_iter().zip(answers) {
-        let response = match answer.and_then(|r| super::from_guest(target, &parts, r)) {
-            Ok(response) => response,
-            Err(err) => err.into_response(&sub_id),
-        };
-        if let Some(stats) = stats {
-            stats.record(response.status().as_u16(), started.elapsed());
-        }
-        results.push((index, result(id, answered(response, &sub_id)).await));
+        let response = settled(
+            answer.and_then(|r| super::from_guest(target, &parts, r)),
+            &sub_id,
+        );
+        results.push((index, result(id, response).await));
     }
     trace.span().end();
     results
@@ -271,10 +287,9 @@ async fn atomic(
     let mut plugin: Option<std::sync::Arc<LoadedPlugin>> = None;
     let mut requests = Vec::with_capacity(operations.len());
     for (index, op) in operations.into_iter().enumerate() {
-        let id = op.id.clone().unwrap_or_else(|| index.to_string());
-        let sub_id = format!("{batch_id}-{index}");
-        let request = request(op, &sub_id)
-            .map_err(|err| ApiError::BadRequest(format!("operation `{id}`: {err}")))?;
+        let Prepared { id, request, .. } = Prepared::new(op, index, batch_id);
+        let request =
+            request.map_err(|err| ApiError::BadRequest(format!("operation `{id}`: {err}")))?;
         let Lookup::Found { target, .. } =
             routes.lookup(request.method().as_str(), request.uri().path())
         else {

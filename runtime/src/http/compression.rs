@@ -85,8 +85,9 @@ impl Predicate for Compressible {
     }
 }
 
-/// A coding the runtime compresses cached responses with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A coding the runtime compresses cached responses with, in the order it
+/// prefers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Coding {
     /// `zstd`: the fastest to decode and usually the smallest.
     Zstd,
@@ -136,19 +137,6 @@ pub fn negotiate(headers: &http::HeaderMap) -> Option<Coding> {
         }
     }
     best.map(|(coding, _)| coding)
-}
-
-impl PartialOrd for Coding {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Coding {
-    /// Preference: zstd before br before gzip.
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (*self as u8).cmp(&(*other as u8))
-    }
 }
 
 /// `body` compressed with `coding` (brotli at quality 5: close to its best

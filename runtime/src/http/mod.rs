@@ -297,7 +297,22 @@ impl App {
             }
             None => Self::call(target, params, parts, body, request_id, trace).await,
         };
-        let status = match &result {
+        self.settle(target, &mut result, started, request_id, trace);
+        result
+    }
+
+    /// After a plugin route answered (through the pipeline or in a batch
+    /// group): the route's metrics, the plugin's own fingerprint taken off
+    /// the response, and a 5xx recorded for error aggregation.
+    pub(crate) fn settle(
+        &self,
+        target: &crate::router::Target,
+        result: &mut Result<Response<Full<Bytes>>, ApiError>,
+        started: Instant,
+        request_id: &str,
+        trace: &Context,
+    ) {
+        let status = match &*result {
             Ok(response) => response.status().as_u16(),
             Err(err) => err.status().as_u16(),
         };
@@ -310,13 +325,13 @@ impl App {
             .ok()
             .and_then(|r| r.headers_mut().remove(FINGERPRINT_HEADER));
         if status >= 500 {
-            let (kind, message) = match &result {
+            let (kind, message) = match &*result {
                 Err(err) => (err.code(), err.to_string()),
                 Ok(response) => ("plugin_error", problem_detail(response)),
             };
             self.host.errors().record(Occurrence {
                 plugin: target.plugin.name(),
-                route,
+                route: target.pattern(),
                 kind,
                 message: &message,
                 fingerprint: chosen.as_ref().and_then(|v| v.to_str().ok()),
@@ -324,7 +339,6 @@ impl App {
                 trace_id: trace_id(trace),
             });
         }
-        result
     }
 
     /// A routed request to a route whose responses are cached (see
@@ -360,13 +374,9 @@ impl App {
             }
             response
         };
-        // What `compressed` negotiates from, kept before `parts` moves on.
-        let mut accept = http::HeaderMap::new();
-        for value in parts.headers.get_all(http::header::ACCEPT_ENCODING) {
-            accept.append(http::header::ACCEPT_ENCODING, value.clone());
-        }
+        let coding = compression::negotiate(&parts.headers);
         let compressed = async |response: Response<Full<Bytes>>| {
-            self.compressed(plugin, &key, response, &accept, policy.ttl, &tags)
+            self.compressed(plugin, &key, response, coding, policy.ttl, &tags)
                 .await
         };
         if response_cache::no_cache(&parts.headers) {
@@ -394,9 +404,7 @@ impl App {
         };
         stats.miss.inc();
         let mut result = Self::call(target, params, parts, body, request_id, trace).await;
-        if let Ok(response) = &mut result
-            && response.status() == http::StatusCode::OK
-        {
+        if let Ok(response) = &mut result {
             response_cache::tag(response);
         }
         if let Some(ticket) = ticket {
@@ -419,15 +427,16 @@ impl App {
         }
     }
 
-    /// A cached 200 compressed as the client prefers, from the cache when
-    /// this variant was compressed before (stored beside it, with its ttl
-    /// and tags), else compressed now and stored. Anything else as it is.
+    /// A cached 200 compressed with `coding` (the client's choice), from
+    /// the cache when this variant was compressed before (stored beside it,
+    /// with its ttl and tags), else compressed now and stored. Anything else
+    /// as it is.
     async fn compressed(
         &self,
         plugin: &str,
         key: &str,
         response: Response<Full<Bytes>>,
-        request: &http::HeaderMap,
+        coding: Option<compression::Coding>,
         ttl: std::time::Duration,
         tags: &[String],
     ) -> Response<Full<Bytes>> {
@@ -437,10 +446,9 @@ impl App {
         {
             return response;
         }
-        let (Some(coding), Some(etag)) = (
-            compression::negotiate(request),
-            response.headers().get(http::header::ETAG).cloned(),
-        ) else {
+        let (Some(coding), Some(etag)) =
+            (coding, response.headers().get(http::header::ETAG).cloned())
+        else {
             return response;
         };
         let cache = self.host.cache();

@@ -116,19 +116,22 @@ pub fn decode(bytes: &Bytes) -> Option<Response<Full<Bytes>>> {
     response.body(Full::new(bytes.slice(at..))).ok()
 }
 
-/// The response's `ETag`: the plugin's, or one made from a hash of the body
-/// and added. Called before a response is stored, so hits carry theirs and
-/// do not hash again.
-pub fn tag(response: &mut Response<Full<Bytes>>) -> HeaderValue {
+/// A 200's `ETag`: the plugin's, or one made from a hash of the body and
+/// added; other statuses get none. Called before a response is stored, so
+/// hits carry theirs and do not hash again.
+pub fn tag(response: &mut Response<Full<Bytes>>) -> Option<HeaderValue> {
+    if response.status() != StatusCode::OK {
+        return None;
+    }
     if let Some(etag) = response.headers().get(ETAG) {
-        return etag.clone();
+        return Some(etag.clone());
     }
     let digest = Sha256::digest(body_bytes(response));
     let hex = format!("{digest:x}");
     let etag = HeaderValue::from_str(&format!("\"{}\"", &hex[..32]))
         .unwrap_or(HeaderValue::from_static("\"0\""));
     response.headers_mut().insert(ETAG, etag.clone());
-    etag
+    Some(etag)
 }
 
 /// The cache key of `variant`'s body compressed with `coding`: its ETag
@@ -157,10 +160,9 @@ pub fn finish(
     response
         .headers_mut()
         .insert(CACHE_HEADER, HeaderValue::from_static(outcome));
-    if response.status() != StatusCode::OK {
+    let Some(etag) = tag(response) else {
         return false;
-    }
-    let etag = tag(response);
+    };
     if !policy.vary.is_empty() {
         let names: Vec<&str> = policy.vary.iter().map(HeaderName::as_str).collect();
         if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {

@@ -775,6 +775,10 @@ pub struct PluginConfig {
     /// Settings the plugin reads through the `config` capability.
     #[serde(default)]
     pub config: BTreeMap<String, SettingValue>,
+    /// For a `wasi:http` component: the path prefix it serves under
+    /// (default `/<name>`). It sees paths below the prefix.
+    #[serde(default)]
+    pub mount: Option<String>,
 }
 
 /// A plugin setting: any TOML scalar, handed to the plugin as a string.
@@ -909,6 +913,7 @@ impl PluginConfig {
             grants,
             limits: LimitOverrides::default(),
             config: BTreeMap::new(),
+            mount: None,
         }
     }
 
@@ -921,6 +926,7 @@ impl PluginConfig {
             grants: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
             limits: LimitOverrides::default(),
             config: BTreeMap::new(),
+            mount: None,
         }
     }
 }
@@ -1295,6 +1301,28 @@ impl Config {
                 );
             }
         }
+        if let Some(mount) = &plugin.mount {
+            let plain = mount.len() > 1
+                && mount.starts_with('/')
+                && !mount.ends_with('/')
+                && !mount.contains(['{', '}', '*', '?', '#', ' ']);
+            if !plain {
+                return invalid(
+                    &key("mount"),
+                    "a mount is a path prefix such as `/wasi`: it starts with `/`, does not end \
+                     with one, and has no `{`, `}`, `*`, `?`, `#` or spaces",
+                );
+            }
+            if crate::router::is_reserved(mount) {
+                return invalid(
+                    &key("mount"),
+                    &format!(
+                        "`{mount}` is served by the runtime itself (reserved: {})",
+                        crate::router::RESERVED.join(", ")
+                    ),
+                );
+            }
+        }
         self.limits
             .with(&plugin.limits)
             .validate(&format!("plugins.{name}.limits"))
@@ -1302,6 +1330,11 @@ impl Config {
 }
 
 impl PluginConfig {
+    /// The path prefix a `wasi:http` component serves under.
+    pub fn mount(&self, name: &str) -> String {
+        self.mount.clone().unwrap_or_else(|| format!("/{name}"))
+    }
+
     /// Where the component comes from, for messages: its path or
     /// `builtin:<name>`.
     pub fn source_name(&self) -> String {

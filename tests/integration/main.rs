@@ -26,3 +26,4 @@ mod sql;
 mod startup;
 mod template;
 mod traces;
+mod wasi_http;

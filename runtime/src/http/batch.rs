@@ -383,14 +383,14 @@ fn atomic_answer(committed: bool, results: Vec<Value>) -> Response<Full<Bytes>> 
 async fn run(app: &App, prepared: Prepared) -> Value {
     let response = match prepared.request {
         Ok(request) => through_pipeline(app, request).await,
-        Err(err) => err.into_response(&prepared.sub_id),
+        Err(err) => super::boxed(err.into_response(&prepared.sub_id)),
     };
     result(prepared.id, response).await
 }
 
 /// An operation's result: its id, status, headers and body (JSON when the
 /// response is).
-async fn result(id: String, response: Response<Full<Bytes>>) -> Value {
+async fn result<B: Body<Data = Bytes>>(id: String, response: Response<B>) -> Value {
     let (parts, body) = response.into_parts();
     let bytes = body
         .collect()
@@ -424,7 +424,7 @@ async fn result(id: String, response: Response<Full<Bytes>>) -> Value {
 fn through_pipeline(
     app: &App,
     request: Request<Full<Bytes>>,
-) -> std::pin::Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send + '_>> {
+) -> std::pin::Pin<Box<dyn Future<Output = Response<super::ResponseBody>> + Send + '_>> {
     Box::pin(app.serve(request))
 }
 

@@ -22,7 +22,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
@@ -36,6 +37,17 @@ use crate::monitor::alerts::Alerts;
 use crate::monitor::{Occurrence, child_span, trace_id};
 use crate::plugin::{GuestRequest, PluginHost};
 use crate::router::{Lookup, Router, is_reserved};
+
+/// What the pipeline answers with: a whole body, or one that streams (from
+/// a `wasi:http` component) and may end with an error. (A concrete error
+/// type: with a boxed trait object, the server's connection future fails
+/// the `Send` check's higher-ranked `From` bound.)
+pub type ResponseBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// `response` with its whole body as a [`ResponseBody`].
+pub fn boxed(response: Response<Full<Bytes>>) -> Response<ResponseBody> {
+    response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}
 
 /// A response header a plugin sets on a 5xx to choose the fingerprint its
 /// error is grouped by; the runtime removes it.
@@ -133,9 +145,9 @@ impl App {
     }
 
     /// Serves one request; never fails: errors become problem+json.
-    pub async fn serve<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    pub async fn serve<B>(&self, request: Request<B>) -> Response<ResponseBody>
     where
-        B: Body<Data = Bytes>,
+        B: Body<Data = Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let request_id = request_id::from_headers(request.headers());
@@ -169,7 +181,7 @@ impl App {
                         tracing::warn!(code = err.code(), error = %err, "request failed");
                     }
                     code = Some(err.code());
-                    err.into_response(&request_id)
+                    boxed(err.into_response(&request_id))
                 }
             };
             if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -190,12 +202,12 @@ impl App {
     }
 
     /// Completes the server span and returns its `traceparent`.
-    fn end_trace(
+    fn end_trace<R>(
         &self,
         trace: &Context,
         request_id: &str,
         code: Option<&'static str>,
-        response: &mut Response<Full<Bytes>>,
+        response: &mut Response<R>,
     ) {
         let span = trace.span();
         let status = response.status();
@@ -217,9 +229,9 @@ impl App {
         request: Request<B>,
         request_id: &str,
         trace: &Context,
-    ) -> Result<Response<Full<Bytes>>, ApiError>
+    ) -> Result<Response<ResponseBody>, ApiError>
     where
-        B: Body<Data = Bytes>,
+        B: Body<Data = Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = Instant::now();
@@ -230,14 +242,16 @@ impl App {
             if parts.method != http::Method::GET && parts.method != http::Method::HEAD {
                 return Err(not_allowed(&parts.method, "GET, HEAD"));
             }
-            return Ok(builtin::json_response(
+            return Ok(boxed(builtin::json_response(
                 http::StatusCode::OK,
                 &openapi::document(&routes),
-            ));
+            )));
         }
         if path == batch::PATH {
             // Public: each operation meets the pipeline's own checks.
-            return batch::serve(self, &parts, body, request_id).await;
+            return batch::serve(self, &parts, body, request_id)
+                .await
+                .map(boxed);
         }
         if is_reserved(path) {
             let selection = fields::requested(parts.uri.query())?;
@@ -253,7 +267,7 @@ impl App {
                 None => response,
             };
             pagination::link_next(&mut response, &parts.uri);
-            return Ok(response);
+            return Ok(boxed(response));
         }
         let tracer = self.host.tracing().tracer();
         let routing = child_span(tracer, trace, "http.route", SpanKind::Internal, Vec::new());
@@ -282,6 +296,11 @@ impl App {
                 target.plugin.name().to_string(),
             ));
         }
+        if let Some(mount) = target.plugin.mount() {
+            return self
+                .call_mounted(target, mount, parts, body, started, request_id, trace)
+                .await;
+        }
         // Inside an atomic batch nothing is cached: the batch may roll back.
         let in_batch = parts.extensions.get::<AmbientSlot>().is_some();
         let cached = matches!(parts.method, http::Method::GET | http::Method::HEAD)
@@ -298,7 +317,7 @@ impl App {
             None => Self::call(target, params, parts, body, request_id, trace).await,
         };
         self.settle(target, &mut result, started, request_id, trace);
-        result
+        result.map(boxed)
     }
 
     /// After a plugin route answered (through the pipeline or in a batch
@@ -329,15 +348,88 @@ impl App {
                 Err(err) => (err.code(), err.to_string()),
                 Ok(response) => ("plugin_error", problem_detail(response)),
             };
-            self.host.errors().record(Occurrence {
-                plugin: target.plugin.name(),
-                route: target.pattern(),
-                kind,
-                message: &message,
-                fingerprint: chosen.as_ref().and_then(|v| v.to_str().ok()),
-                request_id,
-                trace_id: trace_id(trace),
-            });
+            self.record_failure(target, kind, &message, chosen.as_ref(), request_id, trace);
+        }
+    }
+
+    /// A 5xx of a plugin route, for error aggregation.
+    fn record_failure(
+        &self,
+        target: &crate::router::Target,
+        kind: &str,
+        message: &str,
+        fingerprint: Option<&HeaderValue>,
+        request_id: &str,
+        trace: &Context,
+    ) {
+        self.host.errors().record(Occurrence {
+            plugin: target.plugin.name(),
+            route: target.pattern(),
+            kind,
+            message,
+            fingerprint: fingerprint.and_then(|v| v.to_str().ok()),
+            request_id,
+            trace_id: trace_id(trace),
+        });
+    }
+
+    /// A request to a mounted `wasi:http` component: the path it sees is
+    /// the part below the mount (`x-forwarded-prefix` names the mount), and
+    /// the bodies stream both ways under the plugin's limits. The route's
+    /// metrics count the time to the response head.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_mounted<B>(
+        &self,
+        target: &crate::router::Target,
+        mount: &str,
+        mut parts: http::request::Parts,
+        body: B,
+        started: Instant,
+        request_id: &str,
+        trace: &Context,
+    ) -> Result<Response<ResponseBody>, ApiError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let limit = target.plugin.limits().max_request_body.as_u64();
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let result = if declared.is_some_and(|length| length > limit) {
+            Err(ApiError::PayloadTooLarge { limit })
+        } else {
+            mounted_request(&mut parts, mount)?;
+            let request =
+                Request::from_parts(parts, crate::plugin::wasi_http::request_body(body, limit));
+            target
+                .plugin
+                .handle_wasi_http(request, trace, request_id)
+                .await
+        };
+        let status = match &result {
+            Ok(response) => response.status().as_u16(),
+            Err(err) => err.status().as_u16(),
+        };
+        if let Some(stats) = target.plugin.route_stats(target.route) {
+            stats.record(status, started.elapsed());
+        }
+        match result {
+            Ok(response) => {
+                if status >= 500 {
+                    let message = format!("status {status}");
+                    self.record_failure(target, "plugin_error", &message, None, request_id, trace);
+                }
+                Ok(response.map(|body| body.map_err(std::io::Error::other).boxed_unsync()))
+            }
+            Err(err) => {
+                if status >= 500 {
+                    let message = err.to_string();
+                    self.record_failure(target, err.code(), &message, None, request_id, trace);
+                }
+                Err(err)
+            }
         }
     }
 
@@ -496,6 +588,36 @@ impl App {
         let guest_response = target.plugin.handle(&guest_request, trace, ambient).await?;
         from_guest(target, &parts, guest_response)
     }
+}
+
+/// Rewrites a request to a component mounted at `mount` into what the
+/// component sees: the path below the mount (`/` for the mount itself), the
+/// query kept, `x-forwarded-prefix: <mount>`, and a `Host` when the client
+/// sent none (wasi:http requires an authority).
+fn mounted_request(parts: &mut http::request::Parts, mount: &str) -> Result<(), ApiError> {
+    let below = crate::router::below(parts.uri.path(), mount).unwrap_or_default();
+    let path = if below.is_empty() { "/" } else { below };
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.path_and_query = Some(
+        path_and_query
+            .parse()
+            .map_err(|e| ApiError::BadRequest(format!("invalid request target: {e}")))?,
+    );
+    parts.uri = http::Uri::from_parts(uri)
+        .map_err(|e| ApiError::BadRequest(format!("invalid request target: {e}")))?;
+    if let Ok(mount) = HeaderValue::from_str(mount) {
+        parts.headers.insert("x-forwarded-prefix", mount);
+    }
+    if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
+        parts
+            .headers
+            .insert(http::header::HOST, HeaderValue::from_static("localhost"));
+    }
+    Ok(())
 }
 
 /// The guest's view of a routed request, its body read under the plugin's

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
-use tokio::sync::SemaphorePermit;
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::job_handler::{Job as GuestJob, JobError};
@@ -156,7 +156,10 @@ impl LoadedPlugin {
             instantiated = Some(started.elapsed());
             match invocation {
                 Invocation::One(request) => {
-                    let handler = self.exports.http.load(&mut store, &instance)?;
+                    let Some(indices) = &self.exports.http else {
+                        return Err(wasmtime::Error::msg("the plugin exports no http-handler"));
+                    };
+                    let handler = indices.load(&mut store, &instance)?;
                     handler
                         .call_handle(&mut store, request)
                         .await
@@ -256,18 +259,21 @@ impl LoadedPlugin {
     /// When the plugin's instances are all busy, up to `max_queued` requests
     /// wait (within the deadline) for one to free; beyond, or past the
     /// deadline, the request is shed.
-    async fn permits(&self) -> Result<(SemaphorePermit<'_>, SemaphorePermit<'_>), ApiError> {
+    pub(super) async fn permits(
+        &self,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), ApiError> {
         let overloaded = |limit| ApiError::Overloaded {
             plugin: self.context.name.clone(),
             limit,
         };
         let limits = &self.context.limits;
-        let plugin = match self.concurrency.try_acquire() {
+        let plugin = match self.concurrency.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
                 let _place = QueuePlace::take(&self.queued, limits.max_queued)
                     .ok_or_else(|| overloaded(limits.max_concurrency))?;
-                match tokio::time::timeout(limits.deadline, self.concurrency.acquire()).await {
+                let wait = self.concurrency.clone().acquire_owned();
+                match tokio::time::timeout(limits.deadline, wait).await {
                     Ok(Ok(permit)) => permit,
                     _ => return Err(overloaded(limits.max_concurrency)),
                 }
@@ -276,7 +282,8 @@ impl LoadedPlugin {
         let host = self
             .host
             .instances
-            .try_acquire()
+            .clone()
+            .try_acquire_owned()
             .map_err(|_| overloaded(self.host.max_instances))?;
         Ok((plugin, host))
     }
@@ -331,7 +338,7 @@ impl LoadedPlugin {
         response
     }
 
-    fn fault(&self, err: wasmtime::Error, store: &Store<HostState>) -> ApiError {
+    pub(super) fn fault(&self, err: wasmtime::Error, store: &Store<HostState>) -> ApiError {
         let plugin = self.context.name.clone();
         let state = store.data();
         if state.memory.exceeded {
@@ -352,13 +359,13 @@ impl LoadedPlugin {
             "guest fault"
         );
         let reason = match trap {
-            Some(trap) => format!("wasm trap: {trap}"),
+            Some(trap) => trap.to_string(),
             None => err.to_string(),
         };
         ApiError::GuestFault { plugin, reason }
     }
 
-    fn deadline_exceeded(&self) -> ApiError {
+    pub(super) fn deadline_exceeded(&self) -> ApiError {
         ApiError::DeadlineExceeded {
             plugin: self.context.name.clone(),
             deadline: self.context.limits.deadline,

@@ -11,6 +11,7 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 
 use wasmtime::component::InstancePre;
+use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
 use super::bindings::{
     PluginManifest, batch_handler, http_handler, job_handler, manifest, migrations,
@@ -169,9 +170,9 @@ impl PluginHost {
         let started = Instant::now();
         let hash = format!("{:x}", Sha256::digest(&bytes));
         let component = self.compile(bytes).await.map_err(fail)?;
-        check_world(&component, self).map_err(fail)?;
+        let world = check_world(&component, self).map_err(fail)?;
         let imported = check_grants(&component, self, name, &config.grants).map_err(fail)?;
-        let (pre, exports) = self.pre_instantiate(&component).map_err(fail)?;
+        let (pre, exports) = self.pre_instantiate(&component, world).map_err(fail)?;
 
         let mut context = PluginContext {
             name: name.to_string(),
@@ -191,11 +192,18 @@ impl PluginHost {
             errors: self.errors.clone(),
             jobs: None,
         };
-        let (manifest, declared_jobs) =
-            read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
-                .await
-                .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
-        validate_manifest(&manifest, &config.grants).map_err(fail)?;
+        let mount = (world == World::WasiHttp).then(|| config.mount(name));
+        let (manifest, declared_jobs) = match &mount {
+            None => {
+                let (manifest, declared_jobs) =
+                    read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
+                        .await
+                        .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
+                validate_manifest(&manifest, &config.grants).map_err(fail)?;
+                (manifest, declared_jobs)
+            }
+            Some(mount) => (wasi_http_manifest(name, mount), None),
+        };
         check_routes(&manifest.routes).map_err(|e| fail(LoadErrorKind::Routes(e)))?;
         let kinds = self
             .job_kinds(declared_jobs, operator_schedules)
@@ -256,6 +264,7 @@ impl PluginHost {
             routes,
             response_caches,
             options,
+            mount,
             concurrency: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
             queued: std::sync::atomic::AtomicU32::new(0),
             context,
@@ -303,15 +312,27 @@ impl PluginHost {
     fn pre_instantiate(
         &self,
         component: &Component,
+        kind: World,
     ) -> Result<(InstancePre<HostState>, Exports), LoadErrorKind> {
         let world = |e: wasmtime::Error| LoadErrorKind::World(format!("{e:#}"));
         let pre = self.linker.instantiate_pre(component).map_err(world)?;
-        let exports = Exports {
-            manifest: manifest::GuestIndices::new(&pre).map_err(world)?,
-            http: http_handler::GuestIndices::new(&pre).map_err(world)?,
-            migrations: migrations::GuestIndices::new(&pre).ok(),
-            jobs: job_handler::GuestIndices::new(&pre).ok(),
-            batch: batch_handler::GuestIndices::new(&pre).ok(),
+        let exports = match kind {
+            World::Trellis => Exports {
+                manifest: Some(manifest::GuestIndices::new(&pre).map_err(world)?),
+                http: Some(http_handler::GuestIndices::new(&pre).map_err(world)?),
+                wasi_http: None,
+                migrations: migrations::GuestIndices::new(&pre).ok(),
+                jobs: job_handler::GuestIndices::new(&pre).ok(),
+                batch: batch_handler::GuestIndices::new(&pre).ok(),
+            },
+            World::WasiHttp => Exports {
+                manifest: None,
+                http: None,
+                wasi_http: Some(ProxyIndices::new(&pre).map_err(world)?),
+                migrations: None,
+                jobs: None,
+                batch: None,
+            },
         };
         Ok((pre, exports))
     }
@@ -484,7 +505,20 @@ impl PluginHost {
 /// The component names only `trellis:plugin` versions this runtime links
 /// and exports the interfaces every plugin must: checked before linking so
 /// the error says what is wrong instead of which item the linker missed.
-fn check_world(component: &Component, host: &PluginHost) -> Result<(), LoadErrorKind> {
+/// Which world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum World {
+    /// `trellis:plugin`: a manifest, routes, capabilities.
+    Trellis,
+    /// `wasi:http/proxy`: one `incoming-handler`, mounted at a prefix.
+    WasiHttp,
+}
+
+/// The `wasi:http` version served to components that export no Trellis
+/// interface.
+const WASI_HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2.";
+
+fn check_world(component: &Component, host: &PluginHost) -> Result<World, LoadErrorKind> {
     let ty = component.component_type();
     let names: Vec<(&str, bool)> = ty
         .imports(&host.engine)
@@ -506,6 +540,24 @@ fn check_world(component: &Component, host: &PluginHost) -> Result<(), LoadError
             });
         }
     }
+    let ours = names
+        .iter()
+        .any(|(name, export)| *export && capability_of(name).is_some());
+    if !ours {
+        let handler = names.iter().find(|(name, export)| {
+            *export && name.starts_with("wasi:http/") && name.contains("handler@")
+        });
+        match handler {
+            Some((name, _)) if name.starts_with(WASI_HTTP_HANDLER) => return Ok(World::WasiHttp),
+            Some((name, _)) => {
+                return Err(LoadErrorKind::World(format!(
+                    "exports `{name}`; this runtime serves wasi:http components that export \
+                     `wasi:http/incoming-handler@0.2.x` (WASI 0.2)"
+                )));
+            }
+            None => {}
+        }
+    }
     for required in ["manifest", "http-handler"] {
         let exported = names
             .iter()
@@ -514,7 +566,34 @@ fn check_world(component: &Component, host: &PluginHost) -> Result<(), LoadError
             return Err(LoadErrorKind::MissingExport(required));
         }
     }
-    Ok(())
+    Ok(World::Trellis)
+}
+
+/// The routes of a `wasi:http` component mounted at `mount`: every method
+/// (`HEAD` through `GET`) on the prefix and every path below it.
+fn wasi_http_manifest(name: &str, mount: &str) -> PluginManifest {
+    let routes = METHODS
+        .iter()
+        .filter(|method| **method != "HEAD")
+        .flat_map(|method| {
+            [
+                mount.to_string(),
+                format!("{mount}/"),
+                format!("{mount}/{{*path}}"),
+            ]
+            .map(|path| super::Route {
+                method: method.to_string(),
+                path,
+                options: Vec::new(),
+            })
+        })
+        .collect();
+    PluginManifest {
+        name: name.to_string(),
+        version: "wasi:http".to_string(),
+        routes,
+        capabilities: Vec::new(),
+    }
 }
 
 /// `None` when a component built against `version` links here; else what
@@ -592,7 +671,10 @@ async fn read_manifest(
     );
     let call = async {
         let instance = pre.instantiate_async(&mut store).await?;
-        let guest = exports.manifest.load(&mut store, &instance)?;
+        let Some(indices) = &exports.manifest else {
+            return Err(wasmtime::Error::msg("the plugin exports no manifest"));
+        };
+        let guest = indices.load(&mut store, &instance)?;
         let manifest = guest.call_describe(&mut store).await?;
         let Some(indices) = &exports.jobs else {
             return Ok((manifest, None));

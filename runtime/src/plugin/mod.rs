@@ -12,6 +12,7 @@ pub mod engine;
 mod load;
 pub mod route_options;
 mod state;
+pub mod wasi_http;
 
 use std::sync::Arc;
 
@@ -89,15 +90,20 @@ pub struct LoadedPlugin {
     response_caches: Vec<Option<(RouteCache, ResponseCacheStats)>>,
     /// What each route declares, in manifest order.
     options: Vec<RouteOptions>,
+    /// The path prefix a `wasi:http` component serves under.
+    mount: Option<String>,
     host: PluginHost,
 }
 
 /// Where each export interface lives in the component, looked up once.
 /// Optional interfaces are `None` when the plugin does not export them, so
 /// plugins built before an interface existed keep loading.
+/// A `wasi:http` component exports `wasi:http/incoming-handler` and none of
+/// ours.
 pub(crate) struct Exports {
-    pub(crate) manifest: bindings::manifest::GuestIndices,
-    pub(crate) http: bindings::http_handler::GuestIndices,
+    pub(crate) manifest: Option<bindings::manifest::GuestIndices>,
+    pub(crate) http: Option<bindings::http_handler::GuestIndices>,
+    pub(crate) wasi_http: Option<wasmtime_wasi_http::p2::bindings::ProxyIndices>,
     pub(crate) migrations: Option<bindings::migrations::GuestIndices>,
     pub(crate) jobs: Option<bindings::job_handler::GuestIndices>,
     pub(crate) batch: Option<bindings::batch_handler::GuestIndices>,
@@ -133,6 +139,7 @@ impl PluginHost {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(engine_error)?;
         let sql = SqlService::start(&config.sql, &config.data_dir)
@@ -286,6 +293,13 @@ impl LoadedPlugin {
     /// The operator's name for the plugin.
     pub fn name(&self) -> &str {
         &self.context.name
+    }
+
+    /// The path prefix it serves under, when it is a `wasi:http`
+    /// component (its manifest is made by the host: every method on the
+    /// prefix and below it).
+    pub fn mount(&self) -> Option<&str> {
+        self.mount.as_deref()
     }
 
     /// The manifest the plugin declared.

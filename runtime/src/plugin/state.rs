@@ -9,6 +9,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::backend::cache::CacheService;
 use crate::backend::lock::LockService;
@@ -99,6 +100,9 @@ pub struct HostState {
     /// this call runs in.
     pub(crate) ambient: Option<crate::capability::sql::Ambient>,
     wasi: WasiCtx,
+    /// `wasi:http` state, used by `wasi:http/incoming-handler` components.
+    http: WasiHttpCtx,
+    http_hooks: NoOutgoingHttp,
 }
 
 impl HostState {
@@ -119,6 +123,8 @@ impl HostState {
             memory,
             stderr,
             wasi,
+            http: WasiHttpCtx::new(),
+            http_hooks: NoOutgoingHttp,
             table: ResourceTable::new(),
             sql_seen: SqlSeen::default(),
             trace,
@@ -143,6 +149,42 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+/// Plugins make no outgoing HTTP requests: `wasi:http/outgoing-handler`
+/// links (a `wasi:http` component imports it) but every request is
+/// denied.
+struct NoOutgoingHttp;
+
+impl WasiHttpHooks for NoOutgoingHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 

@@ -1,0 +1,139 @@
+//! A standard `wasi:http/incoming-handler` component, the world `wasmtime
+//! serve` and Spin serve, written against the `wasip2` crate alone (no
+//! Trellis SDK). Trellis mounts it at a path prefix (`mount` in its plugin
+//! config) and hands it paths below the prefix, so the same file answers
+//! the same under both servers.
+//!
+//! - `GET /stream?bytes=N&type=T`: N bytes (default 1 MiB) of a repeating
+//!   pattern of letters, written in 64 KiB chunks as they are made, never
+//!   held whole; `T` is the content type (default
+//!   `application/octet-stream`).
+//! - `POST /upload`: reads the request body as a stream, 64 KiB at a time,
+//!   and answers `{"bytes": N, "fnv1a": "<hex>"}`.
+//! - `GET /spin`: loops forever (the deadline must stop it).
+//! - `GET /memory`: allocates until memory runs out.
+//! - `GET /trap`: panics before answering.
+//! - anything else: `Hello, world!`
+
+use std::io::Write as _;
+
+use wasip2::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+wasip2::http::proxy::export!(Hello);
+
+struct Hello;
+
+const HELLO: &[u8] = b"Hello, world!";
+const CHUNK: usize = 64 * 1024;
+
+impl wasip2::exports::http::incoming_handler::Guest for Hello {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let target = request.path_with_query().unwrap_or_default();
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        match (request.method(), path) {
+            (Method::Get, "/stream") => stream(out, query),
+            (Method::Post, "/upload") => upload(request, out),
+            (Method::Get, "/spin") => spin(),
+            (Method::Get, "/memory") => hoard(),
+            (Method::Get, "/trap") => panic!("asked to trap"),
+            _ => respond(out, 200, "text/plain; charset=utf-8", HELLO),
+        }
+    }
+}
+
+/// The value of `name` in a query string.
+fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+fn headers(content_type: &str, length: Option<u64>) -> Fields {
+    let mut entries = vec![("content-type".to_string(), content_type.as_bytes().to_vec())];
+    if let Some(length) = length {
+        entries.push((
+            "content-length".to_string(),
+            length.to_string().into_bytes(),
+        ));
+    }
+    Fields::from_list(&entries).expect("valid headers")
+}
+
+fn respond(out: ResponseOutparam, status: u16, content_type: &str, body: &[u8]) {
+    let response = OutgoingResponse::new(headers(content_type, Some(body.len() as u64)));
+    response.set_status_code(status).expect("valid status");
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let mut stream = outgoing.write().expect("stream taken once");
+    stream.write_all(body).expect("write body");
+    stream.flush().expect("flush body");
+    drop(stream);
+    OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+fn stream(out: ResponseOutparam, query: &str) {
+    let bytes = param(query, "bytes")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1 << 20);
+    let content_type = param(query, "type")
+        .map(|t| t.replace("%2F", "/"))
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let response = OutgoingResponse::new(headers(&content_type, Some(bytes)));
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let mut stream = outgoing.write().expect("stream taken once");
+    let chunk: Vec<u8> = (0..CHUNK).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        // The host stops taking bytes past its response limit: stop too.
+        if stream.write_all(&chunk[..n]).is_err() {
+            return;
+        }
+        left -= n as u64;
+    }
+    let _ = stream.flush();
+    drop(stream);
+    let _ = OutgoingBody::finish(outgoing, None);
+}
+
+fn upload(request: IncomingRequest, out: ResponseOutparam) {
+    let body = request.consume().expect("body consumed once");
+    let mut stream = body.stream().expect("stream taken once");
+    let mut buffer = vec![0; CHUNK];
+    let (mut total, mut hash) = (0u64, 0xcbf2_9ce4_8422_2325u64);
+    loop {
+        match std::io::Read::read(&mut stream, &mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                total += n as u64;
+                for byte in &buffer[..n] {
+                    hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+            Err(_) => {
+                drop(stream);
+                return respond(out, 400, "text/plain", b"the request body broke off");
+            }
+        }
+    }
+    drop(stream);
+    let json = format!("{{\"bytes\":{total},\"fnv1a\":\"{hash:016x}\"}}");
+    respond(out, 200, "application/json", json.as_bytes());
+}
+
+fn hoard() {
+    let mut hoard = Vec::new();
+    loop {
+        hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+    }
+}
+
+fn spin() {
+    let mut n = 0u64;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}

@@ -1,0 +1,3 @@
+//! Benchmark support: the load generator behind `trellis-load`.
+
+pub mod load;

@@ -21,9 +21,23 @@ plugins:
 bench:
     RUST_BACKTRACE=0 cargo bench -p trellis-benches --bench plugin_call
 
-# Load run: Trellis hello vs native hyper hello, alternating, medians.
-load rounds="3" duration="10s" connections="64":
+# The head-to-head: native hyper, `wasmtime serve` and Trellis (the same
+# wasi:http component, and our own-world hello), alternating, medians,
+# ratios; then hello and notes-read at a constant 1,000 req/s.
+compare rounds="5" duration="10s" connections="64":
     benches/compare.sh {{rounds}} {{duration}} {{connections}}
+
+# One load run of a scenario against a running server (benches/scenarios/).
+load scenario="hello" url="http://127.0.0.1:8080" *args="":
+    cargo run --release -q -p trellis-benches --bin trellis-load -- {{url}} --scenario benches/scenarios/{{scenario}}.toml {{args}}
+
+# Soak: `mixed` at 70 % of capacity for 10 minutes; RSS and fds must stay flat.
+soak duration="600s":
+    benches/soak.sh {{duration}}
+
+# Overload and the scenario smoke (also part of `just test`).
+stress:
+    cargo test -p trellis-tests --test integration stress
 
 # Format host and guest code.
 fmt:

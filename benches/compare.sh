@@ -1,24 +1,90 @@
 #!/usr/bin/env bash
-# Head-to-head load run on loopback: the Trellis `hello` plugin against a
-# native hyper hello-world server, alternating targets, several rounds,
-# medians and ratios. Servers are pinned to CPU 0, the load tool to CPU 1.
+# The head-to-head, in one run on this machine, alternating targets over
+# several rounds (medians and ratios):
+#   native          a native hyper hello server (benches/src/bin/native_hello.rs)
+#   wasmtime-serve  `wasmtime serve` running plugins/wasi-hello (a standard
+#                   wasi:http component) at its best per-request-isolated
+#                   settings: pooling allocator with the slot reset tuned
+#                   (PERF_NOTES.md), no epoch interruption, -S cli
+#   trellis-wasi    the same component file, mounted in Trellis at /wasi
+#   trellis-hello   our own-world `hello` plugin in the same Trellis process
+# Same load tool (trellis-load, closed loop), same connection count; every
+# server on CPU 0, the load tool on CPU 1. Then, at a constant 1,000 req/s
+# (open loop, latency from when each request was due): Trellis `hello` and
+# `notes-read` (SQLite, Zipf ids) — p95 goals 2 ms and 10 ms.
+# `wasmtime` is installed into target/tools by benches/install-wasmtime.sh.
 #
-# Usage: benches/compare.sh [ROUNDS=3] [DURATION=10s] [CONNECTIONS=64]
+# Usage: benches/compare.sh [ROUNDS=5] [DURATION=10s] [CONNECTIONS=64]
+#   MARKDOWN=1 also prints the tables as Markdown (for benches/RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
-setup 64 "$@"
+wasmtime=$(benches/install-wasmtime.sh)
+setup 64 "${1:-5}" "${2:-10s}" "${3:-64}"
+component=target/guests/wasm32-wasip2/release/wasi_hello.wasm
+results="$work/results.jsonl"
 
-TRELLIS_SERVER__LISTEN=127.0.0.1:18080 TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work" \
-    taskset -c 0 "$bin/trellis" serve &
+cat >"$work/trellis.toml" <<TOML
+[plugins.hello]
+builtin = "hello"
+grants = ["log", "config"]
+[plugins.wasi]
+path = "$PWD/$component"
+grants = []
+mount = "/wasi"
+[plugins.notes]
+builtin = "notes"
+grants = ["sql", "cache", "jobs"]
+TOML
+TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:18080 \
+    TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" taskset -c 0 "$bin/trellis" serve &
 pids+=($!); trellis_pid=$!
 taskset -c 0 "$bin/native-hello" 127.0.0.1:18081 2>/dev/null &
 pids+=($!); native_pid=$!
+taskset -c 0 "$wasmtime" serve --addr 127.0.0.1:18082 -S cli=y \
+    -O pooling-allocator=y -O pooling-pagemap-scan=y \
+    -O pooling-memory-keep-resident=2097152 -O pooling-table-keep-resident=65536 \
+    -O pooling-async-stack-keep-resident=1048576 \
+    "$component" 2>"$work/wasmtime.log" &
+pids+=($!); wasmtime_pid=$!
 
 wait_for http://127.0.0.1:18080/hello
+wait_for http://127.0.0.1:18080/wasi
 wait_for http://127.0.0.1:18081/hello
+wait_for http://127.0.0.1:18082/
 
-results="$work/results.jsonl"
-alternate "" /hello 18080 "$trellis_pid" 18081 "$native_pid"
+# One path for all: each server answers "Hello, world!" on it (the
+# component answers every path; native and Trellis serve /hello).
+alternate_paths() {
+    for round in $(seq 1 "$rounds"); do
+        local targets=("native:18081:$native_pid:/hello" "wasmtime-serve:18082:$wasmtime_pid:/"
+            "trellis-wasi:18080:$trellis_pid:/wasi" "trellis-hello:18080:$trellis_pid:/hello")
+        local n=${#targets[@]}
+        for i in $(seq 0 $((n - 1))); do
+            IFS=: read -r label port pid path <<<"${targets[$(((round - 1 + i) % n))]}"
+            taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port$path" \
+                --connections "$connections" --duration "$duration" --warmup 2s \
+                --server-pid "$pid" --label "$label" >>"$results"
+        done
+        echo "round $round done" >&2
+    done
+}
+alternate_paths
 
-python3 benches/summary.py "$results" trellis native -- trellis/native
+echo "== closed loop, $connections connections, $duration, medians of $rounds"
+python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" \
+    native wasmtime-serve trellis-wasi trellis-hello -- \
+    trellis-wasi/wasmtime-serve trellis-hello/wasmtime-serve trellis-hello/native
+
+rate="$work/rate.jsonl"
+for round in $(seq 1 "$rounds"); do
+    taskset -c 1 "$bin/trellis-load" http://127.0.0.1:18080/hello --rate 1000 \
+        --connections 16 --duration "$duration" --warmup 2s \
+        --server-pid "$trellis_pid" --label hello >>"$rate"
+    taskset -c 1 "$bin/trellis-load" http://127.0.0.1:18080 \
+        --scenario benches/scenarios/notes-read.toml --rate 1000 \
+        --connections 16 --duration "$duration" --warmup 2s \
+        --server-pid "$trellis_pid" --label notes-read >>"$rate"
+done
+echo "== open loop at 1,000 req/s, medians of $rounds (goals: p95 < 2 ms hello, < 10 ms notes-read)"
+python3 benches/summary.py ${MARKDOWN:+--markdown} "$rate" hello notes-read

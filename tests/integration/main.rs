@@ -24,6 +24,7 @@ mod shutdown;
 mod soak;
 mod sql;
 mod startup;
+mod stress;
 mod template;
 mod traces;
 mod wasi_http;

@@ -3,7 +3,7 @@
 //! request's server span ends, then the whole trace is stored. Behind
 //! `GET /api/v1/monitoring/traces[/{trace_id}]`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,6 +37,9 @@ struct Inner {
     notable: VecDeque<Arc<Trace>>,
     /// The rest, oldest first.
     ordinary: VecDeque<Arc<Trace>>,
+    /// The ids in `notable` and `ordinary`: most server spans start a
+    /// trace, and this spares them a scan of every stored one.
+    stored: HashSet<TraceId>,
 }
 
 /// One finished request's spans (and those of the jobs it enqueued).
@@ -104,11 +107,16 @@ impl TraceStore {
         }
         let (error, slow) = (trace.error, trace.slow);
         let trace = Arc::new(trace);
-        if inner.notable.len() + inner.ordinary.len() >= self.capacity
-            && inner.ordinary.pop_front().is_none()
-        {
-            inner.notable.pop_front();
+        if inner.notable.len() + inner.ordinary.len() >= self.capacity {
+            let evicted = match inner.ordinary.pop_front() {
+                Some(evicted) => Some(evicted),
+                None => inner.notable.pop_front(),
+            };
+            if let Some(evicted) = evicted {
+                inner.stored.remove(&evicted.trace_id);
+            }
         }
+        inner.stored.insert(trace_id);
         if error || slow {
             inner.notable.push_back(trace);
         } else {
@@ -158,6 +166,9 @@ impl TraceStore {
 impl Inner {
     /// Removes the stored trace `id`, if kept.
     fn take(&mut self, id: TraceId) -> Option<Arc<Trace>> {
+        if !self.stored.remove(&id) {
+            return None;
+        }
         for list in [&mut self.notable, &mut self.ordinary] {
             if let Some(at) = list.iter().position(|t| t.trace_id == id) {
                 return list.remove(at);

@@ -46,12 +46,15 @@ fn main() {
     fs::write(out_dir.join("guests.rs"), code).expect("write guests.rs");
 }
 
-/// Rebuild when the WIT or any guest source changes (not the guest target dir).
+/// Rebuild when the WIT or any guest source changes: the workspace files
+/// and the Rust guest crates (not the guest target dir, nor the Python and
+/// JavaScript guests, which their own scripts build).
 fn watch(root: &Path, plugins: &Path) {
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     for entry in fs::read_dir(plugins).expect("read plugins/") {
         let path = entry.expect("plugins/ entry").path();
-        if path.file_name().is_some_and(|n| n != "target") {
+        let rust_guest = path.join("Cargo.toml").is_file();
+        if path.is_file() || (rust_guest && path.file_name().is_some_and(|n| n != "target")) {
             println!("cargo:rerun-if-changed={}", path.display());
         }
     }

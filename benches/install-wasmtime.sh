@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 version=$(sed -n 's/^wasmtime = { version = "\([0-9.]*\)".*/\1/p' Cargo.toml)
 root=target/tools
 bin=$root/bin/wasmtime
-if ! { [ -x "$bin" ] && "$bin" --version | grep -q " $version "; }; then
+if ! { [ -x "$bin" ] && "$bin" --version | grep -qw "$version"; }; then
     echo "installing wasmtime-cli $version into $root (several minutes)" >&2
-    cargo install wasmtime-cli --version "$version" --locked --quiet --root "$root" \
+    # `serve` needs `component-model-async` to compile.
+    CARGO_BUILD_BUILD_DIR=${CARGO_BUILD_BUILD_DIR:-$PWD/target/tools-build} cargo install wasmtime-cli --version "$version" --locked --quiet --root "$root" \
         --no-default-features \
-        --features serve,run,cranelift,pooling-allocator,parallel-compilation,component-model,cache >&2
+        --features serve,run,cranelift,pooling-allocator,parallel-compilation,component-model,component-model-async,cache >&2
 fi
 echo "$bin"

@@ -22,9 +22,9 @@ stop_servers() {
     wait "${pids[@]}" 2>/dev/null || true
 }
 
-# Waits until URL answers 2xx (20 s at most).
+# wait_for URL [SECONDS=20]: waits until URL answers 2xx.
 wait_for() {
-    for _ in $(seq 1 200); do curl -sf "$1" >/dev/null && return; sleep 0.1; done
+    for _ in $(seq 1 $((${2:-20} * 10))); do curl -sf "$1" >/dev/null && return; sleep 0.1; done
     echo "no answer from $1" >&2
     exit 1
 }

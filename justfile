@@ -27,6 +27,10 @@ bench:
 compare rounds="5" duration="10s" connections="64":
     benches/compare.sh {{rounds}} {{duration}} {{connections}}
 
+# hello in Rust, Python and JavaScript under the same load.
+languages rounds="3" duration="10s":
+    benches/languages.sh {{rounds}} {{duration}}
+
 # One load run of a scenario against a running server (benches/scenarios/).
 load scenario="hello" url="http://127.0.0.1:8080" *args="":
     cargo run --release -q -p trellis-benches --bin trellis-load -- {{url}} --scenario benches/scenarios/{{scenario}}.toml {{args}}

@@ -9,6 +9,7 @@ mod config;
 mod dashboard;
 mod examples;
 mod fields;
+mod guests;
 mod jobs;
 mod limits;
 mod locks;

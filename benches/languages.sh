@@ -39,15 +39,11 @@ python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" rust python javasc
     python/rust javascript/rust
 echo
 echo "instance memory (largest linear memory of an instance), component size:"
-for name in rust python javascript; do
-    port=$((18100 + $(case $name in rust) echo 0;; python) echo 1;; *) echo 2;; esac)))
+for entry in rust:18100:target/guests/wasm32-wasip2/release/hello.wasm \
+    "python:18101:$python" "javascript:18102:$js"; do
+    IFS=: read -r name port file <<<"$entry"
     bytes=$(curl -sf "http://127.0.0.1:$port/metrics" \
         | awk -v p="plugin=\"$name\"" '/^plugin_memory_high_water_bytes/ && index($0, p) {print $2}')
-    case $name in
-        rust) file=target/guests/wasm32-wasip2/release/hello.wasm ;;
-        python) file=$python ;;
-        *) file=$js ;;
-    esac
     printf '  %-10s %8.1f MiB   %8.1f MiB\n' "$name" "$(python3 -c "print(${bytes:-0} / 1048576)")" \
         "$(python3 -c "print($(stat -c %s "$file") / 1048576)")"
 done

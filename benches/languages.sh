@@ -43,7 +43,7 @@ for entry in rust:18100:target/guests/wasm32-wasip2/release/hello.wasm \
     "python:18101:$python" "javascript:18102:$js"; do
     IFS=: read -r name port file <<<"$entry"
     bytes=$(curl -sf "http://127.0.0.1:$port/metrics" \
-        | awk -v p="plugin=\"$name\"" '/^plugin_memory_high_water_bytes/ && index($0, p) {print $2}')
+        | awk -v p="plugin=\"$name\"" '/^(trellis_)?plugin_memory_high_water_bytes/ && index($0, p) {print $2}')
     printf '  %-10s %8.1f MiB   %8.1f MiB\n' "$name" "$(python3 -c "print(${bytes:-0} / 1048576)")" \
         "$(python3 -c "print($(stat -c %s "$file") / 1048576)")"
 done

@@ -26,8 +26,9 @@ fn build(script: &str) -> Option<String> {
     }
 }
 
-async fn serve(path: &str) -> TestServer {
-    TestServer::start(&format!(
+/// Serves the `hello` component at `path` and runs the suite against it.
+async fn check_hello(path: &str) {
+    let server = TestServer::start(&format!(
         r#"
 [plugins.hello]
 path = {path:?}
@@ -36,7 +37,9 @@ grants = ["config"]
 greeting = "Hi"
 "#
     ))
-    .await
+    .await;
+    hello_suite(&server).await;
+    server.shutdown().await;
 }
 
 /// What every `hello` must do, whatever it is written in.
@@ -77,29 +80,21 @@ async fn hello_suite(server: &TestServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_in_rust() {
-    let server = serve(guest("hello")).await;
-    hello_suite(&server).await;
-    server.shutdown().await;
+    check_hello(guest("hello")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_in_python() {
-    let Some(path) = build("plugins/python-hello/build.sh") else {
-        return;
-    };
-    let server = serve(&path).await;
-    hello_suite(&server).await;
-    server.shutdown().await;
+    if let Some(path) = build("plugins/python-hello/build.sh") {
+        check_hello(&path).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_in_javascript() {
-    let Some(path) = build("plugins/js-hello/build.sh") else {
-        return;
-    };
-    let server = serve(&path).await;
-    hello_suite(&server).await;
-    server.shutdown().await;
+    if let Some(path) = build("plugins/js-hello/build.sh") {
+        check_hello(&path).await;
+    }
 }
 
 /// componentize-py imports every interface of the world it builds

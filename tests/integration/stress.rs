@@ -116,6 +116,7 @@ mount = "/wasi"
         .collect();
     files.sort();
     assert!(files.len() >= 6, "{files:?}");
+    let mut scenarios = Vec::new();
     for file in files {
         let mut scenario = Scenario::load(&file).expect("scenario");
         // A smoke, not a benchmark: a few setup rows, ids among them.
@@ -123,6 +124,11 @@ mount = "/wasi"
             step.repeat = step.repeat.min(20);
         }
         scenario.zipf = scenario.zipf.map(|n| n.min(20));
+        scenarios.push((file.display().to_string(), scenario));
+    }
+    // The wasi:http hello too, as the head-to-head loads it.
+    scenarios.push(("the wasi:http hello".into(), Scenario::get("/wasi")));
+    for (name, scenario) in scenarios {
         for http2 in [false, true] {
             let options = Options {
                 target: format!("http://{}", server.addr()).parse().expect("uri"),
@@ -138,32 +144,15 @@ mount = "/wasi"
             };
             let report = run(&options)
                 .await
-                .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
-            assert!(report.requests > 0, "{}: no requests", file.display());
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(report.requests > 0, "{name}: no requests");
             assert_eq!(
                 report.errors + report.non_2xx,
                 0,
-                "{} (http2: {http2}): {:?}",
-                file.display(),
+                "{name} (http2: {http2}): {:?}",
                 report.errors_by_kind
             );
         }
     }
-    // The wasi:http hello too, as the head-to-head loads it.
-    let wasi = run(&Options {
-        target: format!("http://{}", server.addr()).parse().expect("uri"),
-        scenario: Scenario::get("/wasi"),
-        connections: 4,
-        duration: Duration::from_millis(500),
-        warmup: Duration::ZERO,
-        max_requests: 2_000,
-        http2: false,
-        rate: None,
-        timeout: Duration::from_secs(10),
-        headers: Vec::new(),
-    })
-    .await
-    .expect("wasi run");
-    assert_eq!(wasi.errors + wasi.non_2xx, 0, "{:?}", wasi.errors_by_kind);
     server.shutdown().await;
 }

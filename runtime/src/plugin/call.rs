@@ -22,6 +22,15 @@ use crate::error::ApiError;
 use crate::monitor::child_span;
 use sha2::Digest;
 
+/// A request let in by [`LoadedPlugin::admit`]: hold `permits` for as long
+/// as the instance lives.
+pub(super) struct Admitted {
+    pub(super) permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    pub(super) deadline: Duration,
+    pub(super) started: Instant,
+    pub(super) store: Store<HostState>,
+}
+
 /// What a guest call runs: one request through `http-handler`, or many to
 /// one route through `batch-handler`.
 #[derive(Clone, Copy)]
@@ -47,13 +56,7 @@ impl LoadedPlugin {
         trace: &Context,
         ambient: Option<&AmbientSlot>,
     ) -> Result<GuestResponse, ApiError> {
-        let span = child_span(
-            &self.context.tracer,
-            trace,
-            "plugin.call",
-            SpanKind::Internal,
-            vec![KeyValue::new("trellis.plugin", self.context.name.clone())],
-        );
+        let span = self.call_span(trace, "plugin.call", Vec::new());
         let result = self
             .call(Invocation::One(request), &span, ambient)
             .await
@@ -61,11 +64,7 @@ impl LoadedPlugin {
                 Answer::One(response) => Ok(response),
                 Answer::Many(_) => Err(ApiError::Internal("one request, many answers".into())),
             });
-        if let Err(err) = &result {
-            self.context.stats.fault(err.code());
-            span.span().set_status(Status::error(err.code()));
-        }
-        result
+        self.call_ended(&span, result)
     }
 
     /// Runs `requests` (all to one route) in one instance through the
@@ -77,15 +76,10 @@ impl LoadedPlugin {
         requests: &[GuestRequest],
         trace: &Context,
     ) -> Result<Vec<Result<GuestResponse, ApiError>>, ApiError> {
-        let span = child_span(
-            &self.context.tracer,
+        let span = self.call_span(
             trace,
             "plugin.batch",
-            SpanKind::Internal,
-            vec![
-                KeyValue::new("trellis.plugin", self.context.name.clone()),
-                KeyValue::new("trellis.batch.size", requests.len() as i64),
-            ],
+            vec![KeyValue::new("trellis.batch.size", requests.len() as i64)],
         );
         let result = self.call(Invocation::Many(requests), &span, None).await;
         let result = match result {
@@ -101,11 +95,65 @@ impl LoadedPlugin {
             Ok(Answer::One(_)) => Err(ApiError::Internal("many requests, one answer".into())),
             Err(err) => Err(err),
         };
+        self.call_ended(&span, result)
+    }
+
+    /// The span of one guest call, under the request's `trace`: named
+    /// `name`, with the plugin and `attributes`.
+    pub(super) fn call_span(
+        &self,
+        trace: &Context,
+        name: &'static str,
+        mut attributes: Vec<KeyValue>,
+    ) -> Context {
+        attributes.insert(
+            0,
+            KeyValue::new("trellis.plugin", self.context.name.clone()),
+        );
+        child_span(
+            &self.context.tracer,
+            trace,
+            name,
+            SpanKind::Internal,
+            attributes,
+        )
+    }
+
+    /// `result` of a guest call, a failure counted by its code and marked
+    /// on the call's span.
+    pub(super) fn call_ended<T>(
+        &self,
+        span: &Context,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         if let Err(err) = &result {
             self.context.stats.fault(err.code());
             span.span().set_status(Status::error(err.code()));
         }
         result
+    }
+
+    /// Lets a request in: a place in the instance budgets (see
+    /// [`LoadedPlugin::permits`]), the deadline less the time spent queued,
+    /// and a fresh store for the call under `span`.
+    pub(super) async fn admit(
+        &self,
+        request_id: String,
+        span: &Context,
+    ) -> Result<Admitted, ApiError> {
+        let arrived = Instant::now();
+        let permits = self.permits().await?;
+        let deadline = self
+            .context
+            .limits
+            .deadline
+            .saturating_sub(arrived.elapsed());
+        Ok(Admitted {
+            permits,
+            deadline,
+            started: Instant::now(),
+            store: new_store(&self.host, self.context.clone(), request_id, span.clone()),
+        })
     }
 
     async fn call(
@@ -118,21 +166,17 @@ impl LoadedPlugin {
             Invocation::One(request) => Some(request),
             Invocation::Many(requests) => requests.first(),
         };
-        let arrived = Instant::now();
-        let _permits = self.permits().await?;
-        // Time spent queued counts against the deadline.
-        let deadline = self
-            .context
-            .limits
-            .deadline
-            .saturating_sub(arrived.elapsed());
-        let started = Instant::now();
-        let mut store = new_store(
-            &self.host,
-            self.context.clone(),
-            first.map(|r| r.request_id.clone()).unwrap_or_default(),
-            span.clone(),
-        );
+        let Admitted {
+            permits: _permits,
+            deadline,
+            started,
+            mut store,
+        } = self
+            .admit(
+                first.map(|r| r.request_id.clone()).unwrap_or_default(),
+                span,
+            )
+            .await?;
         let principal = self.principal(first);
         store.data_mut().sql_seen.min_lsn = match first.and_then(consistency_token) {
             Some(token) => Some(token),

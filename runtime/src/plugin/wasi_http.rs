@@ -8,19 +8,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::Context;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use super::LoadedPlugin;
-use super::call::new_store;
+use super::call::Admitted;
 use crate::error::ApiError;
-use crate::monitor::child_span;
 
 impl LoadedPlugin {
     /// Runs `request` (its path already below the mount) in a fresh
@@ -35,19 +32,9 @@ impl LoadedPlugin {
         trace: &Context,
         request_id: &str,
     ) -> Result<http::Response<WasiBody>, ApiError> {
-        let span = child_span(
-            &self.context.tracer,
-            trace,
-            "plugin.call",
-            SpanKind::Internal,
-            vec![KeyValue::new("trellis.plugin", self.context.name.clone())],
-        );
+        let span = self.call_span(trace, "plugin.call", Vec::new());
         let result = self.call_wasi_http(request, &span, request_id).await;
-        if let Err(err) = &result {
-            self.context.stats.fault(err.code());
-            span.span().set_status(Status::error(err.code()));
-        }
-        result
+        self.call_ended(&span, result)
     }
 
     async fn call_wasi_http(
@@ -57,21 +44,12 @@ impl LoadedPlugin {
         request_id: &str,
     ) -> Result<http::Response<WasiBody>, ApiError> {
         let internal = |e: wasmtime::Error| ApiError::Internal(format!("{e:#}"));
-        let arrived = Instant::now();
-        let permits = self.permits().await?;
-        // Time spent queued counts against the deadline.
-        let deadline = self
-            .context
-            .limits
-            .deadline
-            .saturating_sub(arrived.elapsed());
-        let started = Instant::now();
-        let mut store = new_store(
-            &self.host,
-            self.context.clone(),
-            request_id.to_string(),
-            span.clone(),
-        );
+        let Admitted {
+            permits,
+            deadline,
+            started,
+            mut store,
+        } = self.admit(request_id.to_string(), span).await?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let answered = Arc::new(AtomicBool::new(false));
         let (incoming, outparam) = {

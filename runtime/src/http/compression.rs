@@ -17,7 +17,7 @@
 //! Request bodies with a `Content-Encoding` are decoded in
 //! `convert::read_body`, under the body limit.
 
-use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, ETAG};
 use http::{HeaderValue, Response};
 use hyper::body::Body;
 use tower_http::compression::{CompressionLayer, Predicate};
@@ -65,10 +65,7 @@ impl Predicate for Compressible {
         if !self.enabled || response.headers().contains_key(CONTENT_ENCODING) {
             return false;
         }
-        let size = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        let size = super::convert::declared_length(response.headers())
             .or_else(|| response.body().size_hint().exact());
         if size.is_some_and(|size| size < self.min_size) {
             return false;

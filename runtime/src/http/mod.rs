@@ -393,10 +393,7 @@ impl App {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let limit = target.plugin.limits().max_request_body.as_u64();
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = convert::declared_length(&parts.headers);
         let result = if declared.is_some_and(|length| length > limit) {
             Err(ApiError::PayloadTooLarge { limit })
         } else {

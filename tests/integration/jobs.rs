@@ -640,7 +640,7 @@ async fn shutdown_returns_unfinished_jobs_without_spending_an_attempt() {
 /// whose end could not be recorded may run again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_loses_no_job() {
-    let pair = Pair::start(55442);
+    let pair = Pair::start(25442);
     let toml = tasks_toml(&format!(
         "[sql.postgres]\nurl = {:?}\nnamespace = \"jr\"\n",
         pair.url(pair.primary_port)

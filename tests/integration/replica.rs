@@ -59,7 +59,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_routing_lag_read_your_writes_and_failover() {
-    let pair = Pair::start(55432);
+    let pair = Pair::start(25432);
     let server = TestServer::start(&pair_config(&pair, "")).await;
 
     let (a, _) = create(&server, "a").await;

@@ -7,17 +7,29 @@
 # Usage: pg-pair.sh start|stop|pause-replay|resume-replay|stop-primary|start-primary|
 #                   stop-replica|start-replica|status
 # Env: PG_PAIR_DIR (default /tmp/trellis-pg-pair), PG_PAIR_PRIMARY_PORT
-#      (default 55432), PG_PAIR_REPLICA_PORT (default 55433).
+#      (default 25432), PG_PAIR_REPLICA_PORT (default 25433). Keep the ports
+#      below the kernel's ephemeral range (ip_local_port_range, 32768 and up
+#      by default): there a test server bound to port 0 or an outgoing
+#      connection may already hold the port, and the cluster cannot start.
 set -euo pipefail
 dir=${PG_PAIR_DIR:-/tmp/trellis-pg-pair}
-primary_port=${PG_PAIR_PRIMARY_PORT:-55432}
-replica_port=${PG_PAIR_REPLICA_PORT:-55433}
+primary_port=${PG_PAIR_PRIMARY_PORT:-25432}
+replica_port=${PG_PAIR_REPLICA_PORT:-25433}
 bin=/usr/lib/postgresql/$(ls /usr/lib/postgresql | sort -V | tail -n 1)/bin
 
 as_pg() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
-ctl() { as_pg "$bin/pg_ctl" -D "$dir/$1" -l "$dir/$1.log" -w -t 60 "${@:2}"; }
+# pg_ctl with the node's server log shown when it fails, so a failure in CI
+# says why (a port already in use, shared memory) rather than only
+# "could not start server".
+ctl() {
+    as_pg "$bin/pg_ctl" -D "$dir/$1" -l "$dir/$1.log" -w -t 60 "${@:2}" && return
+    local status=$?
+    echo "pg-pair: pg_ctl $2 of the $1 failed; the end of $dir/$1.log:" >&2
+    tail -n 20 "$dir/$1.log" >&2 2>/dev/null || true
+    return "$status"
+}
 sql() { psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -Atqc "$2"; }
 
 configure() { # $1 data dir, $2 port

@@ -104,7 +104,9 @@ pub struct Pair {
 }
 
 impl Pair {
-    /// Starts a pair on `primary_port` and the next port.
+    /// Starts a pair on `primary_port` and the next port. Pick ports below
+    /// the kernel's ephemeral range (32768 and up): a port there may be held
+    /// by another test's server or connection.
     pub fn start(primary_port: u16) -> Pair {
         // One directory per port pair: a run that died leaves its clusters
         // there, and the script's `start` stops them before starting anew.

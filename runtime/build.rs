@@ -21,6 +21,11 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
 
     watch(root, &plugins);
+    // `trellis new` writes a `cargo test-native` alias for this machine.
+    println!(
+        "cargo:rustc-env=TRELLIS_HOST_TARGET={}",
+        env::var("TARGET").expect("set by cargo")
+    );
     let guests = guest_crates(&plugins);
     let target_dir = guest_target_dir(&out_dir);
     build_guests(&plugins, &target_dir);

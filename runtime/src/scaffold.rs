@@ -53,7 +53,7 @@ pub fn new_plugin(name: &str, dir: &Path, sdk: &Path) -> Result<Vec<PathBuf>, Sc
     let wasm = format!("{}.wasm", name.replace('-', "_"));
     let files = [
         ("Cargo.toml", manifest(name, &sdk)),
-        (".cargo/config.toml", BUILD.to_string()),
+        (".cargo/config.toml", build_config()),
         ("src/lib.rs", TEMPLATE.replace("template", name)),
         ("trellis.toml", config(name, &wasm)),
         (".gitignore", "/target\n".to_string()),
@@ -88,7 +88,21 @@ fn valid_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-const BUILD: &str = "# Plugins are WebAssembly components.\n[build]\ntarget = \"wasm32-wasip2\"\n";
+/// The target this binary was built for: where a plugin's unit tests run.
+pub const HOST_TARGET: &str = env!("TRELLIS_HOST_TARGET");
+
+fn build_config() -> String {
+    format!(
+        r#"# Plugins are WebAssembly components.
+[build]
+target = "wasm32-wasip2"
+
+# Handler unit tests (trellis_sdk::testing) run natively: `cargo test-native`.
+[alias]
+test-native = "test --target {HOST_TARGET}"
+"#
+    )
+}
 
 fn manifest(name: &str, sdk: &Path) -> String {
     format!(
@@ -145,15 +159,21 @@ fn readme(name: &str, wasm: &str) -> String {
 A Trellis plugin.
 
 ```sh
-cargo build --release                       # target/wasm32-wasip2/release/{wasm}
-trellis serve --config trellis.toml         # http://127.0.0.1:8080
+trellis dev                                 # build, serve on http://127.0.0.1:8080, rebuild on save
 curl 127.0.0.1:8080/{name}/hello/you
 curl -X POST 127.0.0.1:8080/{name}/echo -d '{{"text": "hi"}}'
+cargo test-native                           # the handler unit tests, no server
 ```
 
 Edit `src/lib.rs`: routes, handlers and the capabilities the plugin asks
-for (each granted in `trellis.toml`). A running server reloads the
-component when `cargo build --release` replaces it (`deploy.watch`).
+for (each granted in `trellis.toml`). `trellis dev` rebuilds on every save
+and reloads the plugin, printing build errors and load errors (a missing
+grant names the config line that grants it); the previous version keeps
+serving until a build loads.
+
+Without `trellis dev`: `cargo build --release` makes
+`target/wasm32-wasip2/release/{wasm}`, and `trellis serve --config
+trellis.toml` serves it.
 "#
     )
 }

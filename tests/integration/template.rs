@@ -1,7 +1,9 @@
-//! `trellis new`: a project made from the template builds into a component
-//! with the plain cargo command its README gives, and serves.
+//! Plugin authors' tools: a project made by `trellis new` builds into a
+//! component with the plain cargo command its README gives, serves, and
+//! its handler unit tests pass natively (`cargo test-native`); the SDK's
+//! own tests and its rustdoc examples pass.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use http::Method;
@@ -13,27 +15,16 @@ async fn a_new_plugin_builds_and_serves() {
     let dir = fresh_dir().join("demo");
     trellis::scaffold::new_plugin("demo", &dir, Path::new(trellis::scaffold::SDK))
         .expect("project written");
-    // The guests' target directory: the SDK's dependencies are built there
-    // already, with the same release profile.
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
-        .current_dir(&dir)
-        .args(["build", "--release", "--quiet"])
-        .env("CARGO_TARGET_DIR", &target)
-        // The host build's flags are not the guest's.
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .output()
-        .expect("cargo runs");
-    assert!(
-        output.status.success(),
-        "the new plugin does not build:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        guest_cargo(&dir).args(["build", "--release", "--quiet"]),
+        "the new plugin builds",
     );
+    // Its unit tests, through the alias its .cargo/config.toml defines.
+    succeeds(
+        guest_cargo(&dir).args(["test-native", "--quiet"]),
+        "the new plugin's unit tests pass",
+    );
+    let target = guest_target();
     let wasm = target.join("wasm32-wasip2/release/demo.wasm");
     assert!(wasm.is_file(), "{} missing", wasm.display());
 
@@ -60,4 +51,55 @@ async fn a_new_plugin_builds_and_serves() {
         .assert_problem(400, "bad_request");
     assert_eq!(server.get("/demo").await.json()["plugin"], "demo");
     server.shutdown().await;
+}
+
+/// The SDK's unit tests and every rustdoc example in it, natively (the
+/// examples use `trellis_sdk::testing`, so they run, not just compile).
+#[test]
+fn the_sdk_tests_and_examples_pass() {
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    succeeds(
+        guest_cargo(&plugins).args([
+            "test",
+            "--quiet",
+            "-p",
+            "trellis-sdk",
+            "--target",
+            trellis::scaffold::HOST_TARGET,
+        ]),
+        "the SDK's tests pass",
+    );
+}
+
+/// Runs `command`; fails the test with its output unless it succeeds.
+fn succeeds(command: &mut Command, what: &str) {
+    let output = command.output().expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "expected: {what}\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Where guests are built: the host build's guest target directory, where
+/// the SDK's dependencies are built already.
+pub fn guest_target() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests")
+}
+
+/// A cargo command in `dir` building into [`guest_target`], without the
+/// host build's flags (they are not the guest's).
+pub fn guest_cargo(dir: &Path) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", guest_target())
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+    command
 }

@@ -151,10 +151,14 @@ impl App {
     /// another method. Calling it again for the same route replaces the
     /// settings.
     ///
-    /// ```ignore
+    /// ```
+    /// # use std::time::Duration;
+    /// # use trellis_sdk::prelude::*;
+    /// # use trellis_sdk::RouteCache;
+    /// # fn get(_req: Request) -> Result<Response> { Ok(Response::no_content()) }
     /// App::new("notes", "1.0.0")
     ///     .get("/notes/{id}", get)
-    ///     .cache(RouteCache::ttl(Duration::from_secs(30)).tag("notes").tag("note:{id}"))
+    ///     .cache(RouteCache::ttl(Duration::from_secs(30)).tag("notes").tag("note:{id}"));
     /// ```
     ///
     /// # Panics
@@ -314,6 +318,14 @@ impl RouteCache {
             }
         }
         options
+    }
+}
+
+impl App {
+    /// Each route's method and path pattern, in declaration order (the
+    /// route index the host sends).
+    pub(crate) fn route_patterns(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        self.routes.iter().map(|r| (r.method, r.path))
     }
 }
 

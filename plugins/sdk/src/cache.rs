@@ -11,14 +11,20 @@
 //! [`get_or_load`] is the usual entry point: a read-through where one caller
 //! per node loads a missing value while the others wait for it.
 //!
-//! ```ignore
+//! ```no_run
 //! use std::time::Duration;
 //! use trellis_sdk::cache::{self, Options};
+//! use trellis_sdk::{params, sql};
 //!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Price { sku: String, cents: i64 }
+//!
+//! # fn price(sku: &str) -> trellis_sdk::Result<Option<Price>> {
 //! let options = Options::ttl(Duration::from_secs(30)).tag("prices");
 //! let price: Option<Price> = cache::get_or_load(&format!("price:{sku}"), &options, || {
 //!     Ok(sql::query("SELECT sku, cents FROM prices WHERE sku = $1", &params![sku])?.first()?)
 //! })?;
+//! # Ok(price) }
 //! ```
 
 use std::time::Duration;

@@ -1,5 +1,14 @@
 //! The plugin's settings, as the operator set them under
 //! `[plugins.<name>.config]`. Needs the `config` capability.
+//!
+//! ```no_run
+//! use trellis_sdk::config;
+//!
+//! # fn run() -> trellis_sdk::Result<()> {
+//! let greeting = config::get("greeting").unwrap_or_else(|| "Hello".to_string());
+//! let max_items: usize = config::get_as("max_items")?.unwrap_or(100);
+//! # Ok(()) }
+//! ```
 
 use std::str::FromStr;
 

@@ -8,15 +8,16 @@
 //! [`Job::attempt`] says which attempt this is), so a handler must be safe
 //! to repeat, e.g. by writing with an upsert keyed by the job id.
 //!
-//! ```ignore
-//! use std::time::Duration;
+//! ```no_run
 //! use trellis_sdk::jobs::{self, Job, JobError, Kind, Options};
+//! use trellis_sdk::prelude::*;
 //!
 //! fn app() -> App {
 //!     App::new("notes", "1.0.0")
 //!         .capability("jobs")
 //!         .job(Kind::new("index-note").max_attempts(3), index_note)
 //!         .schedule("nightly-digest", "0 3 * * *", "digest", b"{}")
+//!         .post("/notes/{id}/index", index_later)
 //! }
 //!
 //! fn index_note(job: Job) -> Result<Vec<u8>, JobError> {
@@ -25,8 +26,11 @@
 //!     Ok(Vec::new())
 //! }
 //!
-//! // In a route handler:
-//! // jobs::enqueue_json("index-note", &json!({"id": 7}), Options::new())?;
+//! fn index_later(req: Request) -> Result<Response> {
+//!     let id: i64 = req.param("id")?;
+//!     jobs::enqueue_json("index-note", &serde_json::json!({ "id": id }), Options::new())?;
+//!     Ok(Response::new(202))
+//! }
 //! ```
 
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! [`App`] (its routes and the capabilities it uses) and hands it to the
 //! [`plugin!`] macro:
 //!
-//! ```ignore
+//! ```
 //! use trellis_sdk::prelude::*;
 //!
 //! fn app() -> App {
@@ -38,6 +38,7 @@ pub mod lock;
 pub mod log;
 pub mod page;
 pub mod sql;
+pub mod testing;
 pub mod trace;
 
 pub use app::{App, BatchHandler, Handler, Migration, RouteCache};

@@ -9,16 +9,19 @@
 //! the last one it accepted. [`sql::fenced_write`](crate::sql::fenced_write)
 //! does that for a row.
 //!
-//! ```ignore
+//! ```no_run
 //! use std::time::Duration;
 //! use trellis_sdk::{lock, sql};
 //!
+//! # fn compute_report() -> trellis_sdk::Result<i64> { Ok(0) }
+//! # fn run() -> trellis_sdk::Result<()> {
 //! lock::with_lock("report", Duration::from_secs(10), Duration::from_secs(2), |lease| {
 //!     let total = compute_report()?;
 //!     sql::fenced_write("reports", "name", "daily".into(), &[("total", total.into())],
 //!                       "fence", lease.fencing_token())?;
 //!     Ok(())
 //! })?;
+//! # Ok(()) }
 //! ```
 
 use std::time::Duration;

@@ -1,5 +1,11 @@
 //! Structured logging into the host's tracing. The host attaches the plugin
 //! name and the request id to every event. Needs the `log` capability.
+//!
+//! ```no_run
+//! use trellis_sdk::log;
+//!
+//! log::info("note created", &[("id", "7"), ("title", "groceries")]);
+//! ```
 
 use crate::bindings::trellis::plugin::log::{Level, log};
 

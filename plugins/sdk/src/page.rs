@@ -9,13 +9,24 @@
 //! client edited or made up is a 400, not a strange page. Cursors are
 //! opaque, not secret: never put anything in one the client may not see.
 //!
-//! ```ignore
+//! ```no_run
 //! use trellis_sdk::page::{self, Page};
-//! let page: Page<i64> = page::from_request(&req, 20, 100)?;
-//! let after = page.after.unwrap_or(0);
-//! let notes: Vec<Note> = sql::query("SELECT ... WHERE id > $1 ORDER BY id LIMIT $2",
-//!                                   &params![after, page.limit as i64])?.decode()?;
-//! page::respond(&notes, page.limit, |n| n.id)
+//! use trellis_sdk::prelude::*;
+//! use trellis_sdk::{params, sql};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Note { id: i64, title: String }
+//!
+//! fn list(req: Request) -> Result<Response> {
+//!     let page: Page<i64> = page::from_request(&req, 20, 100)?;
+//!     let after = page.after.unwrap_or(0);
+//!     let notes: Vec<Note> = sql::query(
+//!         "SELECT id, title FROM notes WHERE id > $1 ORDER BY id LIMIT $2",
+//!         &params![after, page.limit as i64],
+//!     )?
+//!     .decode()?;
+//!     page::respond(&notes, page.limit, |n| n.id)
+//! }
 //! ```
 
 use base64::Engine as _;

@@ -63,6 +63,40 @@ impl Request {
             .transpose()
     }
 
+    /// The whole query string deserialized into `T` (a struct whose fields
+    /// are the parameters; `Option` fields may be absent). A missing or bad
+    /// parameter is a 400 that names it.
+    ///
+    /// ```
+    /// # use trellis_sdk::testing::TestRequest;
+    /// #[derive(serde::Deserialize)]
+    /// struct Page { limit: Option<u32>, after: Option<String> }
+    ///
+    /// let req = TestRequest::get("/notes?limit=ten").build();
+    /// let err = req.query_into::<Page>().err().unwrap();
+    /// assert_eq!(err.status(), 400);
+    /// assert!(err.detail().contains("`limit`"), "{}", err.detail());
+    /// ```
+    pub fn query_into<T: DeserializeOwned>(&self) -> Result<T> {
+        // The host hands the pairs over decoded; serde_urlencoded reads an
+        // encoded string (and parses numbers and booleans from it).
+        let encoded = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&self.raw.query)
+            .finish();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(encoded.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map_err(|err| named(err, "invalid query parameter", "invalid query string"))
+    }
+
+    /// A header parsed as `T`, or `None` when absent; a bad value is a 400
+    /// naming the header.
+    pub fn header_as<T: FromStr>(&self, name: &str) -> Result<Option<T>> {
+        self.header(name)
+            .map(|value| parse(value, || format!("header `{name}`")))
+            .transpose()
+    }
+
     /// Headers with lower-case names.
     pub fn headers(&self) -> &[(String, String)] {
         &self.raw.headers
@@ -89,9 +123,41 @@ impl Request {
     }
 
     /// The body parsed as JSON into `T`; invalid JSON or a wrong shape is a
-    /// 400 that says where.
+    /// 400 that names the field (`items[2].title`) and the position.
+    ///
+    /// ```
+    /// # use trellis_sdk::testing::TestRequest;
+    /// #[derive(serde::Deserialize)]
+    /// struct Note { title: String }
+    ///
+    /// let req = TestRequest::post("/notes").body(r#"{"title": 7}"#).build();
+    /// let err = req.json::<Note>().err().unwrap();
+    /// assert_eq!(err.status(), 400);
+    /// assert!(err.detail().starts_with("invalid JSON at `title`"), "{}", err.detail());
+    /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.raw.body).map_err(Error::from)
+        let mut deserializer = serde_json::Deserializer::from_slice(&self.raw.body);
+        let value = serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|err| named(err, "invalid JSON at", "invalid JSON"))?;
+        deserializer.end()?;
+        Ok(value)
+    }
+}
+
+/// A 400 for a deserialization error, naming the field where it has one
+/// (`what` `title`: ...) and saying `whole` when it is about the input as a
+/// whole (a syntax error, the wrong top-level type).
+fn named<E: std::fmt::Display>(
+    err: serde_path_to_error::Error<E>,
+    what: &str,
+    whole: &str,
+) -> Error {
+    let field = err.path().to_string();
+    let inner = err.into_inner();
+    if field == "." {
+        Error::bad_request(format!("{whole}: {inner}"))
+    } else {
+        Error::bad_request(format!("{what} `{field}`: {inner}"))
     }
 }
 

@@ -67,6 +67,43 @@ impl Response {
         self.status
     }
 
+    /// The headers, in the order they were added.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The first value of a header (name matched case-insensitively).
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body.
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body as text (invalid UTF-8 replaced), for tests and logs.
+    pub fn body_text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+
+    /// The body parsed as JSON, for tests: a problem+json error body parses
+    /// too (`body_json::<serde_json::Value>()?["detail"]`).
+    pub fn body_json<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_slice(&self.body)
+    }
+
+    pub(crate) fn from_raw(raw: RawResponse) -> Self {
+        Response {
+            status: raw.status,
+            headers: raw.headers,
+            body: raw.body,
+        }
+    }
+
     pub(crate) fn into_raw(self) -> RawResponse {
         RawResponse {
             status: self.status,

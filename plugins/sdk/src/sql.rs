@@ -3,12 +3,14 @@
 //!
 //! Use `$1`, `$2`, ... placeholders: they work on both backends.
 //!
-//! ```ignore
+//! ```no_run
 //! use trellis_sdk::{params, sql};
 //! #[derive(serde::Deserialize)]
 //! struct Note { id: i64, title: String }
+//! # fn notes() -> trellis_sdk::Result<Vec<Note>> {
 //! let notes: Vec<Note> = sql::query("SELECT id, title FROM notes WHERE id > $1", &params![0])?
 //!     .decode()?;
+//! # Ok(notes) }
 //! ```
 
 use serde::de::DeserializeOwned;

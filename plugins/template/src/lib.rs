@@ -52,3 +52,49 @@ fn echo(req: Request) -> Result<Response> {
 }
 
 trellis_sdk::plugin!(app);
+
+// Handlers run natively in unit tests, without a server: `cargo test-native`
+// in a project made by `trellis new` (an alias for `cargo test --target
+// <this machine>`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+    use trellis_sdk::testing::{TestRequest, send};
+
+    #[test]
+    fn hello_greets_by_name() {
+        let res = send(&app(), TestRequest::get("/template/hello/you"));
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.body_json::<Value>().unwrap(),
+            json!({"greeting": "Hello, you!"})
+        );
+    }
+
+    #[test]
+    fn echo_returns_the_message_and_names_a_bad_field() {
+        let ok = send(
+            &app(),
+            TestRequest::post("/template/echo").json(&json!({"text": "hi"})),
+        );
+        assert_eq!(ok.body_json::<Value>().unwrap(), json!({"text": "hi"}));
+
+        let bad = send(
+            &app(),
+            TestRequest::post("/template/echo").json(&json!({"text": 7})),
+        );
+        assert_eq!(bad.status(), 400);
+        let problem: Value = bad.body_json().unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains("`text`"),
+            "{problem}"
+        );
+
+        let empty = send(
+            &app(),
+            TestRequest::post("/template/echo").json(&json!({"text": ""})),
+        );
+        assert_eq!(empty.status(), 422);
+    }
+}

@@ -17,6 +17,7 @@ pub mod otlp;
 pub mod pg;
 pub mod redis;
 pub mod webhook;
+pub mod wit_doc;
 
 /// A running server and clients for it. Shuts down when dropped.
 #[derive(Debug)]

@@ -26,6 +26,7 @@ pub mod backend;
 pub mod capability;
 pub mod config;
 pub mod deploy;
+pub mod dev;
 pub mod error;
 pub mod examples;
 pub mod http;

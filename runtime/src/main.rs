@@ -38,6 +38,24 @@ enum Command {
         #[arg(long, short, env = "TRELLIS_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Build a plugin project, serve it, and rebuild and reload it on every
+    /// saved change (build and load errors are shown; the previous version
+    /// keeps serving).
+    Dev {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The config (default: `<dir>/trellis.toml`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The build command, run with `sh -c` in the project directory
+        /// (default: `./build.sh` if there is one, else `cargo build --release`).
+        #[arg(long)]
+        build: Option<String>,
+        /// Listen here instead of the config's `server.listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Make a new plugin project (Rust) from the template, ready to build.
     New {
         /// The plugin's name: lower-case letters, digits and `-`.
@@ -76,6 +94,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
             telemetry::init(&config.log);
             let server = Server::start_as(&config, role).await?;
             server.run(trellis::server::shutdown_signal()).await;
+            Ok(())
+        }
+        Command::Dev {
+            dir,
+            config,
+            build,
+            listen,
+        } => {
+            let (events, mut shown) = tokio::sync::mpsc::unbounded_channel();
+            let printer = tokio::spawn(async move {
+                while let Some(event) = shown.recv().await {
+                    println!("[trellis dev] {event}");
+                }
+            });
+            let options = trellis::dev::DevOptions {
+                dir,
+                config,
+                build,
+                listen,
+            };
+            trellis::dev::run(options, events, trellis::server::shutdown_signal()).await?;
+            let _ = printer.await;
             Ok(())
         }
         Command::New { name, dir, sdk } => {

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Builds the Python `hello` plugin into target/guests/python/python_hello.wasm
+# python-build.sh DIR: builds the Python plugin in DIR (its app.py, its world
+# in DIR/wit named after DIR) into target/guests/python/<dir, `-` as `_`>.wasm
 # with componentize-py, installed from PyPI into a virtual environment under
-# target/python (made once). Prints the component's path.
+# target/python (made once). Prints the component's path. Each Python
+# plugin's build.sh calls it.
 # Exit status 3, with a notice, when this machine has no python3 with venv.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+here=$(cd "$1" && pwd)
+name=$(basename "$here")
+root=$(cd "$(dirname "$0")/.." && pwd)
 componentize_py_version=0.25.1
 venv=$root/target/python/venv
-out=$root/target/guests/python/python_hello.wasm
+out=$root/target/guests/python/${name//-/_}.wasm
 
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     echo "notice: python3 with venv is not installed; skipping the Python guest" >&2
@@ -29,8 +32,8 @@ changed() {
 if [ ! -f "$out" ] || [ -n "$(changed)" ]; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    (cd "$here" && "$venv/bin/componentize-py" -d wit -w python-hello componentize app \
-        -o "$work/python_hello.wasm" >&2)
-    mv "$work/python_hello.wasm" "$out"
+    (cd "$here" && "$venv/bin/componentize-py" -d wit -w "$name" componentize app \
+        -o "$work/out.wasm" >&2)
+    mv "$work/out.wasm" "$out"
 fi
 echo "$out"

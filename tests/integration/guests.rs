@@ -115,3 +115,140 @@ async fn a_python_plugin_without_its_grant_is_refused_by_name() {
         "{message}"
     );
 }
+
+/// The Python notes example over `sql`: its migration makes the table, it
+/// stores and reads notes back, and the database's unique constraint
+/// becomes its 409 — on SQLite (the default) and on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_in_python_over_sql() {
+    let Some(path) = build("plugins/python-notes/build.sh") else {
+        return;
+    };
+    let plugin = format!("[plugins.python-notes]\npath = {path:?}\ngrants = [\"sql\"]\n");
+    let server = TestServer::start(&plugin).await;
+    notes_suite(&server).await;
+    server.shutdown().await;
+
+    let namespace = trellis_tests::pg::Namespace::new().await;
+    let server = TestServer::start(&format!("{}\n{plugin}", namespace.toml())).await;
+    notes_suite(&server).await;
+    server.shutdown().await;
+    namespace.drop_all().await;
+}
+
+async fn notes_suite(server: &TestServer) {
+    let json = [("content-type", "application/json")];
+    let created = server
+        .send(
+            Method::POST,
+            "/python-notes",
+            &json,
+            r#"{"title": "first", "body": "from Python"}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let note = created.json();
+    let id = note["id"].as_i64().expect("an id");
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/python-notes/{id}").as_str())
+    );
+    let read = server.get(&format!("/python-notes/{id}")).await;
+    assert_eq!(read.json(), note);
+    server
+        .send(
+            Method::POST,
+            "/python-notes",
+            &json,
+            r#"{"title": "second"}"#,
+        )
+        .await;
+    let list = server.get("/python-notes").await.json();
+    let titles: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|n| n["title"].as_str())
+        .collect();
+    assert_eq!(titles, ["second", "first"]);
+
+    let again = server
+        .send(
+            Method::POST,
+            "/python-notes",
+            &json,
+            r#"{"title": "first"}"#,
+        )
+        .await;
+    let body = again.assert_problem(409, "conflict");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("first")));
+    let bad = server
+        .send(Method::POST, "/python-notes", &json, r#"{"title": 7}"#)
+        .await;
+    let body = bad.assert_problem(400, "bad_request");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("`title`"))
+    );
+    server
+        .get("/python-notes/999999")
+        .await
+        .assert_problem(404, "not_found");
+    server
+        .get("/python-notes/x")
+        .await
+        .assert_problem(400, "bad_request");
+}
+
+/// The JavaScript cache example: values stored, read, deleted; a computed
+/// result served from the cache the second time; a value over the plugin's
+/// cache limit is its 413, from the host's typed error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_in_javascript() {
+    let Some(path) = build("plugins/js-cache/build.sh") else {
+        return;
+    };
+    let server = TestServer::start(&format!(
+        "[plugins.js-cache]\npath = {path:?}\ngrants = [\"cache\"]\n\
+         [plugins.js-cache.limits]\nmax_cache_value = \"1KiB\"\n"
+    ))
+    .await;
+    let put = server
+        .send(Method::PUT, "/js-cache/values/greeting", &[], "hello")
+        .await;
+    assert_eq!(put.status, 204, "{}", put.text());
+    let got = server.get("/js-cache/values/greeting").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.text(), "hello");
+    let deleted = server
+        .send(Method::DELETE, "/js-cache/values/greeting", &[], "")
+        .await;
+    assert_eq!(deleted.status, 204);
+    server
+        .get("/js-cache/values/greeting")
+        .await
+        .assert_problem(404, "not_found");
+
+    let first = server.get("/js-cache/squares/1000").await;
+    assert_eq!(first.header("x-cache"), Some("miss"), "{}", first.text());
+    assert_eq!(first.json()["sum"], "333833500");
+    let second = server.get("/js-cache/squares/1000").await;
+    assert_eq!(second.header("x-cache"), Some("hit"));
+    assert_eq!(second.json(), first.json());
+
+    let big = "x".repeat(4096);
+    let body = server
+        .send(Method::PUT, "/js-cache/values/big", &[], big)
+        .await
+        .assert_problem(413, "content_too_large");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains("1024")),
+        "{body}"
+    );
+    server
+        .send(Method::PUT, "/js-cache/values/k?ttl_ms=0", &[], "v")
+        .await
+        .assert_problem(400, "bad_request");
+    server.shutdown().await;
+}

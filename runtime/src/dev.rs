@@ -1,20 +1,23 @@
 //! `trellis dev`: the plugin author's loop. Builds a plugin project, serves
 //! it with its `trellis.toml` (the embedded defaults: SQLite, in-process
 //! cache and queue), and on every saved change rebuilds it and reloads the
-//! plugins it serves. A failed build or a refused version is reported and
-//! the previous version keeps serving.
+//! plugins it serves (a changed config starts the server again). A failed
+//! build or a refused version is reported and the previous version keeps
+//! serving.
 //!
-//! Changes are seen with `notify` behind `notify-debouncer-mini` (as the
-//! deployer's file watch); reloads go through the [`Deployer`], so a version
-//! is checked exactly as a hot reload on a production node checks it.
+//! Changes are seen with `notify` (inotify on Linux), leaving out accesses:
+//! the build opening sources and the server reading its config change
+//! nothing. A batch of changes is taken once it has been quiet for a moment
+//! (an editor's save is several events). Reloads go through the
+//! [`Deployer`], so a version is checked exactly as a hot reload on a
+//! production node checks it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify_debouncer_mini::notify::{self, Event, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use crate::deploy::Deployer;
@@ -154,6 +157,7 @@ pub async fn run(
         .config
         .clone()
         .unwrap_or_else(|| dir.join("trellis.toml"));
+    let config_path = std::path::absolute(&config_path).unwrap_or(config_path);
     if !config_path.is_file() {
         return Err(DevError::NoConfig(config_path));
     }
@@ -161,7 +165,7 @@ pub async fn run(
         Some(command) => command.clone(),
         None => default_build(&dir)?,
     };
-    let (_watcher, mut changes) = watch(&dir)?;
+    let (_watcher, mut changes) = watch(&dir, &config_path)?;
     let report = |event: DevEvent| {
         let _ = events.send(event);
     };
@@ -169,31 +173,46 @@ pub async fn run(
     let mut log_ready = false;
 
     let cycle = async {
+        // A changed config (a grant added, a setting) is not a reload: the
+        // server starts again with it.
+        let mut config_changed = false;
         loop {
             report(DevEvent::Building);
             match run_build(&build, &dir).await {
                 Err(why) => report(DevEvent::BuildFailed(why)),
                 Ok(()) => match &serving {
-                    Some((_, deployer, names)) => {
+                    Some((_, deployer, names)) if !config_changed => {
                         for name in names {
                             report(reload(deployer, name).await);
                         }
                     }
-                    None => match start(&config_path, &dir, options.listen, &mut log_ready).await {
-                        Ok(started) => {
-                            report(DevEvent::Serving(started.0.addr()));
-                            serving = Some(started);
+                    _ => {
+                        if let Some((handle, _, _)) = serving.take() {
+                            handle.shutdown().await;
                         }
-                        Err(why) => report(DevEvent::StartFailed(why)),
-                    },
+                        match start(&config_path, &dir, options.listen, &mut log_ready).await {
+                            Ok(started) => {
+                                report(DevEvent::Serving(started.0.addr()));
+                                serving = Some(started);
+                            }
+                            Err(why) => report(DevEvent::StartFailed(why)),
+                        }
+                    }
                 },
             }
-            // Wait for the next change; changes made during the build are
-            // taken together.
-            if changes.recv().await.is_none() {
+            // Wait for the next change (or take those made during the
+            // build), then for a quiet moment.
+            let Some(change) = changes.recv().await else {
                 return;
+            };
+            config_changed = change == Change::Config;
+            loop {
+                match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
+                    Ok(Some(change)) => config_changed |= change == Change::Config,
+                    Ok(None) => return,
+                    Err(_quiet) => break,
+                }
             }
-            while changes.try_recv().is_ok() {}
         }
     };
     tokio::select! {
@@ -270,32 +289,53 @@ async fn run_build(command: &str, dir: &Path) -> Result<(), String> {
     }
 }
 
-/// Watches `dir` recursively; the receiver gets a message per batch of
-/// changes outside the ignored directories and other than components.
+/// What a batch of changes touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Sources: rebuild and reload.
+    Sources,
+    /// The config (and maybe sources): rebuild and start again.
+    Config,
+}
+
+/// Watches `dir` recursively, and the config's directory when it is
+/// elsewhere; the receiver gets a message per event that changed the config
+/// or a source (outside the ignored directories, other than components).
 fn watch(
     dir: &Path,
-) -> Result<(Debouncer<RecommendedWatcher>, mpsc::UnboundedReceiver<()>), DevError> {
+    config: &Path,
+) -> Result<(RecommendedWatcher, mpsc::UnboundedReceiver<Change>), DevError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let root = dir.to_path_buf();
-    let mut debouncer = new_debouncer(DEBOUNCE, move |result: DebounceEventResult| {
-        if let Ok(events) = result
-            && events.iter().any(|e| is_source(&root, &e.path))
-        {
-            let _ = tx.send(());
+    let config_file = config.to_path_buf();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
+        let Ok(event) = event else {
+            return;
+        };
+        if event.kind.is_access() {
+            return;
+        }
+        if event.paths.contains(&config_file) {
+            let _ = tx.send(Change::Config);
+        } else if event.paths.iter().any(|p| is_source(&root, p)) {
+            let _ = tx.send(Change::Sources);
         }
     })
     .map_err(|e| DevError::Watch {
         path: dir.to_path_buf(),
         message: e.to_string(),
     })?;
-    debouncer
-        .watcher()
-        .watch(dir, RecursiveMode::Recursive)
-        .map_err(|e| DevError::Watch {
-            path: dir.to_path_buf(),
+    let mut watched = vec![(dir.to_path_buf(), RecursiveMode::Recursive)];
+    if let Some(parent) = config.parent().filter(|p| !p.starts_with(dir)) {
+        watched.push((parent.to_path_buf(), RecursiveMode::NonRecursive));
+    }
+    for (path, mode) in watched {
+        watcher.watch(&path, mode).map_err(|e| DevError::Watch {
+            path: path.clone(),
             message: e.to_string(),
         })?;
-    Ok((debouncer, rx))
+    }
+    Ok((watcher, rx))
 }
 
 /// Whether a change to `path` (under `root`) calls for a build: not in an

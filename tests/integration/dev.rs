@@ -1,6 +1,7 @@
 //! `trellis dev`: a project made by `trellis new` builds and serves; every
 //! saved change is rebuilt and reloaded; a build error or a refused version
-//! is reported and leaves the previous version serving.
+//! is reported and leaves the previous version serving; a changed config
+//! starts the server again with it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -45,7 +46,7 @@ async fn saved_changes_are_rebuilt_and_reloaded() {
     let dev = tokio::spawn(trellis::dev::run(
         DevOptions {
             dir: dir.clone(),
-            config: Some(config),
+            config: Some(config.clone()),
             build: Some(build),
             listen: None,
         },
@@ -72,7 +73,8 @@ async fn saved_changes_are_rebuilt_and_reloaded() {
     assert_eq!(greeting(&server).await, "Hello, you!");
 
     // The fix, with a new greeting: rebuilt and reloaded.
-    std::fs::write(&source, code.replace("Hello, ", "Howdy, ")).expect("saved");
+    let howdy = code.replace("Hello, ", "Howdy, ");
+    std::fs::write(&source, &howdy).expect("saved");
     assert_eq!(next(&mut seen).await, DevEvent::Building);
     let reloaded = next(&mut seen).await;
     assert!(
@@ -83,11 +85,11 @@ async fn saved_changes_are_rebuilt_and_reloaded() {
 
     // A version that asks for a capability trellis.toml does not grant
     // builds but is refused, with the line that would grant it.
-    let asks = code.replace(
+    let asks = howdy.replace("Howdy, ", "Hey, ").replace(
         ".get(\"/devdemo\", index)",
         ".capability(\"sql\")\n        .get(\"/devdemo\", index)",
     );
-    assert_ne!(asks, code, "the template's first route moved");
+    assert!(asks.contains("capability"), "the template's first route moved");
     std::fs::write(&source, asks).expect("saved");
     assert_eq!(next(&mut seen).await, DevEvent::Building);
     match next(&mut seen).await {
@@ -101,6 +103,20 @@ async fn saved_changes_are_rebuilt_and_reloaded() {
         other => panic!("not refused: {other:?}"),
     }
     assert_eq!(greeting(&server).await, "Howdy, you!");
+
+    // The grant, added to the config: the server starts again with it and
+    // serves the version that asks for it.
+    let granted = std::fs::read_to_string(&config).expect("config").replace(
+        "[plugins.devdemo]\n",
+        "[plugins.devdemo]\ngrants = [\"sql\"]\n",
+    );
+    std::fs::write(&config, granted).expect("saved");
+    assert_eq!(next(&mut seen).await, DevEvent::Building);
+    let DevEvent::Serving(addr) = next(&mut seen).await else {
+        panic!("not serving again");
+    };
+    let server = TestServer::at(addr);
+    assert_eq!(greeting(&server).await, "Hey, you!");
 
     let _ = stop.send(());
     dev.await.expect("dev task").expect("dev ran");

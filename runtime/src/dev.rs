@@ -5,9 +5,9 @@
 //! build or a refused version is reported and the previous version keeps
 //! serving.
 //!
-//! Changes are seen with `notify` (inotify on Linux), leaving out accesses:
-//! the build opening sources and the server reading its config change
-//! nothing. A batch of changes is taken once it has been quiet for a moment
+//! Changes are seen with `notify` (inotify on Linux), leaving out accesses
+//! and metadata changes: the build opening sources and the server reading
+//! its config change nothing. A batch of changes is taken once it has been quiet for a moment
 //! (an editor's save is several events). Reloads go through the
 //! [`Deployer`], so a version is checked exactly as a hot reload on a
 //! production node checks it.
@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use notify_debouncer_mini::notify::{self, Event, RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify_debouncer_mini::notify::event::ModifyKind;
+use notify_debouncer_mini::notify::{
+    self, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _,
+};
 use tokio::sync::mpsc;
 
 use crate::deploy::Deployer;
@@ -312,7 +315,12 @@ fn watch(
         let Ok(event) = event else {
             return;
         };
-        if event.kind.is_access() {
+        // Opening or reading a file changes nothing; nor does a metadata
+        // change (inotify's IN_ATTRIB, which the first read of a freshly
+        // written file causes when it updates the access time).
+        if event.kind.is_access()
+            || matches!(event.kind, EventKind::Modify(ModifyKind::Metadata(_)))
+        {
             return;
         }
         if event.paths.contains(&config_file) {

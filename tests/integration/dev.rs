@@ -89,7 +89,10 @@ async fn saved_changes_are_rebuilt_and_reloaded() {
         ".get(\"/devdemo\", index)",
         ".capability(\"sql\")\n        .get(\"/devdemo\", index)",
     );
-    assert!(asks.contains("capability"), "the template's first route moved");
+    assert!(
+        asks.contains("capability"),
+        "the template's first route moved"
+    );
     std::fs::write(&source, asks).expect("saved");
     assert_eq!(next(&mut seen).await, DevEvent::Building);
     match next(&mut seen).await {

@@ -56,16 +56,20 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
-    /// Make a new plugin project (Rust) from the template, ready to build.
+    /// Make a new plugin project, ready to build and serve (`trellis dev`).
     New {
         /// The plugin's name: lower-case letters, digits and `-`.
         name: String,
         /// Where to write it (default: `./<name>`); must be new or empty.
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The Trellis SDK (default: the one this binary was built with).
+        /// The Trellis SDK (default: the one this binary was built with);
+        /// Rust projects only.
         #[arg(long)]
         sdk: Option<PathBuf>,
+        /// The language: rust, python or javascript.
+        #[arg(long, default_value = "rust")]
+        lang: trellis::scaffold::Language,
     },
 }
 
@@ -118,18 +122,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let _ = printer.await;
             Ok(())
         }
-        Command::New { name, dir, sdk } => {
+        Command::New {
+            name,
+            dir,
+            sdk,
+            lang,
+        } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             let sdk = sdk.unwrap_or_else(|| PathBuf::from(trellis::scaffold::SDK));
-            let written = trellis::scaffold::new_plugin(&name, &dir, &sdk)?;
+            let written = trellis::scaffold::new_project(lang, &name, &dir, &sdk)?;
             println!("created plugin `{name}` in {}:", dir.display());
             for file in written {
                 println!("  {}", file.display());
             }
-            println!(
-                "next: cd {} && cargo build --release && trellis serve --config trellis.toml",
-                dir.display()
-            );
+            println!("next: cd {} && trellis dev", dir.display());
             Ok(())
         }
         Command::Check { config } => {

@@ -1,8 +1,15 @@
-//! `trellis new <name>`: a plugin project ready to build and serve. The
-//! code is `plugins/template/src/lib.rs` (a member of the guest workspace,
-//! so it is compiled and linted with the other plugins) with `template`
-//! renamed; the manifest, build settings, config and README are written
-//! here, with the Rust SDK as a path dependency.
+//! `trellis new <name>`: a plugin project ready to build and serve.
+//!
+//! Rust (the default): the code is `plugins/template/src/lib.rs` (a member
+//! of the guest workspace, so it is compiled and linted with the other
+//! plugins) with `template` renamed; the manifest, build settings, config
+//! and README are written here, with the Rust SDK as a path dependency.
+//!
+//! Python and JavaScript (`--lang`): an app answering `GET /<name>` and
+//! `GET /<name>/hello/{who}`, its world (importing `config`) with the
+//! trellis:plugin WIT beside it, and a `build.sh` that fetches the tool
+//! (componentize-py from PyPI into `.venv`, componentize-js from npm into
+//! `node_modules`) at the versions the examples in `plugins/` use.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +18,46 @@ const TEMPLATE: &str = include_str!("../../plugins/template/src/lib.rs");
 
 /// Where the SDK of this build lives (a path dependency of new plugins).
 pub const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/sdk");
+
+/// The trellis:plugin WIT, copied into Python and JavaScript projects.
+const WIT: &str = include_str!("../../wit/world.wit");
+
+/// The componentize-js driver the JavaScript examples are built with.
+const COMPONENTIZE_JS: &str = include_str!("../../plugins/js-tools/componentize.mjs");
+
+/// The tool versions the examples in `plugins/` are built and tested with
+/// (`plugins/python-build.sh`, `plugins/js-tools/package.json`; a unit test
+/// keeps them in step).
+const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+const PREVIEW2_SHIM_VERSION: &str = "0.25.0";
+
+/// What a new plugin is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Language {
+    /// Rust, with the SDK.
+    #[default]
+    Rust,
+    /// Python, built with componentize-py.
+    Python,
+    /// JavaScript, built with componentize-js.
+    JavaScript,
+}
+
+impl std::str::FromStr for Language {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "rust" | "rs" => Ok(Language::Rust),
+            "python" | "py" => Ok(Language::Python),
+            "javascript" | "js" => Ok(Language::JavaScript),
+            other => Err(format!(
+                "`{other}` is not a plugin language: rust, python or javascript"
+            )),
+        }
+    }
+}
 
 /// Why a project was not made.
 #[derive(Debug, thiserror::Error)]
@@ -37,28 +84,31 @@ pub enum ScaffoldError {
     },
 }
 
-/// Writes a new plugin project `name` into `dir`, depending on the SDK at
-/// `sdk`. Returns the files written, relative to `dir`.
+/// Writes a new Rust plugin project `name` into `dir`, depending on the
+/// SDK at `sdk`. Returns the files written, relative to `dir`.
 pub fn new_plugin(name: &str, dir: &Path, sdk: &Path) -> Result<Vec<PathBuf>, ScaffoldError> {
+    new_project(Language::Rust, name, dir, sdk)
+}
+
+/// Writes a new plugin project `name` in `language` into `dir` (`sdk`, the
+/// Rust SDK, is used by Rust projects only). Returns the files written,
+/// relative to `dir`.
+pub fn new_project(
+    language: Language,
+    name: &str,
+    dir: &Path,
+    sdk: &Path,
+) -> Result<Vec<PathBuf>, ScaffoldError> {
     if !valid_name(name) {
         return Err(ScaffoldError::BadName(name.to_string()));
     }
     if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(ScaffoldError::NotEmpty(dir.to_path_buf()));
     }
-    let sdk = std::fs::canonicalize(sdk)
-        .ok()
-        .filter(|p| p.join("Cargo.toml").is_file())
-        .ok_or_else(|| ScaffoldError::NoSdk(sdk.to_path_buf()))?;
-    let wasm = format!("{}.wasm", name.replace('-', "_"));
-    let files = [
-        ("Cargo.toml", manifest(name, &sdk)),
-        (".cargo/config.toml", build_config()),
-        ("src/lib.rs", TEMPLATE.replace("template", name)),
-        ("trellis.toml", config(name, &wasm)),
-        (".gitignore", "/target\n".to_string()),
-        ("README.md", readme(name, &wasm)),
-    ];
+    let files = match language {
+        Language::Rust => rust_files(name, sdk)?,
+        Language::Python | Language::JavaScript => component_files(language, name),
+    };
     let mut written = Vec::with_capacity(files.len());
     for (file, text) in files {
         let path = dir.join(file);
@@ -72,9 +122,241 @@ pub fn new_plugin(name: &str, dir: &Path, sdk: &Path) -> Result<Vec<PathBuf>, Sc
             path: path.clone(),
             source,
         })?;
+        if file.ends_with(".sh") {
+            make_executable(&path)?;
+        }
         written.push(PathBuf::from(file));
     }
     Ok(written)
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> Result<(), ScaffoldError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|source| {
+        ScaffoldError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn make_executable(_path: &Path) -> Result<(), ScaffoldError> {
+    Ok(())
+}
+
+fn rust_files(name: &str, sdk: &Path) -> Result<Vec<(&'static str, String)>, ScaffoldError> {
+    let sdk = std::fs::canonicalize(sdk)
+        .ok()
+        .filter(|p| p.join("Cargo.toml").is_file())
+        .ok_or_else(|| ScaffoldError::NoSdk(sdk.to_path_buf()))?;
+    let wasm = format!("{}.wasm", name.replace('-', "_"));
+    Ok(vec![
+        ("Cargo.toml", manifest(name, &sdk)),
+        (".cargo/config.toml", build_config()),
+        ("src/lib.rs", TEMPLATE.replace("template", name)),
+        ("trellis.toml", config(name, &wasm)),
+        (".gitignore", "/target\n".to_string()),
+        ("README.md", readme(name, &wasm)),
+    ])
+}
+
+/// A Python or JavaScript project: the app, its world and the WIT it uses,
+/// the build script, a config serving the built component, a README.
+fn component_files(language: Language, name: &str) -> Vec<(&'static str, String)> {
+    let version = crate::plugin::WORLD_VERSION;
+    let world = format!(
+        "// What this plugin imports and exports of the trellis:plugin world\n\
+         // (wit/deps/trellis-plugin). To use a capability, add its import, e.g.\n\
+         // `import trellis:plugin/sql@{version};`, and grant it in trellis.toml.\n\
+         package local:{name};\n\nworld {name} {{\n    \
+         import trellis:plugin/config@{version};\n    \
+         export trellis:plugin/manifest@{version};\n    \
+         export trellis:plugin/http-handler@{version};\n}}\n"
+    );
+    let config = format!(
+        "# `trellis dev` (or `./build.sh && trellis serve --config trellis.toml`)\n\
+         # serves this plugin on the embedded defaults (SQLite in .trellis/).\n\
+         data_dir = \".trellis\"\n\n[server]\nlisten = \"127.0.0.1:8080\"\n\n\
+         [plugins.{name}]\npath = \"{name}.wasm\"\ngrants = [\"config\"]\n"
+    );
+    let mut files = vec![
+        ("wit/world.wit", world),
+        ("wit/deps/trellis-plugin/world.wit", WIT.to_string()),
+        ("trellis.toml", config),
+    ];
+    let app = |template: &str| {
+        template
+            .replace("NAME", name)
+            .replace("WORLD_VERSION", version)
+    };
+    if language == Language::Python {
+        files.extend([
+            ("app.py", app(PYTHON_APP)),
+            ("build.sh", python_build(name)),
+            (
+                ".gitignore",
+                "/.venv\n__pycache__/\n/*.wasm\n/.trellis\n".into(),
+            ),
+            ("README.md", component_readme(name, "Python", "app.py")),
+        ]);
+    } else {
+        files.extend([
+            ("app.js", app(JS_APP)),
+            ("componentize.mjs", COMPONENTIZE_JS.to_string()),
+            ("package.json", js_package(name)),
+            ("build.sh", js_build(name)),
+            (".gitignore", "/node_modules\n/*.wasm\n/.trellis\n".into()),
+            ("README.md", component_readme(name, "JavaScript", "app.js")),
+        ]);
+    }
+    files
+}
+
+const PYTHON_APP: &str = r#""""The NAME plugin: `GET /NAME` and `GET /NAME/hello/{who}`. The greeting
+comes from `[plugins.NAME.config] greeting = "..."` in trellis.toml.
+Generated types: `.venv/bin/componentize-py -d wit -w NAME bindings out/`."""
+
+import json
+
+from wit_world import exports
+from wit_world.exports import manifest
+from wit_world.imports import config, types
+
+ROUTES = [("GET", "/NAME"), ("GET", "/NAME/hello/{who}")]
+
+
+class Manifest(exports.Manifest):
+    def describe(self) -> manifest.PluginManifest:
+        return manifest.PluginManifest(
+            name="NAME",
+            version="0.1.0",
+            routes=[manifest.Route(method=m, path=p, options=[]) for m, p in ROUTES],
+            capabilities=["config"],
+        )
+
+
+class HttpHandler(exports.HttpHandler):
+    def handle(self, req: types.Request) -> types.Response:
+        # `route` is the index of the matched route in ROUTES.
+        if req.route == 0:
+            return respond(200, {"plugin": "NAME", "routes": [f"{m} {p}" for m, p in ROUTES]})
+        who = dict(req.params)["who"]
+        greeting = config.get("greeting") or "Hello"
+        return respond(200, {"greeting": f"{greeting}, {who}!"})
+
+
+def respond(status: int, value) -> types.Response:
+    return types.Response(status, [("content-type", "application/json")], json.dumps(value).encode())
+"#;
+
+const JS_APP: &str = r#"// The NAME plugin: `GET /NAME` and `GET /NAME/hello/{who}`. The greeting
+// comes from `[plugins.NAME.config] greeting = "..."` in trellis.toml.
+import { get } from "trellis:plugin/config@WORLD_VERSION";
+
+const ROUTES = [
+  ["GET", "/NAME"],
+  ["GET", "/NAME/hello/{who}"],
+];
+
+export const manifest = {
+  describe() {
+    return {
+      name: "NAME",
+      version: "0.1.0",
+      routes: ROUTES.map(([method, path]) => ({ method, path, options: [] })),
+      capabilities: ["config"],
+    };
+  },
+};
+
+export const httpHandler = {
+  handle(req) {
+    // `route` is the index of the matched route in ROUTES.
+    if (req.route === 0) {
+      return respond(200, { plugin: "NAME", routes: ROUTES.map((r) => r.join(" ")) });
+    }
+    const who = new Map(req.params).get("who");
+    return respond(200, { greeting: `${get("greeting") ?? "Hello"}, ${who}!` });
+  },
+};
+
+function respond(status, value) {
+  return {
+    status,
+    headers: [["content-type", "application/json"]],
+    body: new TextEncoder().encode(JSON.stringify(value)),
+  };
+}
+"#;
+
+fn python_build(name: &str) -> String {
+    format!(
+        r#"#!/usr/bin/env bash
+# Builds {name}.wasm with componentize-py {COMPONENTIZE_PY_VERSION}, installed from PyPI
+# into .venv the first time (or the virtual environment in TRELLIS_PYTHON_VENV).
+set -euo pipefail
+cd "$(dirname "$0")"
+venv=${{TRELLIS_PYTHON_VENV:-.venv}}
+if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q " {COMPONENTIZE_PY_VERSION}$"; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py=={COMPONENTIZE_PY_VERSION}"
+fi
+"$venv/bin/componentize-py" -d wit -w {name} componentize app -o {name}.wasm.part
+mv {name}.wasm.part {name}.wasm
+"#
+    )
+}
+
+fn js_build(name: &str) -> String {
+    format!(
+        r#"#!/usr/bin/env bash
+# Builds {name}.wasm with componentize-js {COMPONENTIZE_JS_VERSION}, installed from npm
+# into node_modules the first time.
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ ! -d node_modules/@bytecodealliance/componentize-js ]; then
+    npm install --silent --no-audit --no-fund
+fi
+node componentize.mjs app.js wit {name} {name}.wasm.part
+mv {name}.wasm.part {name}.wasm
+"#
+    )
+}
+
+fn js_package(name: &str) -> String {
+    format!(
+        r#"{{
+  "name": "{name}",
+  "private": true,
+  "type": "module",
+  "devDependencies": {{
+    "@bytecodealliance/componentize-js": "{COMPONENTIZE_JS_VERSION}",
+    "@bytecodealliance/preview2-shim": "{PREVIEW2_SHIM_VERSION}"
+  }}
+}}
+"#
+    )
+}
+
+fn component_readme(name: &str, language: &str, app: &str) -> String {
+    format!(
+        r#"# {name}
+
+A Trellis plugin in {language}.
+
+```sh
+trellis dev                                 # build, serve on http://127.0.0.1:8080, rebuild on save
+curl 127.0.0.1:8080/{name}/hello/you
+```
+
+Edit `{app}`: its routes, its handler, the capabilities it asks for. A
+capability is also an import in `wit/world.wit` and a grant in
+`trellis.toml`. `./build.sh` builds `{name}.wasm` alone; `trellis serve
+--config trellis.toml` serves it.
+"#
+    )
 }
 
 /// 1 to 64 of `a-z`, `0-9` and `-`, starting with a letter: a crate name
@@ -194,6 +476,24 @@ mod tests {
         assert!(code.contains("App::new(\"demo\""));
         assert!(code.contains("\"/demo/hello/{name}\""));
         assert!(!code.contains("template"));
+    }
+
+    #[test]
+    fn tool_versions_match_the_examples() {
+        let python = include_str!("../../plugins/python-build.sh");
+        assert!(python.contains(&format!(
+            "componentize_py_version={COMPONENTIZE_PY_VERSION}\n"
+        )));
+        let js = include_str!("../../plugins/js-tools/package.json");
+        assert!(js.contains(&format!(
+            "\"@bytecodealliance/componentize-js\": \"{COMPONENTIZE_JS_VERSION}\""
+        )));
+        assert!(js.contains(&format!(
+            "\"@bytecodealliance/preview2-shim\": \"{PREVIEW2_SHIM_VERSION}\""
+        )));
+        assert!("python".parse::<Language>() == Ok(Language::Python));
+        assert!("js".parse::<Language>() == Ok(Language::JavaScript));
+        assert!("go".parse::<Language>().is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use trellis_tests::{Protocol, TestServer, guest};
 
 /// Builds a non-Rust guest with its script; `None` (after a notice) when
 /// the toolchain is missing.
-fn build(script: &str) -> Option<String> {
+pub(crate) fn build(script: &str) -> Option<String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let output = std::process::Command::new("bash")
         .arg(root.join(script))

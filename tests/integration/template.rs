@@ -103,3 +103,57 @@ pub fn guest_cargo(dir: &Path) -> Command {
         .env_remove("RUSTC_WORKSPACE_WRAPPER");
     command
 }
+
+/// `trellis new --lang python|javascript`: each project builds with its own
+/// `build.sh` (pointed at the tools the examples already fetched) and
+/// serves its two routes, with the greeting from its config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_python_and_javascript_plugins_build_and_serve() {
+    use trellis::scaffold::Language;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut toml = String::new();
+    let mut names = Vec::new();
+    for (language, name, example) in [
+        (Language::Python, "pydemo", "plugins/python-hello/build.sh"),
+        (Language::JavaScript, "jsdemo", "plugins/js-hello/build.sh"),
+    ] {
+        // The example's build installs the tool (or says it cannot).
+        if crate::guests::build(example).is_none() {
+            continue;
+        }
+        let dir = fresh_dir().join(name);
+        trellis::scaffold::new_project(language, name, &dir, Path::new(trellis::scaffold::SDK))
+            .expect("project written");
+        let mut build = Command::new("bash");
+        build.arg(dir.join("build.sh"));
+        match language {
+            Language::Python => {
+                build.env("TRELLIS_PYTHON_VENV", root.join("target/python/venv"));
+            }
+            _ => std::os::unix::fs::symlink(
+                root.join("target/js/node_modules"),
+                dir.join("node_modules"),
+            )
+            .expect("node_modules linked"),
+        }
+        succeeds(&mut build, "the new plugin builds");
+        toml.push_str(&format!(
+            "[plugins.{name}]\npath = {:?}\ngrants = [\"config\"]\n\
+             [plugins.{name}.config]\ngreeting = \"Hi\"\n",
+            dir.join(format!("{name}.wasm")).display().to_string()
+        ));
+        names.push(name);
+    }
+    if names.is_empty() {
+        return;
+    }
+    let server = TestServer::start(&toml).await;
+    for name in names {
+        let hello = server.get(&format!("/{name}/hello/you")).await;
+        assert_eq!(hello.status, 200, "{name}: {}", hello.text());
+        assert_eq!(hello.json(), json!({"greeting": "Hi, you!"}));
+        let index = server.get(&format!("/{name}")).await;
+        assert_eq!(index.json()["plugin"], name);
+    }
+    server.shutdown().await;
+}

@@ -177,7 +177,7 @@ pub async fn run(
 
     let cycle = async {
         // A changed config (a grant added, a setting) is not a reload: the
-        // server starts again with it.
+        // server starts again with it, after the next build that succeeds.
         let mut config_changed = false;
         loop {
             report(DevEvent::Building);
@@ -197,6 +197,7 @@ pub async fn run(
                             Ok(started) => {
                                 report(DevEvent::Serving(started.0.addr()));
                                 serving = Some(started);
+                                config_changed = false;
                             }
                             Err(why) => report(DevEvent::StartFailed(why)),
                         }
@@ -208,7 +209,7 @@ pub async fn run(
             let Some(change) = changes.recv().await else {
                 return;
             };
-            config_changed = change == Change::Config;
+            config_changed |= change == Change::Config;
             loop {
                 match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
                     Ok(Some(change)) => config_changed |= change == Change::Config,

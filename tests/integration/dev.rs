@@ -93,7 +93,7 @@ async fn saved_changes_are_rebuilt_and_reloaded() {
         asks.contains("capability"),
         "the template's first route moved"
     );
-    std::fs::write(&source, asks).expect("saved");
+    std::fs::write(&source, &asks).expect("saved");
     assert_eq!(next(&mut seen).await, DevEvent::Building);
     match next(&mut seen).await {
         DevEvent::Refused { name, reason } => {
@@ -107,13 +107,23 @@ async fn saved_changes_are_rebuilt_and_reloaded() {
     }
     assert_eq!(greeting(&server).await, "Howdy, you!");
 
-    // The grant, added to the config: the server starts again with it and
-    // serves the version that asks for it.
+    // The grant, added to the config while the code does not build: the
+    // failed build keeps the old server; the fix starts it again with the
+    // new config, serving the version that asks for it.
+    std::fs::write(&source, format!("{asks}\nfn broken( {{\n")).expect("saved");
+    assert_eq!(next(&mut seen).await, DevEvent::Building);
+    let failed = next(&mut seen).await;
+    assert!(matches!(failed, DevEvent::BuildFailed(_)), "{failed:?}");
     let granted = std::fs::read_to_string(&config).expect("config").replace(
         "[plugins.devdemo]\n",
         "[plugins.devdemo]\ngrants = [\"sql\"]\n",
     );
     std::fs::write(&config, granted).expect("saved");
+    assert_eq!(next(&mut seen).await, DevEvent::Building);
+    let failed = next(&mut seen).await;
+    assert!(matches!(failed, DevEvent::BuildFailed(_)), "{failed:?}");
+    assert_eq!(greeting(&server).await, "Howdy, you!");
+    std::fs::write(&source, &asks).expect("saved");
     assert_eq!(next(&mut seen).await, DevEvent::Building);
     let DevEvent::Serving(addr) = next(&mut seen).await else {
         panic!("not serving again");

@@ -5,25 +5,22 @@
 //! build or a refused version is reported and the previous version keeps
 //! serving.
 //!
-//! Changes are seen with `notify` (inotify on Linux), leaving out accesses
-//! and metadata changes: the build opening sources and the server reading
-//! its config change nothing. A batch of changes is taken once it has been quiet for a moment
-//! (an editor's save is several events). Reloads go through the
-//! [`Deployer`], so a version is checked exactly as a hot reload on a
-//! production node checks it.
+//! Changes are seen with the deployer's file watcher
+//! ([`crate::deploy::watch`]: accesses and metadata changes left out, a
+//! batch once quiet, as an editor's save is several events). Reloads go
+//! through the [`Deployer`], so a version is checked exactly as a hot
+//! reload on a production node checks it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use notify_debouncer_mini::notify::event::ModifyKind;
-use notify_debouncer_mini::notify::{
-    self, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _,
-};
+use notify::RecursiveMode;
 use tokio::sync::mpsc;
 
 use crate::deploy::Deployer;
+use crate::deploy::watch::Watcher;
 use crate::server::{Server, ServerHandle};
 use crate::{Config, telemetry};
 
@@ -204,18 +201,20 @@ pub async fn run(
                     }
                 },
             }
-            // Wait for the next change (or take those made during the
-            // build), then for a quiet moment.
-            let Some(change) = changes.recv().await else {
-                return;
-            };
-            config_changed |= change == Change::Config;
+            // Wait for the next batch of changes that matters (or take
+            // those made during the build, all of them at once).
             loop {
-                match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
-                    Ok(Some(change)) => config_changed |= change == Change::Config,
-                    Ok(None) => return,
-                    Err(_quiet) => break,
+                let Some(paths) = changes.recv().await else {
+                    return;
+                };
+                let config = paths.contains(&config_path);
+                config_changed |= config;
+                if config || paths.iter().any(|p| is_source(&dir, p)) {
+                    break;
                 }
+            }
+            while let Ok(paths) = changes.try_recv() {
+                config_changed |= paths.contains(&config_path);
             }
         }
     };
@@ -293,58 +292,20 @@ async fn run_build(command: &str, dir: &Path) -> Result<(), String> {
     }
 }
 
-/// What a batch of changes touched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Change {
-    /// Sources: rebuild and reload.
-    Sources,
-    /// The config (and maybe sources): rebuild and start again.
-    Config,
-}
-
 /// Watches `dir` recursively, and the config's directory when it is
-/// elsewhere; the receiver gets a message per event that changed the config
-/// or a source (outside the ignored directories, other than components).
+/// elsewhere.
 fn watch(
     dir: &Path,
     config: &Path,
-) -> Result<(RecommendedWatcher, mpsc::UnboundedReceiver<Change>), DevError> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let root = dir.to_path_buf();
-    let config_file = config.to_path_buf();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
-        let Ok(event) = event else {
-            return;
-        };
-        // Opening or reading a file changes nothing; nor does a metadata
-        // change (inotify's IN_ATTRIB, which the first read of a freshly
-        // written file causes when it updates the access time).
-        if event.kind.is_access()
-            || matches!(event.kind, EventKind::Modify(ModifyKind::Metadata(_)))
-        {
-            return;
-        }
-        if event.paths.contains(&config_file) {
-            let _ = tx.send(Change::Config);
-        } else if event.paths.iter().any(|p| is_source(&root, p)) {
-            let _ = tx.send(Change::Sources);
-        }
-    })
-    .map_err(|e| DevError::Watch {
-        path: dir.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let mut watched = vec![(dir.to_path_buf(), RecursiveMode::Recursive)];
+) -> Result<(Watcher, mpsc::UnboundedReceiver<Vec<PathBuf>>), DevError> {
+    let mut dirs = vec![(dir.to_path_buf(), RecursiveMode::Recursive)];
     if let Some(parent) = config.parent().filter(|p| !p.starts_with(dir)) {
-        watched.push((parent.to_path_buf(), RecursiveMode::NonRecursive));
+        dirs.push((parent.to_path_buf(), RecursiveMode::NonRecursive));
     }
-    for (path, mode) in watched {
-        watcher.watch(&path, mode).map_err(|e| DevError::Watch {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-    }
-    Ok((watcher, rx))
+    Watcher::start(&dirs, DEBOUNCE).map_err(|message| DevError::Watch {
+        path: dir.to_path_buf(),
+        message,
+    })
 }
 
 /// Whether a change to `path` (under `root`) calls for a build: not in an

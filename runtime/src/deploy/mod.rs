@@ -12,9 +12,10 @@
 //! fails any step is refused with the reason, and the old one keeps serving.
 //! Changes are serialised by one lock, so two never interleave.
 
-mod watch;
+pub(crate) mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -236,9 +237,22 @@ impl Deployer {
             let files = deployer.watched_files();
             let deploy = &deployer.config.deploy;
             let (_watcher, mut changes) = if deploy.watch && !files.is_empty() {
-                let paths: Vec<_> = files.iter().map(|(_, p)| p.clone()).collect();
-                match watch::Watcher::start(&paths, deploy.debounce) {
-                    Ok((watcher, changes)) => (Some(watcher), Some(changes)),
+                let dirs: BTreeSet<PathBuf> = files
+                    .iter()
+                    .filter_map(|(_, file)| file.parent().map(PathBuf::from))
+                    .collect();
+                let dirs: Vec<_> = dirs
+                    .into_iter()
+                    .map(|dir| (dir, notify::RecursiveMode::NonRecursive))
+                    .collect();
+                match watch::Watcher::start(&dirs, deploy.debounce) {
+                    Ok((watcher, changes)) => {
+                        tracing::info!(
+                            directories = dirs.len(),
+                            "watching plugin files for changes"
+                        );
+                        (Some(watcher), Some(changes))
+                    }
                     Err(err) => {
                         tracing::warn!(%err, "cannot watch plugin files; reload through the admin API");
                         (None, None)

@@ -1,58 +1,108 @@
-//! Watching component files: `notify` (inotify on Linux) behind
-//! `notify-debouncer-mini`, which reports a path once it has been quiet for
-//! the debounce time, so a file still being written is read when complete
-//! (a half-written one fails to compile, is refused, and the write's last
-//! event brings it back). Each file's directory is watched rather than the
-//! file, so a replacement by rename (`mv new.wasm hello.wasm`) is seen too.
+//! Watching files for changes, for hot reload of component files and for
+//! `trellis dev`: `notify` (inotify on Linux), with the events that change
+//! nothing left out — opening or reading a file, and metadata changes (the
+//! first read of a freshly written file updates its access time, which
+//! inotify reports as IN_ATTRIB). Without that, reading a component to
+//! reload it reported it changed again, and the reload repeated forever.
+//!
+//! Changes come in batches: once none has come for the quiet time, so a
+//! file still being written is read when complete (a half-written one fails
+//! to compile, is refused, and the write's last event brings it back).
+//! Watching a file's directory rather than the file sees a replacement by
+//! rename (`mv new.wasm hello.wasm`) too.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify::event::ModifyKind;
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 /// Keeps watching while alive.
-pub(super) struct Watcher {
-    _debouncer: Debouncer<RecommendedWatcher>,
+pub(crate) struct Watcher {
+    _watcher: RecommendedWatcher,
+    batching: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.batching.abort();
+    }
 }
 
 impl Watcher {
-    /// Watches the directories of `files`; the receiver gets the changed
-    /// paths, after `debounce` of quiet.
-    pub(super) fn start(
-        files: &[PathBuf],
-        debounce: Duration,
+    /// Watches each directory (recursively when asked); the receiver gets
+    /// the paths changed, a batch once `quiet` has passed without another
+    /// change. Must be called inside the tokio runtime.
+    pub(crate) fn start(
+        dirs: &[(PathBuf, RecursiveMode)],
+        quiet: Duration,
     ) -> Result<(Watcher, mpsc::UnboundedReceiver<Vec<PathBuf>>), String> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut debouncer =
-            new_debouncer(debounce, move |result: DebounceEventResult| match result {
-                Ok(events) => {
-                    let _ = tx.send(events.into_iter().map(|e| e.path).collect());
+        let (raw_tx, mut raw) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<Event>| match event {
+                Ok(event) if changes_content(&event.kind) => {
+                    let _ = raw_tx.send(event.paths);
                 }
-                Err(err) => tracing::warn!(%err, "watching plugin files"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "watching files"),
             })
             .map_err(|e| e.to_string())?;
-        let dirs: BTreeSet<PathBuf> = files
-            .iter()
-            .filter_map(|f| f.parent().map(PathBuf::from))
-            .collect();
-        for dir in &dirs {
-            debouncer
-                .watcher()
-                .watch(dir, RecursiveMode::NonRecursive)
+        for (dir, mode) in dirs {
+            watcher
+                .watch(dir, *mode)
                 .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
         }
-        tracing::info!(
-            directories = dirs.len(),
-            "watching plugin files for changes"
-        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let batching = tokio::spawn(async move {
+            while let Some(first) = raw.recv().await {
+                let mut batch: BTreeSet<PathBuf> = first.into_iter().collect();
+                loop {
+                    match tokio::time::timeout(quiet, raw.recv()).await {
+                        Ok(Some(paths)) => batch.extend(paths),
+                        Ok(None) => return,
+                        Err(_quiet) => break,
+                    }
+                }
+                if tx.send(batch.into_iter().collect()).is_err() {
+                    return;
+                }
+            }
+        });
         Ok((
             Watcher {
-                _debouncer: debouncer,
+                _watcher: watcher,
+                batching,
             },
             rx,
         ))
+    }
+}
+
+/// Whether an event can mean different bytes: not an access, not a
+/// metadata change.
+fn changes_content(kind: &EventKind) -> bool {
+    !kind.is_access() && !matches!(kind, EventKind::Modify(ModifyKind::Metadata(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, CreateKind, DataChange, MetadataKind, RenameMode};
+
+    #[test]
+    fn reads_and_metadata_are_not_changes() {
+        assert!(!changes_content(&EventKind::Access(AccessKind::Any)));
+        assert!(!changes_content(&EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::Any
+        ))));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Data(
+            DataChange::Any
+        ))));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Name(
+            RenameMode::To
+        ))));
+        assert!(changes_content(&EventKind::Create(CreateKind::File)));
     }
 }

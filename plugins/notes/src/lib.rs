@@ -76,13 +76,13 @@ fn app() -> App {
         .schedule("hourly-digest", "0 * * * *", "digest", b"{}".to_vec())
         .post("/notes", create)
         .batch(create_many)
-        .request_schema(note_input_schema())
-        .response_schema(note_schema())
+        .request_schema(note_input_schema)
+        .response_schema(note_schema)
         .post("/notes/bulk", bulk)
-        .request_schema(json!({"type": "array", "items": note_input_schema(), "minItems": 1, "maxItems": MAX_LIMIT}))
+        .request_schema(|| json!({"type": "array", "items": note_input_schema(), "minItems": 1, "maxItems": MAX_LIMIT}))
         .get("/notes", list)
         .cache(RouteCache::ttl(CACHE_TTL).tag("notes"))
-        .response_schema(json!({
+        .response_schema(|| json!({
             "type": "object",
             "required": ["items", "next_cursor"],
             "properties": {
@@ -92,11 +92,11 @@ fn app() -> App {
         }))
         .get("/notes/{id}", get)
         .cache(RouteCache::ttl(CACHE_TTL).tag("notes").tag("note:{id}"))
-        .response_schema(note_schema())
+        .response_schema(note_schema)
         .get("/notes/{id}/index", index)
         .put("/notes/{id}", update)
-        .request_schema(note_input_schema())
-        .response_schema(note_schema())
+        .request_schema(note_input_schema)
+        .response_schema(note_schema)
         .delete("/notes/{id}", delete)
 }
 

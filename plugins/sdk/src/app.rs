@@ -27,6 +27,34 @@ struct RouteEntry {
     batch: Option<BatchHandler>,
     /// Sent as the manifest's `route.options`.
     options: Vec<(String, String)>,
+    /// JSON Schemas by option key, made only when the host reads the
+    /// manifest (see [`Schema`]).
+    schemas: Vec<(&'static str, Box<dyn Schema>)>,
+}
+
+/// A JSON Schema for [`App::request_schema`] and [`App::response_schema`]:
+/// a function that makes one (`note_schema`, `|| json!({..})`), called only
+/// when the host reads the plugin's manifest, or a ready
+/// [`serde_json::Value`].
+///
+/// Every request runs in a fresh instance that builds the [`App`] again to
+/// find its handler, so a schema built eagerly is built (and thrown away)
+/// on every request; a function is not called then.
+pub trait Schema: 'static {
+    /// The schema.
+    fn schema(&self) -> serde_json::Value;
+}
+
+impl Schema for serde_json::Value {
+    fn schema(&self) -> serde_json::Value {
+        self.clone()
+    }
+}
+
+impl<F: Fn() -> serde_json::Value + 'static> Schema for F {
+    fn schema(&self) -> serde_json::Value {
+        self()
+    }
 }
 
 /// A plugin's routes and the capabilities it asks for.
@@ -114,6 +142,7 @@ impl App {
             handler,
             batch: None,
             options: Vec::new(),
+            schemas: Vec::new(),
         });
         self
     }
@@ -223,12 +252,15 @@ impl App {
     /// it: published in the runtime's `/api/v1/openapi.json` (the host does
     /// not validate requests against it).
     ///
+    /// Pass a function (see [`Schema`]): it is called only when the host
+    /// reads the manifest, not on every request.
+    ///
     /// ```
     /// # use trellis_sdk::prelude::*;
     /// # fn create(_: Request) -> Result<Response> { Response::json(&1) }
     /// let app = App::new("notes", "0.1.0")
     ///     .post("/notes", create)
-    ///     .request_schema(serde_json::json!({
+    ///     .request_schema(|| serde_json::json!({
     ///         "type": "object",
     ///         "required": ["title"],
     ///         "properties": {"title": {"type": "string"}, "body": {"type": "string"}},
@@ -238,7 +270,7 @@ impl App {
     /// # Panics
     ///
     /// When no route was added yet.
-    pub fn request_schema(self, schema: serde_json::Value) -> Self {
+    pub fn request_schema(self, schema: impl Schema) -> Self {
         self.schema("request-schema", schema)
     }
 
@@ -248,16 +280,16 @@ impl App {
     /// # Panics
     ///
     /// When no route was added yet.
-    pub fn response_schema(self, schema: serde_json::Value) -> Self {
+    pub fn response_schema(self, schema: impl Schema) -> Self {
         self.schema("response-schema", schema)
     }
 
-    fn schema(mut self, key: &str, schema: serde_json::Value) -> Self {
+    fn schema(mut self, key: &'static str, schema: impl Schema) -> Self {
         let Some(route) = self.routes.last_mut() else {
             panic!("App::{key} applies to the route added before it, and there is none yet");
         };
-        route.options.retain(|(k, _)| k != key);
-        route.options.push((key.into(), schema.to_string()));
+        route.schemas.retain(|(k, _)| *k != key);
+        route.schemas.push((key, Box::new(schema)));
         self
     }
 
@@ -340,7 +372,16 @@ pub fn describe(app: &App) -> PluginManifest {
             .map(|r| Route {
                 method: r.method.to_string(),
                 path: r.path.to_string(),
-                options: r.options.clone(),
+                options: r
+                    .options
+                    .iter()
+                    .cloned()
+                    .chain(
+                        r.schemas
+                            .iter()
+                            .map(|(key, schema)| (key.to_string(), schema.schema().to_string())),
+                    )
+                    .collect(),
             })
             .collect(),
         capabilities: app.capabilities.clone(),
@@ -422,5 +463,42 @@ pub fn run_job(app: &App, raw: RawJob) -> Result<Vec<u8>, RawJobError> {
             "this plugin has no job kind `{}`",
             job.kind
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::testing::{TestRequest, send};
+
+    static MADE: AtomicUsize = AtomicUsize::new(0);
+
+    fn schema() -> serde_json::Value {
+        MADE.fetch_add(1, Ordering::Relaxed);
+        serde_json::json!({"type": "object"})
+    }
+
+    fn ok(_: Request) -> Result<Response> {
+        Ok(Response::no_content())
+    }
+
+    fn app() -> App {
+        App::new("lazy", "0.1.0")
+            .post("/things", ok)
+            .request_schema(schema)
+            .response_schema(serde_json::json!(true))
+    }
+
+    #[test]
+    fn schemas_are_made_for_the_manifest_not_for_requests() {
+        assert_eq!(send(&app(), TestRequest::post("/things")).status(), 204);
+        assert_eq!(MADE.load(Ordering::Relaxed), 0);
+        let manifest = describe(&app());
+        assert_eq!(MADE.load(Ordering::Relaxed), 1);
+        let options = &manifest.routes[0].options;
+        assert!(options.contains(&("request-schema".into(), r#"{"type":"object"}"#.into())));
+        assert!(options.contains(&("response-schema".into(), "true".into())));
     }
 }

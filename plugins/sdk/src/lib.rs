@@ -41,7 +41,7 @@ pub mod sql;
 pub mod testing;
 pub mod trace;
 
-pub use app::{App, BatchHandler, Handler, Migration, RouteCache};
+pub use app::{App, BatchHandler, Handler, Migration, RouteCache, Schema};
 pub use error::{Error, Result};
 pub use request::Request;
 pub use response::Response;

@@ -13,11 +13,13 @@ fn app() -> App {
         .get("/template", index)
         .get("/template/hello/{name}", hello)
         .post("/template/echo", echo)
-        .request_schema(serde_json::json!({
-            "type": "object",
-            "required": ["text"],
-            "properties": {"text": {"type": "string", "minLength": 1}},
-        }))
+        .request_schema(|| {
+            serde_json::json!({
+                "type": "object",
+                "required": ["text"],
+                "properties": {"text": {"type": "string", "minLength": 1}},
+            })
+        })
 }
 
 /// `GET /template`: what this plugin serves.

@@ -437,6 +437,23 @@ async fn setup(options: &Options, addr: SocketAddr, templates: &Templates) -> an
     Ok(())
 }
 
+/// Waits until `due`, to within microseconds. tokio's timer fires on
+/// millisecond ticks, up to a tick late, and open-loop latency counts from
+/// when a request was due: a native hello server measured 1.4 ms p50 at
+/// 1,000 req/s, nearly all of it the timer. So: sleep until shortly
+/// before, then yield until it is time (the load tool has its own core).
+async fn wait_until(due: Instant) {
+    const EARLY: Duration = Duration::from_millis(2);
+    if let Some(early) = due.checked_sub(EARLY)
+        && Instant::now() < early
+    {
+        tokio::time::sleep_until(early.into()).await;
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// One connection's loop; returns its latency histogram (µs).
 async fn connection(
     options: &Options,
@@ -460,7 +477,7 @@ async fn connection(
         });
     loop {
         if let Some(interval) = interval {
-            tokio::time::sleep_until(due.into()).await;
+            wait_until(due).await;
             due += interval;
         }
         let now = Instant::now();

@@ -100,7 +100,7 @@ async fn a_request_exports_its_span_tree_under_the_incoming_parent() {
             .unwrap_or_default()
     };
     assert!(
-        ours.iter().all(|s| s.name != "http.route"),
+        ours.iter().all(|s| s.span.name != "http.route"),
         "the route lookup has no span of its own"
     );
     assert_eq!(parent_of(named("plugin.call")), "POST /notes");

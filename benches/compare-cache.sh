@@ -45,14 +45,5 @@ LOAD_ARGS="--zipf $notes" alternate_many "" /notes/ \
 curl -sf http://127.0.0.1:18092/metrics >"$work/metrics.txt"
 
 python3 benches/summary.py "$results" cached no-cache -- cached/no-cache
-python3 - "$work/metrics.txt" <<'PY'
-import re, sys
-counts = {}
-for line in open(sys.argv[1]):
-    m = re.match(r'trellis_http_response_cache_total\{.*route="/notes/\{id\}".*result="(\w+)".*\} (\S+)', line)
-    if m:
-        counts[m.group(1)] = float(m.group(2))
-hits, misses = counts.get("hit", 0), counts.get("miss", 0)
-print(f"response cache: hit rate {hits / max(hits + misses, 1):.1%} ({hits:.0f} hits, {misses:.0f} misses, "
-      f"{counts.get('bypass', 0):.0f} no-cache bypasses)")
-PY
+hit_rate "response cache" "$work/metrics.txt" \
+    'trellis_http_response_cache_total\{.*route="/notes/\{id\}".*result="(\w+)".*\} (\S+)'

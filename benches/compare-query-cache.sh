@@ -59,13 +59,4 @@ done
 curl -sf http://127.0.0.1:18093/metrics >"$work/metrics.txt"
 
 python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" cached uncached -- cached/uncached
-python3 - "$work/metrics.txt" <<'PY'
-import re, sys
-counts = {}
-for line in open(sys.argv[1]):
-    m = re.match(r'trellis_sql_query_cache\{target="(\w+)"\} (\S+)', line)
-    if m:
-        counts[m.group(1)] = float(m.group(2))
-hits, misses = counts.get("hit", 0), counts.get("miss", 0)
-print(f"query cache: hit rate {hits / max(hits + misses, 1):.1%} ({hits:.0f} hits, {misses:.0f} misses)")
-PY
+hit_rate "query cache" "$work/metrics.txt" 'trellis_sql_query_cache\{target="(\w+)"\} (\S+)'

@@ -57,3 +57,21 @@ alternate_many() {
         echo "${prefix}round $round done" >&2
     done
 }
+
+# hit_rate NAME METRICS_FILE REGEX: prints NAME's hit rate from a scrape of
+# /metrics, where REGEX matches a sample line and captures its result
+# (`hit`, `miss`, ...) and its value; other results are listed too.
+hit_rate() {
+    python3 - "$@" <<'PY'
+import re, sys
+name, path, pattern = sys.argv[1:4]
+counts = {}
+for line in open(path):
+    m = re.match(pattern, line)
+    if m:
+        counts[m.group(1)] = counts.get(m.group(1), 0) + float(m.group(2))
+hits, misses = counts.get("hit", 0), counts.get("miss", 0)
+rest = "".join(f", {v:.0f} {k}" for k, v in counts.items() if k not in ("hit", "miss"))
+print(f"{name}: hit rate {hits / max(hits + misses, 1):.1%} ({hits:.0f} hits, {misses:.0f} misses{rest})")
+PY
+}

@@ -22,8 +22,11 @@ fn main() {
 
     watch(root, &plugins);
     // `trellis new` writes a `cargo test-native` alias for this machine.
+    // Not named TRELLIS_*: `cargo run` also puts it in the binary's
+    // environment, where TRELLIS_* names are config overrides and an
+    // unknown one stops the server.
     println!(
-        "cargo:rustc-env=TRELLIS_HOST_TARGET={}",
+        "cargo:rustc-env=BUILD_HOST_TARGET={}",
         env::var("TARGET").expect("set by cargo")
     );
     let guests = guest_crates(&plugins);

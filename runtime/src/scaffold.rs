@@ -371,7 +371,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// The target this binary was built for: where a plugin's unit tests run.
-pub const HOST_TARGET: &str = env!("TRELLIS_HOST_TARGET");
+pub const HOST_TARGET: &str = env!("BUILD_HOST_TARGET");
 
 fn build_config() -> String {
     format!(

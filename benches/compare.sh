@@ -5,7 +5,7 @@
 #   wasmtime-serve  `wasmtime serve` running plugins/wasi-hello (a standard
 #                   wasi:http component) at its best per-request-isolated
 #                   settings: pooling allocator with the slot reset tuned
-#                   (PERF_NOTES.md), no epoch interruption, -S cli
+#                   (docs/performance.md), no epoch interruption, -S cli
 #   trellis-wasi    the same component file, mounted in Trellis at /wasi
 #   trellis-hello   our own-world `hello` plugin in the same Trellis process
 # Same load tool (trellis-load, closed loop), same connection count; every

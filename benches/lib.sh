@@ -8,7 +8,7 @@ setup() {
     rounds=${2:-3}
     duration=${3:-10s}
     connections=${4:-$1}
-    # A backtrace captured per wasmtime error value costs 10-20 % (PERF_NOTES.md).
+    # A backtrace captured per wasmtime error value costs 10-20 % (docs/performance.md).
     unset RUST_BACKTRACE
     cargo build --release -q -p trellis -p trellis-benches --bins
     bin=target/release

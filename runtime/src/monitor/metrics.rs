@@ -2,7 +2,7 @@
 //! exports, with handles resolved once per route and per plugin so the
 //! request path does no label hashing or allocation.
 //!
-//! Names and labels are listed in the README (Observability). Counters get
+//! Names and labels are listed in `docs/observability.md`. Counters get
 //! the `_total` suffix from the encoder.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! The one wasmtime engine: component model, pooling allocator tuned as
-//! `PERF_NOTES.md` measured, epoch interruption driven by a ticker thread,
+//! `docs/performance.md` measured, epoch interruption driven by a ticker thread,
 //! and the on-disk compile cache.
 
 use std::path::Path;

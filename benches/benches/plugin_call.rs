@@ -59,7 +59,7 @@ fn plugin_call(c: &mut Criterion) {
     group.bench_function("instantiate_and_call_hello", |b| {
         b.to_async(&runtime).iter(|| async {
             let response = hello
-                .handle(&req, &untraced, None)
+                .handle(&req, &untraced, &http::Extensions::new())
                 .await
                 .expect("hello answers");
             assert_eq!(response.status, 200);

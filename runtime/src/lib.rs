@@ -22,8 +22,10 @@
 
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod backend;
 pub mod capability;
+pub mod clock;
 pub mod config;
 pub mod deploy;
 pub mod dev;

@@ -13,6 +13,7 @@ mod examples;
 mod fields;
 mod guests;
 mod jobs;
+mod layers;
 mod limits;
 mod locks;
 mod malformed;

@@ -9,24 +9,23 @@
 //! alert is neither forgotten nor announced again.
 
 mod notify;
-pub mod rule;
 pub mod silence;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::alert_rule::{Expr, Op, Signal};
 pub use notify::Notifier;
-pub use rule::{Expr, Op, Signal};
 pub use silence::{NewSilence, Silence, SilenceError, Silences};
 
-use super::Window;
 use crate::backend::runtime_store::RuntimeStore;
 use crate::backend::sql::SqlError;
 use crate::config::{AlertRule, AlertsConfig};
+use crate::monitor::Window;
 
 /// The key of the alert states in the store's `runtime_state`.
 const STATE_KEY: &str = "alerts";
@@ -427,15 +426,7 @@ fn fingerprint(labels: &BTreeMap<String, String>) -> String {
         .iter()
         .flat_map(|(k, v)| [k.as_str(), v.as_str()])
         .collect();
-    super::errors::fingerprint(&parts)
-}
-
-/// Now, Unix ms.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
+    crate::monitor::fingerprint(&parts)
 }
 
 #[cfg(test)]

@@ -6,11 +6,44 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use opentelemetry::KeyValue;
-use wasmtime::component::Resource;
+use wasmtime::component::{HasSelf, Linker, Resource};
 
-use crate::backend::cache::{CacheError, Fetched, LoadTicket};
-use crate::plugin::HostState;
-use crate::plugin::bindings::cache::{EntryOptions, Error, Host, HostLoader, Lookup};
+use super::bindings::cache::{self, EntryOptions, Error, Host, HostLoader, Lookup};
+use super::{Capability, HostState, PluginSetup, Runtime};
+use crate::backend::cache::{CacheError, CacheService, Fetched, LoadTicket};
+use crate::config::Limits;
+
+/// The `cache` capability, over the node's two-tier cache.
+#[derive(Debug)]
+pub struct Cache {
+    service: CacheService,
+}
+
+impl Capability for Cache {
+    const NAME: &'static str = "cache";
+    type Plugin = CacheService;
+    type Instance = ();
+
+    async fn start(runtime: &Runtime<'_>) -> Result<Self, String> {
+        Ok(Cache {
+            service: runtime.backends.cache.clone(),
+        })
+    }
+
+    fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        cache::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+    }
+
+    async fn configure(&self, _plugin: &PluginSetup<'_>) -> Result<CacheService, String> {
+        Ok(self.service.clone())
+    }
+
+    fn unconfigured(&self) -> CacheService {
+        self.service.clone()
+    }
+
+    fn prepare(&self, _plugin: &CacheService, _limits: &Limits) {}
+}
 
 /// The host side of a guest's `loader` resource: the ticket until it is
 /// filled or failed (dropping it fails the load).
@@ -58,7 +91,12 @@ impl HostState {
 impl Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
         let span = self.cache_span("cache.get", &key);
-        let result = self.plugin.cache.get(&self.plugin.name, &key).await;
+        let result = self
+            .plugin
+            .capabilities
+            .cache
+            .get(&self.plugin.name, &key)
+            .await;
         let result = result.map(|found| found.flatten().map(|v| v.to_vec()));
         Ok(self.cache_done(span, result))
     }
@@ -68,7 +106,12 @@ impl Host for HostState {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, Error>> {
         let span = self.cache_span("cache.get_many", &format!("{} keys", keys.len()));
-        let result = self.plugin.cache.get_many(&self.plugin.name, &keys).await;
+        let result = self
+            .plugin
+            .capabilities
+            .cache
+            .get_many(&self.plugin.name, &keys)
+            .await;
         let result =
             result.map(|values| values.into_iter().map(|v| v.map(|v| v.to_vec())).collect());
         Ok(self.cache_done(span, result))
@@ -86,6 +129,7 @@ impl Host for HostState {
         }
         let result = self
             .plugin
+            .capabilities
             .cache
             .set(
                 &self.plugin.name,
@@ -101,7 +145,12 @@ impl Host for HostState {
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), Error>> {
         let span = self.cache_span("cache.delete", &key);
-        let result = self.plugin.cache.delete(&self.plugin.name, &key).await;
+        let result = self
+            .plugin
+            .capabilities
+            .cache
+            .delete(&self.plugin.name, &key)
+            .await;
         Ok(self.cache_done(span, result))
     }
 
@@ -109,6 +158,7 @@ impl Host for HostState {
         let span = self.cache_span("cache.invalidate_tag", &tag);
         let result = self
             .plugin
+            .capabilities
             .cache
             .invalidate_tag(&self.plugin.name, &tag)
             .await;
@@ -117,7 +167,12 @@ impl Host for HostState {
 
     async fn fetch(&mut self, key: String) -> wasmtime::Result<Result<Lookup, Error>> {
         let span = self.cache_span("cache.fetch", &key);
-        let result = self.plugin.cache.fetch(&self.plugin.name, &key).await;
+        let result = self
+            .plugin
+            .capabilities
+            .cache
+            .fetch(&self.plugin.name, &key)
+            .await;
         if let (Some(cx), Ok(found)) = (&span, &result) {
             use opentelemetry::trace::TraceContextExt;
             let outcome = match found {

@@ -1,17 +1,59 @@
 //! `trellis:plugin/config`: the plugin's own settings from
 //! `[plugins.<name>.config]`, read-only.
 
-use crate::plugin::HostState;
-use crate::plugin::bindings::config::Host;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::config::{self, Host};
+use super::{Capability, HostState, PluginSetup, Runtime};
+use crate::config::Limits;
+
+/// The `config` capability: each plugin's settings.
+#[derive(Debug)]
+pub struct Settings;
+
+impl Capability for Settings {
+    const NAME: &'static str = "config";
+    type Plugin = Arc<BTreeMap<String, String>>;
+    type Instance = ();
+
+    async fn start(_runtime: &Runtime<'_>) -> Result<Self, String> {
+        Ok(Settings)
+    }
+
+    fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        config::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+    }
+
+    async fn configure(&self, plugin: &PluginSetup<'_>) -> Result<Self::Plugin, String> {
+        Ok(Arc::new(
+            plugin
+                .config
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+        ))
+    }
+
+    fn unconfigured(&self) -> Self::Plugin {
+        Arc::default()
+    }
+
+    fn prepare(&self, _plugin: &Self::Plugin, _limits: &Limits) {}
+}
 
 impl Host for HostState {
     async fn get(&mut self, key: String) -> Option<String> {
-        self.plugin.settings.get(&key).cloned()
+        self.plugin.capabilities.config.get(&key).cloned()
     }
 
     async fn get_all(&mut self) -> Vec<(String, String)> {
         self.plugin
-            .settings
+            .capabilities
+            .config
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()

@@ -5,11 +5,44 @@
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use wasmtime::component::Resource;
+use wasmtime::component::{HasSelf, Linker, Resource};
 
-use crate::backend::lock::{Lease, LockError};
-use crate::plugin::HostState;
-use crate::plugin::bindings::lock::{Error, Host, HostLease};
+use super::bindings::lock::{self, Error, Host, HostLease};
+use super::{Capability, HostState, PluginSetup, Runtime};
+use crate::backend::lock::{Lease, LockError, LockService};
+use crate::config::Limits;
+
+/// The `lock` capability, over the node's lock service.
+#[derive(Debug)]
+pub struct Lock {
+    service: LockService,
+}
+
+impl Capability for Lock {
+    const NAME: &'static str = "lock";
+    type Plugin = LockService;
+    type Instance = ();
+
+    async fn start(runtime: &Runtime<'_>) -> Result<Self, String> {
+        Ok(Lock {
+            service: runtime.backends.locks.clone(),
+        })
+    }
+
+    fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        lock::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+    }
+
+    async fn configure(&self, _plugin: &PluginSetup<'_>) -> Result<LockService, String> {
+        Ok(self.service.clone())
+    }
+
+    fn unconfigured(&self) -> LockService {
+        self.service.clone()
+    }
+
+    fn prepare(&self, _plugin: &LockService, _limits: &Limits) {}
+}
 
 /// The host side of a guest's `lease` resource.
 #[derive(Debug)]
@@ -58,7 +91,8 @@ impl Host for HostState {
         let span = self.lock_span("lock.acquire", Some(&name));
         let result = self
             .plugin
-            .locks
+            .capabilities
+            .lock
             .acquire(
                 &self.plugin.name,
                 &name,

@@ -1,13 +1,42 @@
 //! `trellis:plugin/log`: guest log events into the host's tracing, with the
 //! plugin name and request id attached and sizes bounded.
 
-use crate::plugin::HostState;
-use crate::plugin::bindings::log::{Host, Level};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::log::{self, Host, Level};
+use super::{Capability, HostState, PluginSetup, Runtime};
+use crate::config::Limits;
 
 /// Longest message or field value kept; the rest is cut.
 const MAX_TEXT: usize = 4096;
 /// Most fields kept per event.
 const MAX_FIELDS: usize = 32;
+
+/// The `log` capability: no service, no state.
+#[derive(Debug)]
+pub struct Log;
+
+impl Capability for Log {
+    const NAME: &'static str = "log";
+    type Plugin = ();
+    type Instance = ();
+
+    async fn start(_runtime: &Runtime<'_>) -> Result<Self, String> {
+        Ok(Log)
+    }
+
+    fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+    }
+
+    async fn configure(&self, _plugin: &PluginSetup<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn unconfigured(&self) {}
+
+    fn prepare(&self, _plugin: &(), _limits: &Limits) {}
+}
 
 impl Host for HostState {
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {

@@ -7,11 +7,12 @@
 
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
-use wasmtime::component::Resource;
+use wasmtime::component::{HasSelf, Linker, Resource};
 
+use super::bindings::trace::{self, Host, HostSpan};
+use super::{Capability, HostState, PluginSetup, Runtime};
+use crate::config::Limits;
 use crate::monitor::child_span;
-use crate::plugin::HostState;
-use crate::plugin::bindings::trace::{Host, HostSpan};
 
 /// Spans one call may open; more is a fault.
 pub const MAX_SPANS: u32 = 1000;
@@ -29,6 +30,40 @@ fn cut(mut text: String) -> String {
     text
 }
 
+/// The `trace` capability: no service, no grant; it counts the spans an
+/// instance opens.
+#[derive(Debug)]
+pub struct Trace;
+
+/// Guest spans opened in this call.
+#[derive(Debug, Default)]
+pub struct SpansOpened(u32);
+
+impl Capability for Trace {
+    const NAME: &'static str = "trace";
+    const NEEDS_GRANT: bool = false;
+    type Plugin = ();
+    type Instance = SpansOpened;
+
+    async fn start(_runtime: &Runtime<'_>) -> Result<Self, String> {
+        Ok(Trace)
+    }
+
+    fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        trace::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+    }
+
+    async fn configure(&self, _plugin: &PluginSetup<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn unconfigured(&self) {}
+
+    fn prepare(&self, _plugin: &(), _limits: &Limits) -> SpansOpened {
+        SpansOpened::default()
+    }
+}
+
 impl Host for HostState {}
 
 impl HostSpan for HostState {
@@ -37,8 +72,8 @@ impl HostSpan for HostState {
         name: String,
         parent: Option<Resource<GuestSpan>>,
     ) -> wasmtime::Result<Resource<GuestSpan>> {
-        self.spans_opened += 1;
-        if self.spans_opened > MAX_SPANS {
+        self.instance.trace.0 += 1;
+        if self.instance.trace.0 > MAX_SPANS {
             wasmtime::bail!("plugin opened more than {MAX_SPANS} trace spans in one call");
         }
         let parent = match &parent {

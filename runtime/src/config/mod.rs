@@ -1,8 +1,9 @@
 //! Configuration: `trellis.toml` plus `TRELLIS_*` environment overrides,
 //! validated strictly before anything starts.
 //!
-//! Cross-cutting; depends on nothing else in the crate but the alert
-//! expression parser (`monitor::alerts`), which checks rules here. Every key has a
+//! The bottom layer: it imports nothing from the crate but the embedded
+//! examples, and the checks its sections need live beside them
+//! ([`alert_rule`], [`jobs`], [`paths`]). Every key has a
 //! default in code (see [`Config::default`]), unknown keys are errors, and an
 //! error names the key, and the line where the file has one.
 //!
@@ -22,6 +23,10 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 
 use crate::examples;
+
+pub mod alert_rule;
+pub mod jobs;
+pub mod paths;
 
 /// Environment variables with the `TRELLIS_` prefix that are not overrides.
 const NOT_OVERRIDES: &[&str] = &["TRELLIS_CONFIG", "TRELLIS_LOG", "TRELLIS_ROLE"];
@@ -223,8 +228,8 @@ impl Default for BatchConfig {
     }
 }
 
-/// `[deploy]`: changing plugins on a live server (see the README's
-/// operator section).
+/// `[deploy]`: changing plugins on a live server (see
+/// `docs/operations.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeployConfig {
@@ -705,7 +710,7 @@ impl Default for SqlPoolConfig {
     }
 }
 
-/// Per-plugin limits. Each exceeded limit has its own error (see README).
+/// Per-plugin limits. Each exceeded limit has its own error (see `docs/operations.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -1152,7 +1157,7 @@ impl Config {
     fn validate_jobs(&self) -> Result<(), ConfigError> {
         let jobs = &self.jobs;
         for (queue, concurrency) in &jobs.queues {
-            if !crate::jobs::valid_queue(queue) {
+            if !jobs::valid_queue(queue) {
                 return invalid(
                     &format!("jobs.queues.{queue}"),
                     "a queue name is 1 to 64 of a-z, 0-9, `-` and `_`",
@@ -1196,7 +1201,7 @@ impl Config {
                     &format!("plugin `{}` is not configured", schedule.plugin),
                 );
             }
-            if let Err(message) = crate::jobs::parse_cron(&schedule.cron) {
+            if let Err(message) = jobs::parse_cron(&schedule.cron) {
                 return invalid(&format!("{key}.cron"), &message);
             }
             if schedule.name.is_empty() || schedule.kind.is_empty() {
@@ -1260,11 +1265,9 @@ impl Config {
             if rule.name.is_empty() || !names.insert(rule.name.as_str()) {
                 return invalid(&key("name"), "must be set and unique");
             }
-            crate::monitor::alerts::Expr::parse(&rule.expr).map_err(|message| {
-                ConfigError::Invalid {
-                    key: key("expr"),
-                    message,
-                }
+            alert_rule::Expr::parse(&rule.expr).map_err(|message| ConfigError::Invalid {
+                key: key("expr"),
+                message,
             })?;
             if !matches!(rule.severity.as_str(), "info" | "warning" | "critical") {
                 return invalid(&key("severity"), "one of info, warning, critical");
@@ -1313,12 +1316,12 @@ impl Config {
                      with one, and has no `{`, `}`, `*`, `?`, `#` or spaces",
                 );
             }
-            if crate::router::is_reserved(mount) {
+            if paths::is_reserved(mount) {
                 return invalid(
                     &key("mount"),
                     &format!(
                         "`{mount}` is served by the runtime itself (reserved: {})",
-                        crate::router::RESERVED.join(", ")
+                        paths::RESERVED.join(", ")
                     ),
                 );
             }

@@ -28,9 +28,14 @@ use tokio::task::JoinSet;
 use crate::backend::runtime_store::{Live, LiveRow, NodeRow, RuntimeStore, StoredVersion};
 use crate::backend::sql::SqlError;
 use crate::config::{CAPABILITIES, Config, PluginConfig};
-use crate::jobs::Registry;
+
 use crate::plugin::{LoadError, LoadedPlugin, PluginHost};
 use crate::router::{RouteConflict, Router};
+
+/// The plugins live on this node, by name: what requests route to, what
+/// workers run jobs in and the leader reads schedules from. Swapped whole
+/// when plugins change.
+pub type Registry = Arc<ArcSwap<BTreeMap<String, Arc<LoadedPlugin>>>>;
 
 /// How long a node that stopped reporting still shows in `GET /admin/plugins`.
 const NODE_STALE: Duration = Duration::from_secs(30);
@@ -908,7 +913,7 @@ fn short(hash: &str) -> &str {
 }
 
 fn now_ms() -> i64 {
-    crate::monitor::alerts::now_ms() as i64
+    crate::clock::now_ms() as i64
 }
 
 /// `<hostname>-<pid>`.

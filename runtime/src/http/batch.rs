@@ -317,7 +317,7 @@ async fn atomic(
     let Some(plugin) = plugin else {
         return Ok(atomic_answer(true, Vec::new()));
     };
-    let Some(db) = plugin.database() else {
+    let Some(db) = plugin.context().database() else {
         return Err(ApiError::BadRequest(format!(
             "plugin `{}` has no database (it is not granted `sql`), so it cannot run an \
              atomic batch",
@@ -358,7 +358,12 @@ async fn atomic(
     let committed = match (failed, ambient.tx) {
         (None, Some(tx)) => match tx.commit().await {
             Ok(()) => {
-                plugin.committed(&ambient.written, ambient.enqueued).await;
+                crate::capability::sql::committed(
+                    plugin.context(),
+                    &ambient.written,
+                    ambient.enqueued,
+                )
+                .await;
                 true
             }
             Err(err) => {

@@ -12,10 +12,11 @@ use hyper::body::Body;
 use serde_json::json;
 
 use super::{App, convert};
+use crate::alerts::{NewSilence, SilenceError};
 use crate::backend::sql::SqlError;
+use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::monitor::ErrorCursor;
-use crate::monitor::alerts::{NewSilence, SilenceError, now_ms};
 
 /// Who may call an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +240,7 @@ async fn health(app: &App) -> Response<Full<Bytes>> {
 
 /// Per route: last minute and five minutes; plus host-wide figures.
 async fn summary(app: &App) -> Response<Full<Bytes>> {
-    let jobs = match app.host.jobs().depth().await {
+    let jobs = match app.host.capabilities().jobs.queue().depth().await {
         Ok(depth) => json!(depth),
         Err(err) => json!({"error": err.to_string()}),
     };

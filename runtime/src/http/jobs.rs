@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use super::builtin::json_response;
 use super::{App, convert};
 use crate::backend::jobs::{Filter, Job, STATES};
+use crate::capability::jobs::queue::{EnqueueError, EnqueueOptions};
+use crate::clock::now_ms;
 use crate::error::ApiError;
-use crate::jobs::{EnqueueError, EnqueueOptions};
-use crate::monitor::alerts::now_ms;
 
 /// The path prefix.
 pub const PATH: &str = "/api/v1/jobs";
@@ -99,7 +99,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let jobs = app.host.jobs();
+    let jobs = app.host.capabilities().jobs.queue();
     let limit = jobs.config().max_payload.as_u64() + 64 * 1024;
     let bytes = convert::read_body(body, &parts.headers, limit, BODY_TIMEOUT).await?;
     let request: NewJobRequest = serde_json::from_slice(&bytes)
@@ -108,7 +108,7 @@ where
     let plugin = plugins
         .get(&request.plugin)
         .ok_or_else(|| ApiError::BadRequest(format!("no plugin `{}` is loaded", request.plugin)))?;
-    let Some(kinds) = plugin.job_kinds() else {
+    let Some(kinds) = plugin.context().job_kinds() else {
         return Err(ApiError::BadRequest(format!(
             "plugin `{}` has no job kinds",
             request.plugin
@@ -184,7 +184,9 @@ async fn get(app: &App, id: &str) -> Result<Job, ApiError> {
         return Err(ApiError::UnknownJob(id.to_string()));
     }
     app.host
-        .jobs()
+        .capabilities()
+        .jobs
+        .queue()
         .store()
         .get(id)
         .await
@@ -196,7 +198,7 @@ async fn get(app: &App, id: &str) -> Result<Job, ApiError> {
 /// epoch tick. Retry: a discarded or cancelled job from attempt 1.
 async fn act(app: &App, id: &str, action: &str) -> Result<Response<Full<Bytes>>, ApiError> {
     let job = get(app, id).await?;
-    let store = app.host.jobs().store();
+    let store = app.host.capabilities().jobs.queue().store();
     let now = now_ms() as i64;
     let updated = if action == "cancel" {
         if matches!(job.state.as_str(), "completed" | "discarded" | "cancelled") {
@@ -223,7 +225,7 @@ async fn act(app: &App, id: &str, action: &str) -> Result<Response<Full<Bytes>>,
             )),
             other => store_error(other),
         })?;
-        app.host.jobs().wake().notify_waiters();
+        app.host.capabilities().jobs.queue().wake().notify_waiters();
         updated
     };
     let job = updated.ok_or_else(|| ApiError::UnknownJob(id.to_string()))?;
@@ -279,7 +281,9 @@ async fn list(app: &App, query: Option<&str>) -> Result<Response<Full<Bytes>>, A
     }
     let jobs = app
         .host
-        .jobs()
+        .capabilities()
+        .jobs
+        .queue()
         .store()
         .list(&filter)
         .await

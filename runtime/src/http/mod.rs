@@ -31,9 +31,9 @@ use tracing::Instrument;
 
 pub use auth::AdminAuth;
 
+use crate::alerts::Alerts;
 use crate::capability::sql::AmbientSlot;
 use crate::error::ApiError;
-use crate::monitor::alerts::Alerts;
 use crate::monitor::{Occurrence, trace_id};
 use crate::plugin::{GuestRequest, PluginHost};
 use crate::router::{Lookup, Router, is_reserved};
@@ -580,8 +580,10 @@ impl App {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let guest_request = guest_request(target, params, &parts, body, request_id).await?;
-        let ambient = parts.extensions.get::<AmbientSlot>();
-        let guest_response = target.plugin.handle(&guest_request, trace, ambient).await?;
+        let guest_response = target
+            .plugin
+            .handle(&guest_request, trace, &parts.extensions)
+            .await?;
         from_guest(target, &parts, guest_response)
     }
 }

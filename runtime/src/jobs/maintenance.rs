@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{EnqueueOptions, JobKinds, Jobs, Registry, ScheduleSpec};
 use crate::backend::jobs::NewJob;
 use crate::backend::sql::{Leader, SqlService};
+use crate::capability::jobs::queue::{EnqueueOptions, JobKinds, Jobs, ScheduleSpec};
+use crate::clock::now_ms;
+use crate::deploy::Registry;
 use crate::monitor::Metrics;
-use crate::monitor::alerts::now_ms;
 
 /// Prune at most this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -65,11 +66,11 @@ pub async fn run(jobs: Jobs, plugins: Registry, sql: SqlService, metrics: Arc<Me
         for (name, plugin) in loaded.iter() {
             // A plugin enqueues only its own kinds: without any, it has
             // written no outbox.
-            let Some(kinds) = plugin.job_kinds() else {
+            let Some(kinds) = plugin.context().job_kinds() else {
                 continue;
             };
             if !kinds.kinds.is_empty()
-                && let Some(db) = plugin.database()
+                && let Some(db) = plugin.context().database()
                 && let Err(err) = jobs.forward_outbox(db).await
             {
                 tracing::warn!(plugin = %name, %err, "cannot forward the job outbox");

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::{Jobs, Registry};
 use crate::backend::jobs::{Finish, Job};
-use crate::monitor::alerts::now_ms;
+use crate::capability::jobs::queue::Jobs;
+use crate::clock::now_ms;
+use crate::deploy::Registry;
 use crate::plugin::JobOutcome;
 
 /// Successes recorded per statement at most.
@@ -347,7 +348,7 @@ async fn attempt(context: &Context, job: &Job, cancel: Arc<AtomicBool>) -> Finis
             now,
         );
     };
-    let Some(spec) = plugin.job_kind(&job.kind) else {
+    let Some(spec) = plugin.context().job_kind(&job.kind) else {
         return Finish::Discard(format!(
             "plugin `{}` has no job kind `{}`",
             job.plugin, job.kind

@@ -289,7 +289,7 @@ pub fn normalise(message: &str) -> String {
 
 /// A short hex hash of `parts` (each ended by a NUL, so parts cannot run
 /// into each other).
-pub(super) fn fingerprint(parts: &[&str]) -> String {
+pub fn fingerprint(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update(part.as_bytes());

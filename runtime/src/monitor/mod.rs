@@ -1,10 +1,10 @@
 //! What the runtime knows about itself: Prometheus metrics, sliding windows
 //! of recent requests per route, process resource use, and request traces
 //! (OpenTelemetry spans, exported over OTLP and kept in a local store), failures grouped by
-//! fingerprint, and alert rules over all of it. Cross-cutting:
-//! `plugin`, `capability` and `http` record here; `http::builtin` serves it.
+//! fingerprint. A low layer: it imports only `config` and `clock`;
+//! `backend`, `capability`, `plugin` and `http` record here, `alerts`
+//! evaluates rules over it and `http::builtin` serves it.
 
-pub mod alerts;
 mod errors;
 mod metrics;
 pub mod otlp_metrics;
@@ -13,7 +13,9 @@ mod trace;
 mod trace_store;
 mod window;
 
-pub use errors::{Cursor as ErrorCursor, ErrorGroups, Group as ErrorGroup, Occurrence};
+pub use errors::{
+    Cursor as ErrorCursor, ErrorGroups, Group as ErrorGroup, Occurrence, fingerprint,
+};
 pub use metrics::{
     CacheStats, HostSnapshot, LockStats, Metrics, PluginStats, ResponseCacheStats, RouteStats,
     RouteSummary,

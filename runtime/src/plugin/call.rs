@@ -11,16 +11,12 @@ use opentelemetry::{Context, KeyValue};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::job_handler::{Job as GuestJob, JobError};
-use super::bindings::{GuestRequest, GuestResponse};
-use super::state::{HostState, PluginContext, SqlSeen};
 use super::{LoadedPlugin, PluginHost};
-use crate::backend::sql::{format_lsn, parse_lsn};
-use crate::capability::sql::AmbientSlot;
-use crate::capability::sql::CONSISTENCY_HEADER;
+use crate::capability::bindings::job_handler::{Job as GuestJob, JobError};
+use crate::capability::bindings::{GuestRequest, GuestResponse};
+use crate::capability::{Call, HostState, PluginContext};
 use crate::error::ApiError;
 use crate::monitor::child_span;
-use sha2::Digest;
 
 /// A request let in by [`LoadedPlugin::admit`]: hold `permits` for as long
 /// as the instance lives.
@@ -48,17 +44,17 @@ enum Answer {
 impl LoadedPlugin {
     /// Runs `request` in a fresh instance of this plugin.
     /// `trace` is the request's span; the call opens its own under it.
-    /// Inside an atomic batch, `ambient` holds the batch's transaction: the
-    /// call runs its statements there and hands it back when it answers.
+    /// `extensions` are what the HTTP layer attached to the request, for
+    /// the capabilities (e.g. an atomic batch's transaction).
     pub async fn handle(
         &self,
         request: &GuestRequest,
         trace: &Context,
-        ambient: Option<&AmbientSlot>,
+        extensions: &http::Extensions,
     ) -> Result<GuestResponse, ApiError> {
         let span = self.call_span(trace, "plugin.call", Vec::new());
         let result = self
-            .call(Invocation::One(request), &span, ambient)
+            .call(Invocation::One(request), &span, extensions)
             .await
             .and_then(|answer| match answer {
                 Answer::One(response) => Ok(response),
@@ -81,7 +77,9 @@ impl LoadedPlugin {
             "plugin.batch",
             vec![KeyValue::new("trellis.batch.size", requests.len() as i64)],
         );
-        let result = self.call(Invocation::Many(requests), &span, None).await;
+        let result = self
+            .call(Invocation::Many(requests), &span, &http::Extensions::new())
+            .await;
         let result = match result {
             Ok(Answer::Many(responses)) if responses.len() == requests.len() => Ok(responses),
             Ok(Answer::Many(responses)) => Err(ApiError::InvalidResponse {
@@ -160,7 +158,7 @@ impl LoadedPlugin {
         &self,
         invocation: Invocation<'_>,
         span: &Context,
-        ambient: Option<&AmbientSlot>,
+        extensions: &http::Extensions,
     ) -> Result<Answer, ApiError> {
         let first = match invocation {
             Invocation::One(request) => Some(request),
@@ -177,15 +175,12 @@ impl LoadedPlugin {
                 span,
             )
             .await?;
-        let principal = self.principal(first);
-        store.data_mut().sql_seen.min_lsn = match first.and_then(consistency_token) {
-            Some(token) => Some(token),
-            None => self.principal_lsn(principal.as_ref()).await,
+        let capabilities = &self.host.capabilities;
+        let setup = Call {
+            request: first,
+            extensions,
         };
-        if let Some(slot) = ambient {
-            let taken = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
-            store.data_mut().ambient = Some(taken);
-        }
+        capabilities.before_call(store.data_mut(), &setup).await;
         let mut instantiated = None;
         let call = async {
             let instantiating = child_span(
@@ -227,16 +222,10 @@ impl LoadedPlugin {
             started.elapsed(),
             store.data().memory.peak,
         );
-        if let (Some(principal), Ok(Ok(_))) = (&principal, &outcome) {
-            self.remember_write(principal, &store.data().sql_seen).await;
-        }
-        // Only a call that answered hands the batch's transaction back; one
-        // that trapped or ran out of time drops it mid-statement.
-        if let (Some(slot), Ok(Ok(_))) = (ambient, &outcome)
-            && let Some(back) = store.data_mut().ambient.take()
-        {
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = back;
-        }
+        let answered = matches!(outcome, Ok(Ok(_)));
+        capabilities
+            .after_call(store.data_mut(), &setup, answered)
+            .await;
         match outcome {
             Ok(Ok(Answer::One(response))) => self
                 .check(response)
@@ -252,50 +241,6 @@ impl LoadedPlugin {
             )),
             Ok(Err(err)) => Err(self.fault(err, &store)),
             Err(_elapsed) => Err(self.deadline_exceeded()),
-        }
-    }
-
-    /// The cache key of the principal a request names, when causal reads
-    /// by principal are on (PostgreSQL with replicas) and it names one: a
-    /// hash of the header's value, never the value.
-    fn principal(&self, request: Option<&GuestRequest>) -> Option<(String, Duration)> {
-        let (header, window) = self.context.sql.as_ref()?.causal()?;
-        let value = request?
-            .headers
-            .iter()
-            .find(|(name, _)| name == header)
-            .map(|(_, value)| value)?;
-        let digest = sha2::Sha256::digest(value.as_bytes());
-        Some((format!("\u{0}principal-lsn:{digest:x}"), window))
-    }
-
-    /// The WAL position of the principal's last write within the window.
-    async fn principal_lsn(&self, principal: Option<&(String, Duration)>) -> Option<u64> {
-        let (key, _) = principal?;
-        let bytes = self
-            .context
-            .cache
-            .get_internal(&self.context.name, key)
-            .await??;
-        Some(u64::from_be_bytes(bytes.as_ref().try_into().ok()?))
-    }
-
-    /// After a call that wrote: its reads for the window must see this.
-    async fn remember_write(&self, principal: &(String, Duration), seen: &SqlSeen) {
-        let (key, window) = principal;
-        if let (true, Some(lsn)) = (seen.wrote, seen.min_lsn) {
-            // A full cache only costs this principal its read-your-writes.
-            let _ = self
-                .context
-                .cache
-                .set_internal(
-                    &self.context.name,
-                    key,
-                    bytes::Bytes::copy_from_slice(&lsn.to_be_bytes()),
-                    *window,
-                    &[],
-                )
-                .await;
         }
     }
 
@@ -351,34 +296,10 @@ impl LoadedPlugin {
         Ok(response)
     }
 
-    /// Adds the consistency token after writes, and diagnostic headers when
-    /// `log.debug_headers` is on.
+    /// Adds what each capability adds to a response (headers after
+    /// writes, diagnostics).
     fn annotate(&self, mut response: GuestResponse, store: &Store<HostState>) -> GuestResponse {
-        let seen = &store.data().sql_seen;
-        if seen.wrote
-            && let Some(lsn) = seen.min_lsn
-        {
-            response
-                .headers
-                .push((CONSISTENCY_HEADER.into(), format_lsn(lsn)));
-        }
-        if self.context.sql_watch.debug_headers
-            && let Some(shape) = &store.data().sql_seen.n_plus_one
-        {
-            let printable: String = shape
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_graphic() || c == ' ' {
-                        c
-                    } else {
-                        '?'
-                    }
-                })
-                .collect();
-            response
-                .headers
-                .push(("x-trellis-n-plus-one".into(), printable));
-        }
+        self.host.capabilities.annotate(store.data(), &mut response);
         response
     }
 
@@ -484,6 +405,13 @@ impl LoadedPlugin {
             idempotency_key: job.idempotency_key.clone(),
             enqueued_at: u64::try_from(job.created_at).unwrap_or_default(),
         };
+        let extensions = http::Extensions::new();
+        let setup = Call {
+            request: None,
+            extensions: &extensions,
+        };
+        let capabilities = &self.host.capabilities;
+        capabilities.before_call(store.data_mut(), &setup).await;
         let mut instantiated = None;
         let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
@@ -497,6 +425,9 @@ impl LoadedPlugin {
             started.elapsed(),
             store.data().memory.peak,
         );
+        capabilities
+            .after_call(store.data_mut(), &setup, matches!(answer, Ok(Ok(_))))
+            .await;
         let outcome = match answer {
             _ if cancel.load(Ordering::Relaxed) => JobOutcome::Cancelled,
             Ok(Ok(Ok(result))) => JobOutcome::Completed(result),
@@ -546,15 +477,6 @@ impl JobOutcome {
     }
 }
 
-/// The consistency token the client sent back, if any and well-formed.
-fn consistency_token(request: &GuestRequest) -> Option<u64> {
-    request
-        .headers
-        .iter()
-        .find(|(name, _)| name == CONSISTENCY_HEADER)
-        .and_then(|(_, value)| parse_lsn(value))
-}
-
 /// A store for one instance: memory limiter, and an epoch callback that
 /// yields to tokio at every tick and interrupts the guest at its deadline.
 pub(super) fn new_store(
@@ -578,7 +500,8 @@ fn store_until(
     cancel: Option<Arc<AtomicBool>>,
 ) -> Store<HostState> {
     let deadline = Instant::now() + budget;
-    let mut store = Store::new(&host.engine, HostState::new(context, request_id, trace));
+    let state = HostState::new(&host.capabilities, context, request_id, trace);
+    let mut store = Store::new(&host.engine, state);
     store.limiter(|state| &mut state.memory);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {

@@ -13,20 +13,14 @@ use wasmtime::component::Component;
 use wasmtime::component::InstancePre;
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
-use super::bindings::{
+use super::route_options::RouteOptions;
+use super::{Exports, LoadedPlugin, PluginHost};
+use crate::capability::bindings::migrations::Migration;
+use crate::capability::bindings::{
     PluginManifest, batch_handler, http_handler, job_handler, manifest, migrations,
 };
-use super::route_options::RouteOptions;
-use super::state::{HostState, PluginContext, PluginJobs};
-use super::{Exports, LoadedPlugin, PluginHost};
-use crate::backend::lock::LockError;
-use crate::backend::sql::{Migration as SqlMigration, SqlError};
+use crate::capability::{Capabilities, DeclaredJobs, HostState, PluginContext, PluginSetup};
 use crate::config::{CAPABILITIES, Limits, PluginConfig, PluginSource, ScheduleConfig};
-use crate::jobs::{JobKinds, KindSpec, ScheduleSpec};
-
-/// How long one node may hold a plugin's migration lock, and how long
-/// another waits for it.
-const MIGRATION_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// HTTP methods a route may declare.
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -104,18 +98,13 @@ pub enum LoadErrorKind {
     /// The manifest is not acceptable.
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
-    /// The plugin's database could not be provisioned.
-    #[error("its database is unavailable: {0}")]
-    Database(SqlError),
-    /// A migration failed; the version does not load.
-    #[error("migration failed: {0}")]
-    Migration(String),
     /// Its routes conflict with another live plugin's.
     #[error("{0}")]
     Routes(String),
-    /// Its job kinds or schedules are not acceptable.
-    #[error("invalid job kinds: {0}")]
-    Jobs(String),
+    /// A capability refused it (its database is unavailable, a migration
+    /// failed, its job kinds are invalid, ...); the message says which.
+    #[error("{0}")]
+    Capability(String),
 }
 
 impl PluginHost {
@@ -174,68 +163,46 @@ impl PluginHost {
         let imported = check_grants(&component, self, name, &config.grants).map_err(fail)?;
         let (pre, exports) = self.pre_instantiate(&component, world).map_err(fail)?;
 
-        let mut context = PluginContext {
+        let mount = (world == World::WasiHttp).then(|| config.mount(name));
+        let (manifest, declared) = match &mount {
+            None => {
+                let (manifest, declared) = read_manifest(self, &pre, &exports, name, limits)
+                    .await
+                    .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
+                validate_manifest(&manifest, &config.grants).map_err(fail)?;
+                (manifest, declared)
+            }
+            Some(mount) => (wasi_http_manifest(name, mount), Declared::default()),
+        };
+        check_routes(&manifest.routes).map_err(|e| fail(LoadErrorKind::Routes(e)))?;
+        let setup = PluginSetup {
+            name,
+            config,
+            limits: &limits,
+            imports: &imported,
+            asks: &manifest.capabilities,
+            jobs: declared.jobs,
+            schedules: operator_schedules,
+            migrations: declared.migrations,
+        };
+        let capabilities = self
+            .capabilities
+            .configure(&setup)
+            .await
+            .map_err(|e| fail(LoadErrorKind::Capability(e)))?;
+        let context = Arc::new(PluginContext {
             name: name.to_string(),
-            settings: config
-                .config
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string()))
-                .collect(),
             limits,
-            sql: None,
-            sql_watch: self.sql_watch,
-            query_cache: self.query_cache.clone(),
-            cache: self.cache.clone(),
-            locks: self.locks.clone(),
             stats: self.metrics.plugin(name),
             tracer: self.tracing.tracer().clone(),
             errors: self.errors.clone(),
-            jobs: None,
-        };
-        let mount = (world == World::WasiHttp).then(|| config.mount(name));
-        let (manifest, declared_jobs) = match &mount {
-            None => {
-                let (manifest, declared_jobs) =
-                    read_manifest(self, &pre, &exports, &Arc::new(context.clone()))
-                        .await
-                        .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
-                validate_manifest(&manifest, &config.grants).map_err(fail)?;
-                (manifest, declared_jobs)
-            }
-            Some(mount) => (wasi_http_manifest(name, mount), None),
-        };
-        check_routes(&manifest.routes).map_err(|e| fail(LoadErrorKind::Routes(e)))?;
-        let kinds = self
-            .job_kinds(declared_jobs, operator_schedules)
-            .map_err(|e| fail(LoadErrorKind::Jobs(e)))?;
-        if exports.jobs.is_some() || imported.contains(&"jobs") {
-            context.jobs = Some(PluginJobs {
-                queue: self.jobs.clone(),
-                kinds: Arc::new(kinds),
-            });
-        }
-        let uses_sql =
-            imported.contains(&"sql") || manifest.capabilities.iter().any(|c| c == "sql");
-        if uses_sql {
-            let mut db = self
-                .sql
-                .provision(name)
-                .await
-                .map_err(|e| fail(LoadErrorKind::Database(e)))?;
-            db.limit_rows(limits.max_rows as usize);
-            context.sql = Some(db);
-        }
-        let context = Arc::new(context);
-        let applied = self
-            .migrate(&pre, &exports, &context)
-            .await
-            .map_err(|e| fail(LoadErrorKind::Migration(e)))?;
+            capabilities,
+        });
         tracing::info!(
             plugin = name,
             source = source_name,
             version = %manifest.version,
             routes = manifest.routes.len(),
-            migrations_applied = ?applied,
             hash = &hash[..12],
             elapsed_ms = started.elapsed().as_millis() as u64,
             "plugin loaded"
@@ -335,170 +302,6 @@ impl PluginHost {
             },
         };
         Ok((pre, exports))
-    }
-
-    /// Applies the plugin's migrations that its database has not seen.
-    async fn migrate(
-        &self,
-        pre: &InstancePre<HostState>,
-        exports: &Exports,
-        context: &Arc<PluginContext>,
-    ) -> Result<Vec<u32>, String> {
-        let Some(indices) = &exports.migrations else {
-            return Ok(Vec::new());
-        };
-        let mut store = super::call::new_store(
-            self,
-            context.clone(),
-            "migrate".to_string(),
-            opentelemetry::Context::new(),
-        );
-        let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            indices
-                .load(&mut store, &instance)?
-                .call_all(&mut store)
-                .await
-        };
-        let list = match tokio::time::timeout(context.limits.deadline, call).await {
-            Ok(Ok(list)) => list,
-            Ok(Err(err)) => return Err(format!("listing migrations failed: {err:#}")),
-            Err(_) => return Err("listing migrations ran past the deadline".into()),
-        };
-        if list.is_empty() {
-            return Ok(Vec::new());
-        }
-        let Some(db) = &context.sql else {
-            return Err("the plugin has migrations but no database: grant it `sql`".into());
-        };
-        // One node migrates a plugin at a time (across nodes with Redis);
-        // the others then find the migrations applied. Without the lock
-        // store the transactions still keep a failed migration out.
-        let _lease = match self
-            .locks
-            .acquire_runtime(
-                &format!("migrate:{}", context.name),
-                MIGRATION_LOCK_TTL,
-                MIGRATION_LOCK_TTL,
-            )
-            .await
-        {
-            Ok(lease) => Some(lease),
-            Err(LockError::Unavailable(why)) => {
-                tracing::warn!(plugin = %context.name, %why, "migrating without the migration lock");
-                None
-            }
-            Err(err) => return Err(format!("cannot take the migration lock: {err}")),
-        };
-        let dialect = self.sql.dialect();
-        let migrations: Vec<SqlMigration> = list
-            .into_iter()
-            .map(|m| SqlMigration {
-                id: m.id,
-                sql: if dialect == "postgres" {
-                    m.postgres
-                } else {
-                    m.sqlite
-                },
-                name: m.name,
-            })
-            .collect();
-        db.migrate(&migrations).await.map_err(|e| e.to_string())
-    }
-}
-
-impl PluginHost {
-    /// Checks the kinds and schedules `job-handler` declared (read with
-    /// the manifest; `None` without the export) and applies the host's
-    /// defaults; adds the operator's schedules for this plugin
-    /// (`[[jobs.schedules]]`).
-    fn job_kinds(
-        &self,
-        declared: Option<Result<DeclaredJobs, String>>,
-        operator: &[ScheduleConfig],
-    ) -> Result<JobKinds, String> {
-        let mut kinds = JobKinds::default();
-        let Some(declared) = declared else {
-            return match operator.first() {
-                Some(s) => Err(format!(
-                    "schedule `{}` in trellis.toml, but the plugin exports no job-handler",
-                    s.name
-                )),
-                None => Ok(kinds),
-            };
-        };
-        let (declared, schedules) =
-            declared.map_err(|err| format!("listing job kinds failed: {err}"))?;
-        let config = self.jobs.config();
-        for kind in declared {
-            if kind.name.is_empty() || kind.name.len() > 100 {
-                return Err(format!("kind name `{}` must be 1 to 100 bytes", kind.name));
-            }
-            let queue = if kind.queue.is_empty() {
-                "default".to_string()
-            } else {
-                kind.queue
-            };
-            if !crate::jobs::valid_queue(&queue) {
-                return Err(format!(
-                    "kind `{}`: queue `{queue}` is not 1 to 64 of a-z, 0-9, `-` and `_`",
-                    kind.name
-                ));
-            }
-            let timeout = match kind.timeout_ms {
-                0 => config.timeout,
-                ms => std::time::Duration::from_millis(u64::from(ms)),
-            };
-            if timeout > config.max_timeout {
-                return Err(format!(
-                    "kind `{}` asks for a timeout of {}; jobs.max_timeout is {}",
-                    kind.name,
-                    humantime::format_duration(timeout),
-                    humantime::format_duration(config.max_timeout)
-                ));
-            }
-            let spec = KindSpec {
-                queue,
-                max_attempts: if kind.max_attempts == 0 {
-                    config.max_attempts
-                } else {
-                    kind.max_attempts
-                },
-                timeout,
-                priority: kind.priority,
-            };
-            if kinds.kinds.insert(kind.name.clone(), spec).is_some() {
-                return Err(format!("kind `{}` is declared twice", kind.name));
-            }
-        }
-        let from_operator = operator.iter().map(|s| {
-            let payload = s
-                .payload
-                .as_ref()
-                .map(|p| p.to_string().into_bytes())
-                .unwrap_or_default();
-            (s.name.clone(), s.cron.clone(), s.kind.clone(), payload)
-        });
-        let from_plugin = schedules
-            .into_iter()
-            .map(|s| (s.name, s.cron, s.kind, s.payload));
-        for (name, cron, kind, payload) in from_plugin.chain(from_operator) {
-            let cron =
-                crate::jobs::parse_cron(&cron).map_err(|e| format!("schedule `{name}`: {e}"))?;
-            if !kinds.kinds.contains_key(&kind) {
-                return Err(format!("schedule `{name}` enqueues unknown kind `{kind}`"));
-            }
-            if kinds.schedules.iter().any(|s| s.name == name) {
-                return Err(format!("schedule `{name}` is declared twice"));
-            }
-            kinds.schedules.push(ScheduleSpec {
-                name,
-                cron,
-                kind,
-                payload,
-            });
-        }
-        Ok(kinds)
     }
 }
 
@@ -628,8 +431,9 @@ fn check_grants(
         let Some(capability) = capability_of(import) else {
             continue;
         };
-        // Types only, and spans that reach nothing but the trace.
-        if capability == "types" || capability == "trace" {
+        // Types only (not a capability), and capabilities that reach
+        // nothing outside the instance, need no grant.
+        if capability == "types" || Capabilities::needs_grant(capability) == Some(false) {
             continue;
         }
         if !grants.iter().any(|g| g == capability) {
@@ -638,7 +442,7 @@ fn check_grants(
                 plugin: plugin.to_string(),
             });
         }
-        if let Some(known) = CAPABILITIES.iter().find(|c| **c == capability) {
+        if let Some((known, _)) = Capabilities::LIST.iter().find(|(c, _)| *c == capability) {
             imported.push(*known);
         }
     }
@@ -651,21 +455,36 @@ fn capability_of(import: &str) -> Option<&str> {
     Some(interface.split('@').next().unwrap_or(interface))
 }
 
-/// What `job-handler` declares: its kinds and its schedules.
-type DeclaredJobs = (Vec<job_handler::JobKind>, Vec<job_handler::Schedule>);
+/// What a plugin's exports declare beside its manifest, for its
+/// capabilities: job kinds and schedules, and migrations (each `None`
+/// without the export; a failed listing is reported by its capability).
+#[derive(Default)]
+struct Declared {
+    jobs: Option<Result<DeclaredJobs, String>>,
+    migrations: Option<Result<Vec<Migration>, String>>,
+}
 
-/// Instantiates the plugin once, under its limits, to call `describe` and,
-/// when it exports `job-handler`, `kinds` and `schedules` (their failure is
-/// reported apart, as the job kinds').
+/// Instantiates the plugin once, under its limits and with no capability
+/// state, to call `describe` and, where exported, `job-handler`'s `kinds`
+/// and `schedules` and `migrations`' `all`.
 async fn read_manifest(
     host: &PluginHost,
     pre: &InstancePre<HostState>,
     exports: &Exports,
-    context: &Arc<PluginContext>,
-) -> Result<(PluginManifest, Option<Result<DeclaredJobs, String>>), String> {
+    name: &str,
+    limits: Limits,
+) -> Result<(PluginManifest, Declared), String> {
+    let context = Arc::new(PluginContext {
+        name: name.to_string(),
+        limits,
+        stats: host.metrics.plugin(name),
+        tracer: host.tracing.tracer().clone(),
+        errors: host.errors.clone(),
+        capabilities: host.capabilities.unconfigured(),
+    });
     let mut store: Store<HostState> = super::call::new_store(
         host,
-        context.clone(),
+        context,
         "load".to_string(),
         opentelemetry::Context::new(),
     );
@@ -676,24 +495,33 @@ async fn read_manifest(
         };
         let guest = indices.load(&mut store, &instance)?;
         let manifest = guest.call_describe(&mut store).await?;
-        let Some(indices) = &exports.jobs else {
-            return Ok((manifest, None));
-        };
-        let jobs = async {
-            let guest = indices.load(&mut store, &instance)?;
-            let kinds = guest.call_kinds(&mut store).await?;
-            let schedules = guest.call_schedules(&mut store).await?;
-            Ok::<_, wasmtime::Error>((kinds, schedules))
-        };
-        let jobs = jobs.await.map_err(|err| format!("{err:#}"));
-        Ok::<_, wasmtime::Error>((manifest, Some(jobs)))
+        let mut declared = Declared::default();
+        if let Some(indices) = &exports.jobs {
+            let jobs = async {
+                let guest = indices.load(&mut store, &instance)?;
+                let kinds = guest.call_kinds(&mut store).await?;
+                let schedules = guest.call_schedules(&mut store).await?;
+                Ok::<_, wasmtime::Error>((kinds, schedules))
+            };
+            declared.jobs = Some(jobs.await.map_err(|err| format!("{err:#}")));
+        }
+        if let Some(indices) = &exports.migrations {
+            let list = async {
+                indices
+                    .load(&mut store, &instance)?
+                    .call_all(&mut store)
+                    .await
+            };
+            declared.migrations = Some(list.await.map_err(|err| format!("{err:#}")));
+        }
+        Ok::<_, wasmtime::Error>((manifest, declared))
     };
-    match tokio::time::timeout(context.limits.deadline, call).await {
+    match tokio::time::timeout(limits.deadline, call).await {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(err)) => Err(format!("{err:#}")),
         Err(_) => Err(format!(
             "no answer within the deadline of {}",
-            humantime::format_duration(context.limits.deadline)
+            humantime::format_duration(limits.deadline)
         )),
     }
 }

@@ -6,33 +6,30 @@
 //! manifest read); [`LoadedPlugin::handle`] runs one request in a fresh
 //! instance under the plugin's limits.
 
-pub mod bindings;
 mod call;
 pub mod engine;
 mod load;
 pub mod route_options;
-mod state;
 pub mod wasi_http;
 
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
-use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::component::{InstancePre, Linker};
 
 use crate::backend::cache::CacheService;
 use crate::backend::lock::LockService;
-use crate::backend::redis::Redis;
-use crate::backend::sql::{PluginDb, QueryCache, SqlError, SqlService};
+use crate::backend::sql::{SqlError, SqlService};
+use crate::backend::{BackendError, Backends};
+use crate::capability::{Capabilities, HostState, PluginContext, Runtime};
 use crate::config::{Config, Limits};
-use crate::jobs::{JobKinds, Jobs, KindSpec};
 use crate::monitor::{ErrorGroups, HostSnapshot, Metrics, ResponseCacheStats, RouteStats, Tracing};
 
-pub use bindings::{GuestRequest, GuestResponse, PluginManifest, Route};
+pub use crate::capability::bindings::{GuestRequest, GuestResponse, PluginManifest, Route};
 pub use call::JobOutcome;
 pub use load::{LoadError, LoadErrorKind, WORLD_VERSION, read_component};
 pub use route_options::{RouteCache, RouteOptions};
-pub use state::{HostState, PluginContext, PluginJobs, SqlWatch};
 
 /// The engine, the linker with every host import, and the global instance
 /// budget. Cheap to clone.
@@ -46,18 +43,10 @@ pub struct PluginHost {
     instances: Arc<Semaphore>,
     max_instances: u32,
     compile_cache: Option<wasmtime::Cache>,
-    /// Provisions plugin databases (the `sql` capability).
-    sql: SqlService,
-    /// SQL diagnostics thresholds handed to every plugin.
-    sql_watch: SqlWatch,
-    /// The query result cache handed to every plugin.
-    query_cache: Arc<QueryCache>,
-    /// The two-tier cache (the `cache` capability, response caching).
-    cache: CacheService,
-    /// Leases (the `lock` capability).
-    locks: LockService,
-    /// The job queue (the `jobs` capability, workers, the job API).
-    jobs: Jobs,
+    /// The node's storage engines.
+    backends: Backends,
+    /// Every capability's service.
+    capabilities: Arc<Capabilities>,
     /// The server's metrics; plugins and routes get their handles here.
     metrics: Arc<Metrics>,
     /// The server's tracer and trace store.
@@ -101,12 +90,12 @@ pub struct LoadedPlugin {
 /// A `wasi:http` component exports `wasi:http/incoming-handler` and none of
 /// ours.
 pub(crate) struct Exports {
-    pub(crate) manifest: Option<bindings::manifest::GuestIndices>,
-    pub(crate) http: Option<bindings::http_handler::GuestIndices>,
+    pub(crate) manifest: Option<crate::capability::bindings::manifest::GuestIndices>,
+    pub(crate) http: Option<crate::capability::bindings::http_handler::GuestIndices>,
     pub(crate) wasi_http: Option<wasmtime_wasi_http::p2::bindings::ProxyIndices>,
-    pub(crate) migrations: Option<bindings::migrations::GuestIndices>,
-    pub(crate) jobs: Option<bindings::job_handler::GuestIndices>,
-    pub(crate) batch: Option<bindings::batch_handler::GuestIndices>,
+    pub(crate) migrations: Option<crate::capability::bindings::migrations::GuestIndices>,
+    pub(crate) jobs: Option<crate::capability::bindings::job_handler::GuestIndices>,
+    pub(crate) batch: Option<crate::capability::bindings::batch_handler::GuestIndices>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -138,34 +127,21 @@ impl PluginHost {
             .map_err(|e| HostError::Engine(format!("cannot start the epoch ticker: {e}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
-        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(engine_error)?;
-        let sql = SqlService::start(&config.sql, &config.data_dir)
-            .await
-            .map_err(HostError::Sql)?;
+        Capabilities::link(&mut linker).map_err(engine_error)?;
 
         let max_instances = config.engine.max_instances;
         let tracing = Tracing::new(&config.telemetry).map_err(HostError::Telemetry)?;
         let metrics = Arc::new(Metrics::new());
-        let redis = match &config.redis {
-            Some(redis) => Some(Redis::connect(redis).await.map_err(HostError::Redis)?),
-            None => None,
-        };
-        let cache = CacheService::start(&config.cache, redis.clone(), metrics.cache_stats()).await;
-        let locks = LockService::new(&config.lock, redis, metrics.lock_stats());
-        let query_cache = Arc::new(QueryCache::new(cache.clone()));
-        let jobs = Jobs::new(
-            sql.job_store(config.jobs.connections)
-                .await
-                .map_err(HostError::Sql)?,
-            config.jobs.clone(),
-        );
+        let backends = Backends::start(config, &metrics)
+            .await
+            .map_err(HostError::Backend)?;
+        let capabilities = Capabilities::start(&Runtime {
+            config,
+            backends: &backends,
+        })
+        .await
+        .map_err(HostError::Capability)?;
         Ok(PluginHost {
-            jobs,
-            cache,
-            locks,
             tracing: Arc::new(tracing),
             errors: Arc::default(),
             engine,
@@ -173,25 +149,30 @@ impl PluginHost {
             instances: Arc::new(Semaphore::new(max_instances as usize)),
             max_instances,
             compile_cache,
-            sql,
-            sql_watch: SqlWatch {
-                slow_query: config.sql.slow_query,
-                n_plus_one_threshold: config.sql.n_plus_one_threshold,
-                debug_headers: config.log.debug_headers,
-            },
-            query_cache,
+            backends,
+            capabilities: Arc::new(capabilities),
             metrics,
         })
     }
 
+    /// The node's storage engines.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// Every capability's service.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
     /// The two-tier cache.
     pub fn cache(&self) -> &CacheService {
-        &self.cache
+        &self.backends.cache
     }
 
     /// Leases.
     pub fn locks(&self) -> &LockService {
-        &self.locks
+        &self.backends.locks
     }
 
     /// The server's metrics.
@@ -211,51 +192,27 @@ impl PluginHost {
 
     /// What the host's gauges read now.
     pub fn snapshot(&self) -> HostSnapshot {
-        let (replica_reads, replicas) = self.sql.replica_stats();
+        let backends = &self.backends;
+        let (replica_reads, replicas) = backends.sql.replica_stats();
         HostSnapshot {
             instances_in_use: i64::from(self.max_instances)
                 - self.instances.available_permits() as i64,
-            query_cache: self.query_cache.stats(),
+            query_cache: backends.query_cache.stats(),
             replica_reads,
             replicas,
-            cache_l1_bytes: self.cache.l1_usage().1,
-            redis_up: self.cache.redis_state(),
-        }
-    }
-
-    /// What alert rules read now (asks the job queue for its depth).
-    pub async fn alert_inputs(&self) -> crate::monitor::alerts::Inputs {
-        let job_queue_depth = match self.jobs.waiting().await {
-            Ok(n) => Some(n as f64),
-            Err(err) => {
-                tracing::debug!(%err, "cannot read the job queue's depth");
-                None
-            }
-        };
-        let snapshot = self.snapshot();
-        crate::monitor::alerts::Inputs {
-            routes: self.metrics.route_windows(),
-            query_cache_hit_rate: snapshot.query_cache_hit_rate(),
-            instances_in_use: snapshot.instances_in_use as f64,
-            process_rss_bytes: crate::monitor::process_sample().map(|p| p.rss_bytes as f64),
-            error_groups_spiking: self.errors.spiking() as f64,
-            job_queue_depth,
+            cache_l1_bytes: backends.cache.l1_usage().1,
+            redis_up: backends.cache.redis_state(),
         }
     }
 
     /// The SQL backend (plugin databases, cluster roles).
     pub fn sql(&self) -> &SqlService {
-        &self.sql
-    }
-
-    /// The job queue.
-    pub fn jobs(&self) -> &Jobs {
-        &self.jobs
+        &self.backends.sql
     }
 
     /// Whether the database answers, and how fast.
     pub async fn check_database(&self) -> Result<std::time::Duration, SqlError> {
-        self.sql.ping().await
+        self.backends.sql.ping().await
     }
 
     /// Compile cache (hits, misses) so far, when the cache is on.
@@ -278,15 +235,15 @@ pub enum HostError {
     /// The WebAssembly engine could not be built.
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
-    /// The SQL backend could not be reached or prepared.
-    #[error("cannot start the sql backend: {0}")]
-    Sql(SqlError),
+    /// A backend (SQL, Redis) could not be started.
+    #[error("{0}")]
+    Backend(BackendError),
+    /// A capability's service could not be started.
+    #[error("{0}")]
+    Capability(String),
     /// Trace export could not be set up.
     #[error("cannot start telemetry: {0}")]
     Telemetry(String),
-    /// The Redis configuration is unusable.
-    #[error("cannot use Redis: {0}")]
-    Redis(String),
 }
 
 impl LoadedPlugin {
@@ -312,19 +269,9 @@ impl LoadedPlugin {
         &self.context.limits
     }
 
-    /// After a commit made outside a guest call (an atomic batch): cached
-    /// query results over the tables `written` wrote are stale, and jobs
-    /// enqueued in it (`enqueued`) move from SQLite's outbox to the queue.
-    pub async fn committed(&self, written: &[String], enqueued: bool) {
-        for statement in written {
-            self.context
-                .query_cache
-                .wrote(&self.context.name, statement)
-                .await;
-        }
-        if enqueued {
-            crate::capability::jobs::forward_outbox(self.context.clone()).await;
-        }
+    /// Its context: name, limits, and each capability's state for it.
+    pub fn context(&self) -> &Arc<PluginContext> {
+        &self.context
     }
 
     /// SHA-256 of the component bytes, hex.
@@ -359,16 +306,6 @@ impl LoadedPlugin {
         }
     }
 
-    /// Its job kinds and schedules, when it exports `job-handler`.
-    pub fn job_kinds(&self) -> Option<&Arc<JobKinds>> {
-        self.context.jobs.as_ref().map(|j| &j.kinds)
-    }
-
-    /// One of its job kinds.
-    pub fn job_kind(&self, kind: &str) -> Option<&KindSpec> {
-        self.job_kinds()?.kinds.get(kind)
-    }
-
     /// Records one job attempt in the plugin's metrics.
     pub fn job_stats(
         &self,
@@ -380,11 +317,6 @@ impl LoadedPlugin {
             std::time::Duration::from_millis(u64::try_from(at - job.run_at).unwrap_or(0))
         });
         self.context.stats.job(&job.kind, outcome, pickup, elapsed);
-    }
-
-    /// Its database, when granted `sql`.
-    pub fn database(&self) -> Option<&PluginDb> {
-        self.context.sql.as_ref()
     }
 
     /// The metric handles of route `index` (manifest order).

@@ -19,13 +19,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tower_http::compression::CompressionLayer;
 
+use crate::alerts::{Alerts, Notifier};
 use crate::backend::sql::Leader;
+use crate::clock::now_ms;
 use crate::config::{Config, ServerConfig};
 use crate::deploy::Deployer;
 use crate::http::compression::{self, Compressible};
 use crate::http::{AdminAuth, App};
 use crate::jobs::{Roles, Workers};
-use crate::monitor::alerts::{Alerts, Notifier, now_ms};
 use crate::monitor::otlp_metrics::MetricsExporter;
 use crate::plugin::{HostError, LoadError, PluginHost};
 use crate::router::{RouteConflict, Router};
@@ -157,10 +158,10 @@ impl Server {
         let metrics_export = metrics_export(config, &host, deploy.node());
         let workers = roles
             .worker
-            .then(|| Workers::start(host.jobs().clone(), registry.clone()));
+            .then(|| Workers::start(host.capabilities().jobs.queue().clone(), registry.clone()));
         let maintenance = roles.scheduler.then(|| {
             AbortOnDrop(tokio::spawn(crate::jobs::maintenance::run(
-                host.jobs().clone(),
+                host.capabilities().jobs.queue().clone(),
                 registry.clone(),
                 host.sql().clone(),
                 host.metrics().clone(),
@@ -403,6 +404,26 @@ fn metrics_export(
     Some((exporter, AbortOnDrop(task)))
 }
 
+/// What alert rules read now (asks the job queue for its depth).
+async fn alert_inputs(host: &PluginHost) -> crate::alerts::Inputs {
+    let job_queue_depth = match host.capabilities().jobs.queue().waiting().await {
+        Ok(n) => Some(n as f64),
+        Err(err) => {
+            tracing::debug!(%err, "cannot read the job queue's depth");
+            None
+        }
+    };
+    let snapshot = host.snapshot();
+    crate::alerts::Inputs {
+        routes: host.metrics().route_windows(),
+        query_cache_hit_rate: snapshot.query_cache_hit_rate(),
+        instances_in_use: snapshot.instances_in_use as f64,
+        process_rss_bytes: crate::monitor::process_sample().map(|p| p.rss_bytes as f64),
+        error_groups_spiking: host.errors().spiking() as f64,
+        job_queue_depth,
+    }
+}
+
 /// Evaluates the alert rules every `interval` and sends the transitions.
 async fn evaluate_alerts(
     alerts: Arc<Alerts>,
@@ -419,7 +440,7 @@ async fn evaluate_alerts(
             continue;
         }
         let notifications = match alerts
-            .evaluate_and_save(&host.alert_inputs().await, now_ms())
+            .evaluate_and_save(&alert_inputs(&host).await, now_ms())
             .await
         {
             Ok(notifications) => notifications,

@@ -38,6 +38,7 @@ use tokio::sync::watch;
 pub use entry::Entry;
 
 use super::redis::Redis;
+use crate::clock::now_ms;
 use crate::config::CacheConfig;
 use crate::monitor::CacheStats;
 
@@ -976,13 +977,6 @@ fn early_refresh(entry: &Entry, now: u64) -> bool {
 
 fn l1_key(plugin: &str, key: &str) -> String {
     format!("{plugin}\u{1f}{key}")
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(millis_u64)
-        .unwrap_or(0)
 }
 
 fn millis_u64(d: Duration) -> u64 {

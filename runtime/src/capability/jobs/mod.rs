@@ -1,18 +1,102 @@
 //! `trellis:plugin/jobs`: enqueueing jobs of the plugin's own kinds
-//! (`crate::jobs`). The enqueue span's context is stored with the job, so
+//! ([`queue`]). The enqueue span's context is stored with the job, so
 //! the job's run continues the request's trace.
 
-use opentelemetry::KeyValue;
-use wasmtime::component::Resource;
+pub mod kinds;
+pub mod queue;
 
-use super::end_span;
-use super::sql::{SqlTransaction, tx_of};
-use crate::backend::jobs::NewJob;
-use crate::jobs::{EnqueueError, EnqueueOptions as Options};
 use std::sync::Arc;
 
-use crate::plugin::bindings::jobs::{EnqueueOptions, Error, Host};
-use crate::plugin::{HostState, PluginContext};
+use opentelemetry::KeyValue;
+use wasmtime::component::{HasSelf, Linker, Resource};
+
+use self::queue::{EnqueueError, EnqueueOptions as Options, JobKinds, KindSpec};
+use super::bindings::jobs::{self, EnqueueOptions, Error, Host};
+use super::sql::{SqlTransaction, tx_of};
+use super::{Capability, HostState, PluginContext, PluginSetup, Runtime, end_span};
+use crate::backend::jobs::NewJob;
+use crate::config::Limits;
+
+/// The `jobs` capability, over the node's job queue.
+#[derive(Debug)]
+pub struct Jobs {
+    queue: queue::Jobs,
+}
+
+/// A plugin's view of the job queue.
+#[derive(Debug, Clone)]
+pub struct PluginJobs {
+    /// The queue.
+    pub queue: queue::Jobs,
+    /// The kinds it declares.
+    pub kinds: Arc<JobKinds>,
+}
+
+/// Jobs enqueued in this call (bounded by `limits.max_enqueue`).
+#[derive(Debug, Default)]
+pub struct Enqueued(u32);
+
+impl Capability for Jobs {
+    const NAME: &'static str = "jobs";
+    /// `None` unless the plugin exports `job-handler` or imports `jobs`.
+    type Plugin = Option<PluginJobs>;
+    type Instance = Enqueued;
+
+    async fn start(runtime: &Runtime<'_>) -> Result<Self, String> {
+        let store = runtime
+            .backends
+            .sql
+            .job_store(runtime.config.jobs.connections)
+            .await
+            .map_err(|e| format!("cannot start the sql backend: {e}"))?;
+        Ok(Jobs {
+            queue: queue::Jobs::new(store, runtime.config.jobs.clone()),
+        })
+    }
+
+    fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        jobs::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+    }
+
+    async fn configure(&self, plugin: &PluginSetup<'_>) -> Result<Option<PluginJobs>, String> {
+        let handles = plugin.jobs.is_some();
+        let kinds = kinds::check(self.queue.config(), plugin.jobs.clone(), plugin.schedules)
+            .map_err(|e| format!("invalid job kinds: {e}"))?;
+        Ok(
+            (handles || plugin.imports.contains(&Self::NAME)).then(|| PluginJobs {
+                queue: self.queue.clone(),
+                kinds: Arc::new(kinds),
+            }),
+        )
+    }
+
+    fn unconfigured(&self) -> Option<PluginJobs> {
+        None
+    }
+
+    fn prepare(&self, _plugin: &Option<PluginJobs>, _limits: &Limits) -> Enqueued {
+        Enqueued::default()
+    }
+}
+
+impl Jobs {
+    /// The queue.
+    pub fn queue(&self) -> &queue::Jobs {
+        &self.queue
+    }
+}
+
+impl PluginContext {
+    /// Its job kinds and schedules, when it exports `job-handler`.
+    pub fn job_kinds(&self) -> Option<&Arc<JobKinds>> {
+        self.capabilities.jobs.as_ref().map(|j| &j.kinds)
+    }
+
+    /// One of its job kinds.
+    pub fn job_kind(&self, kind: &str) -> Option<&KindSpec> {
+        self.job_kinds()?.kinds.get(kind)
+    }
+}
 
 fn to_wit(err: EnqueueError) -> Error {
     match err {
@@ -46,7 +130,7 @@ impl HostState {
             "jobs.enqueue",
             vec![KeyValue::new("trellis.job.kind", kind.to_string())],
         );
-        let Some(jobs) = &self.plugin.jobs else {
+        let Some(jobs) = &self.plugin.capabilities.jobs else {
             return (
                 span,
                 Err(EnqueueError::Invalid(format!(
@@ -56,7 +140,7 @@ impl HostState {
             );
         };
         let limit = self.plugin.limits.max_enqueue;
-        if self.jobs_enqueued >= limit {
+        if self.instance.jobs.0 >= limit {
             return (
                 span,
                 Err(EnqueueError::Invalid(format!(
@@ -64,7 +148,7 @@ impl HostState {
                 ))),
             );
         }
-        self.jobs_enqueued += 1;
+        self.instance.jobs.0 += 1;
         let trace = span
             .as_ref()
             .and_then(crate::monitor::traceparent)
@@ -84,7 +168,7 @@ impl HostState {
 /// Moves jobs a committed SQLite transaction left in the outbox into the
 /// queue. On failure they stay there; the leader retries.
 pub(crate) async fn forward_outbox(plugin: Arc<PluginContext>) {
-    if let (Some(jobs), Some(db)) = (&plugin.jobs, &plugin.sql)
+    if let (Some(jobs), Some(db)) = (&plugin.capabilities.jobs, &plugin.capabilities.sql.db)
         && let Err(err) = jobs.queue.forward_outbox(db).await
     {
         tracing::warn!(plugin = %plugin.name, %err, "job outbox not forwarded yet; the leader retries");
@@ -92,7 +176,7 @@ pub(crate) async fn forward_outbox(plugin: Arc<PluginContext>) {
 }
 
 async fn insert_job(plugin: Arc<PluginContext>, job: NewJob) -> Result<String, EnqueueError> {
-    let Some(jobs) = &plugin.jobs else {
+    let Some(jobs) = &plugin.capabilities.jobs else {
         return Err(EnqueueError::Invalid("no job queue".into()));
     };
     let mut ids = jobs.queue.insert(std::slice::from_ref(&job)).await?;
@@ -107,7 +191,7 @@ impl HostState {
         tx: Option<&Resource<SqlTransaction>>,
         job: NewJob,
     ) -> Result<String, EnqueueError> {
-        let Some(jobs) = self.plugin.jobs.clone() else {
+        let Some(jobs) = self.plugin.capabilities.jobs.clone() else {
             return Err(EnqueueError::Invalid("no job queue".into()));
         };
         let on_sqlite = jobs.queue.store().engine() == "sqlite";
@@ -119,9 +203,14 @@ impl HostState {
             return Ok(id);
         }
         let inner = match tx {
-            Some(tx) => tx_of(&mut self.table, &mut self.ambient, tx)
+            Some(tx) => tx_of(&mut self.table, &mut self.instance.sql.ambient, tx)
                 .map_err(|e| EnqueueError::Invalid(e.to_string()))?,
-            None => self.ambient.as_mut().and_then(|a| a.tx.as_mut()),
+            None => self
+                .instance
+                .sql
+                .ambient
+                .as_mut()
+                .and_then(|a| a.tx.as_mut()),
         };
         let Some(inner) = inner else {
             return Err(EnqueueError::Invalid(
@@ -134,7 +223,7 @@ impl HostState {
         match tx.and_then(|tx| self.table.get_mut(tx).ok()) {
             Some(transaction) if transaction.tx.is_some() => transaction.enqueued = true,
             _ => {
-                if let Some(ambient) = self.ambient.as_mut() {
+                if let Some(ambient) = self.instance.sql.ambient.as_mut() {
                     ambient.enqueued = true;
                 }
             }
@@ -153,7 +242,7 @@ impl Host for HostState {
         let (span, job) = self.prepare_job(&kind, payload, options);
         let result = match job {
             // Inside an atomic batch it rolls back with the batch.
-            Ok(job) if self.ambient.is_some() => self.insert_job_in(None, job).await,
+            Ok(job) if self.instance.sql.ambient.is_some() => self.insert_job_in(None, job).await,
             Ok(job) => insert_job(self.plugin.clone(), job).await,
             Err(err) => Err(err),
         };

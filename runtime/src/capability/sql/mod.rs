@@ -9,10 +9,13 @@ use opentelemetry::KeyValue;
 use tracing::Instrument;
 use wasmtime::component::Resource;
 
+mod setup;
+
 use crate::backend::sql::{self as backend, PluginDb, SqlError};
+use crate::capability::HostState;
+use crate::capability::bindings::sql::{Consistency, Error, Host, HostTransaction, Rows, Value};
 use crate::monitor::{Occurrence, trace_id};
-use crate::plugin::HostState;
-use crate::plugin::bindings::sql::{Consistency, Error, Host, HostTransaction, Rows, Value};
+pub use setup::{Sql, SqlInstance, SqlPlugin, SqlWatch, committed};
 
 /// The header that carries the consistency token: the primary's WAL
 /// position after the request's writes (out), or one the client saw (in).
@@ -20,7 +23,7 @@ pub const CONSISTENCY_HEADER: &str = "x-trellis-lsn";
 
 /// The transaction of an atomic batch (`http::batch`): one database
 /// transaction its operations run in, one after another. Each guest call
-/// takes it for its duration ([`HostState::ambient`]) and hands it back
+/// takes it for its duration (the `sql` instance state) and hands it back
 /// when it answers; a call that traps or runs out of time drops it, which
 /// rolls it back.
 #[derive(Debug, Default)]
@@ -70,14 +73,14 @@ pub struct SqlTransaction {
 impl HostState {
     /// `db.system.name` of the plugin's database.
     fn db_system(&self) -> &'static str {
-        match &self.plugin.sql {
+        match &self.plugin.capabilities.sql.db {
             Some(PluginDb::Postgres(_)) => "postgresql",
             _ => "sqlite",
         }
     }
 
     fn db(&self) -> Result<&PluginDb, Error> {
-        self.plugin.sql.as_ref().ok_or_else(|| {
+        self.plugin.capabilities.sql.db.as_ref().ok_or_else(|| {
             Error::PermissionDenied(format!(
                 "plugin `{}` has no database: grant it `sql`",
                 self.plugin.name
@@ -154,10 +157,16 @@ impl HostState {
         }
         let elapsed = watch.started.elapsed();
         self.plugin.stats.sql(watch.op, elapsed, error);
-        super::end_span(watch.trace.take(), error);
+        crate::capability::end_span(watch.trace.take(), error);
         let succeeded = error.is_none();
-        let thresholds = self.plugin.sql_watch;
-        let seen = self.sql_seen.shapes.entry(watch.shape.clone()).or_insert(0);
+        let thresholds = self.plugin.capabilities.sql.watch;
+        let seen = self
+            .instance
+            .sql
+            .seen
+            .shapes
+            .entry(watch.shape.clone())
+            .or_insert(0);
         *seen += 1;
         if *seen == thresholds.n_plus_one_threshold {
             tracing::warn!(
@@ -167,11 +176,11 @@ impl HostState {
                 repeats = *seen,
                 "N+1 suspected: one statement shape repeated within a request"
             );
-            self.sql_seen.n_plus_one = Some(watch.shape.clone());
+            self.instance.sql.seen.n_plus_one = Some(watch.shape.clone());
         }
         if succeeded
             && elapsed >= thresholds.slow_query
-            && let Some(db) = self.plugin.sql.clone()
+            && let Some(db) = self.plugin.capabilities.sql.db.clone()
         {
             let plugin = self.plugin.name.clone();
             let request_id = self.request_id.clone();
@@ -200,13 +209,16 @@ impl HostState {
     async fn wrote(&mut self, db: &PluginDb, statements: &[String]) {
         for statement in statements {
             self.plugin
+                .capabilities
+                .sql
                 .query_cache
                 .wrote(&self.plugin.name, statement)
                 .await;
         }
         if let Some(lsn) = db.write_position().await {
-            self.sql_seen.min_lsn = Some(self.sql_seen.min_lsn.map_or(lsn, |m| m.max(lsn)));
-            self.sql_seen.wrote = true;
+            self.instance.sql.seen.min_lsn =
+                Some(self.instance.sql.seen.min_lsn.map_or(lsn, |m| m.max(lsn)));
+            self.instance.sql.seen.wrote = true;
         }
     }
 
@@ -218,6 +230,8 @@ impl HostState {
         statement: &str,
     ) -> wasmtime::Result<()> {
         self.plugin
+            .capabilities
+            .sql
             .query_cache
             .wrote(&self.plugin.name, statement)
             .await;
@@ -240,7 +254,7 @@ impl HostState {
         let watch = self.watch("query", &statement);
         let result = match consistency {
             Consistency::ReplicaOk => {
-                db.read(&statement, params.clone(), self.sql_seen.min_lsn)
+                db.read(&statement, params.clone(), self.instance.sql.seen.min_lsn)
                     .instrument(watch.span.clone())
                     .await
             }
@@ -302,7 +316,13 @@ impl HostState {
             InBatch::Execute => "execute",
         };
         let watch = self.watch(op, &statement);
-        let result = match self.ambient.as_mut().and_then(|a| a.tx.as_mut()) {
+        let result = match self
+            .instance
+            .sql
+            .ambient
+            .as_mut()
+            .and_then(|a| a.tx.as_mut())
+        {
             None => Err(SqlError::TransactionClosed),
             Some(tx) => match kind {
                 InBatch::Query => tx
@@ -319,7 +339,7 @@ impl HostState {
         };
         if result.is_ok()
             && (kind == InBatch::Execute || may_write(&statement))
-            && let Some(ambient) = self.ambient.as_mut()
+            && let Some(ambient) = self.instance.sql.ambient.as_mut()
         {
             ambient.written.push(statement.clone());
         }
@@ -362,7 +382,7 @@ impl Host for HostState {
             Ok(db) => db.clone(),
             Err(err) => return Ok(Err(err)),
         };
-        if self.ambient.is_some() {
+        if self.instance.sql.ambient.is_some() {
             return self.query_in_batch(statement, params).await;
         }
         let result = self
@@ -382,11 +402,11 @@ impl Host for HostState {
             Ok(db) => db.clone(),
             Err(err) => return Ok(Err(err)),
         };
-        if self.ambient.is_some() {
+        if self.instance.sql.ambient.is_some() {
             return self.query_in_batch(statement, params).await;
         }
         let params = from_wit(params);
-        let cache = self.plugin.query_cache.clone();
+        let cache = self.plugin.capabilities.sql.query_cache.clone();
         let plugin = self.plugin.name.clone();
         let Some(read_set) = cache.read_set(&plugin, &statement).await else {
             let result = self.run_query(&db, statement, params, consistency).await;
@@ -418,7 +438,7 @@ impl Host for HostState {
             Ok(db) => db.clone(),
             Err(err) => return Ok(Err(err)),
         };
-        if self.ambient.is_some() {
+        if self.instance.sql.ambient.is_some() {
             return Ok(
                 match self
                     .in_batch(InBatch::Execute, statement, from_wit(params))
@@ -448,7 +468,7 @@ impl Host for HostState {
             Ok(db) => db.clone(),
             Err(err) => return Ok(Err(err)),
         };
-        if let Some(ambient) = self.ambient.as_mut() {
+        if let Some(ambient) = self.instance.sql.ambient.as_mut() {
             // Nested in the batch's transaction: a savepoint.
             ambient.savepoints += 1;
             let name = format!("trellis_sp{}", ambient.savepoints);
@@ -491,7 +511,7 @@ impl HostTransaction for HostState {
     ) -> wasmtime::Result<Result<Rows, Error>> {
         let params = from_wit(params);
         let watch = self.watch("query", &statement);
-        let Some(tx) = tx_of(&mut self.table, &mut self.ambient, &this)? else {
+        let Some(tx) = tx_of(&mut self.table, &mut self.instance.sql.ambient, &this)? else {
             return Ok(Err(Error::TransactionClosed));
         };
         let result = tx
@@ -513,7 +533,7 @@ impl HostTransaction for HostState {
     ) -> wasmtime::Result<Result<u64, Error>> {
         let params = from_wit(params);
         let watch = self.watch("execute", &statement);
-        let Some(tx) = tx_of(&mut self.table, &mut self.ambient, &this)? else {
+        let Some(tx) = tx_of(&mut self.table, &mut self.instance.sql.ambient, &this)? else {
             return Ok(Err(Error::TransactionClosed));
         };
         let result = tx
@@ -536,7 +556,7 @@ impl HostTransaction for HostState {
             // A savepoint of the atomic batch: released; its writes commit
             // (or not) with the batch.
             let written = std::mem::take(&mut transaction.written);
-            let Some(ambient) = self.ambient.as_mut() else {
+            let Some(ambient) = self.instance.sql.ambient.as_mut() else {
                 return Ok(Err(Error::TransactionClosed));
             };
             ambient.written.extend(written);
@@ -555,7 +575,7 @@ impl HostTransaction for HostState {
         let enqueued = transaction.enqueued;
         let result = tx.commit().await.map_err(to_wit_error);
         if result.is_ok() && enqueued {
-            super::jobs::forward_outbox(self.plugin.clone()).await;
+            crate::capability::jobs::forward_outbox(self.plugin.clone()).await;
         }
         if result.is_ok()
             && !written.is_empty()
@@ -572,7 +592,12 @@ impl HostTransaction for HostState {
         // unreleased savepoint is rolled back to.
         let transaction = self.table.delete(this)?;
         if let Some(name) = transaction.savepoint
-            && let Some(tx) = self.ambient.as_mut().and_then(|a| a.tx.as_mut())
+            && let Some(tx) = self
+                .instance
+                .sql
+                .ambient
+                .as_mut()
+                .and_then(|a| a.tx.as_mut())
         {
             let mut undone = tx
                 .execute(&format!("ROLLBACK TO SAVEPOINT {name}"), Vec::new())
@@ -584,7 +609,7 @@ impl HostTransaction for HostState {
             }
             if let Err(err) = undone {
                 tracing::warn!(%err, "cannot roll back to a savepoint; the batch fails");
-                self.ambient = Some(Ambient::default());
+                self.instance.sql.ambient = Some(Ambient::default());
             }
         }
         Ok(())

@@ -38,7 +38,7 @@ impl Capability for Cache {
         Ok(self.service.clone())
     }
 
-    fn unconfigured(&self) -> CacheService {
+    fn unconfigured(&self, _plugin: &PluginSetup<'_>) -> CacheService {
         self.service.clone()
     }
 

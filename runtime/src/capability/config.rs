@@ -28,18 +28,19 @@ impl Capability for Settings {
     }
 
     async fn configure(&self, plugin: &PluginSetup<'_>) -> Result<Self::Plugin, String> {
-        Ok(Arc::new(
+        Ok(self.unconfigured(plugin))
+    }
+
+    /// Its settings are in its config: the manifest reader sees them too.
+    fn unconfigured(&self, plugin: &PluginSetup<'_>) -> Self::Plugin {
+        Arc::new(
             plugin
                 .config
                 .config
                 .iter()
                 .map(|(k, v)| (k.clone(), v.to_string()))
                 .collect(),
-        ))
-    }
-
-    fn unconfigured(&self) -> Self::Plugin {
-        Arc::default()
+        )
     }
 
     fn prepare(&self, _plugin: &Self::Plugin, _limits: &Limits) {}

@@ -37,7 +37,7 @@ impl Capability for Lock {
         Ok(self.service.clone())
     }
 
-    fn unconfigured(&self) -> LockService {
+    fn unconfigured(&self, _plugin: &PluginSetup<'_>) -> LockService {
         self.service.clone()
     }
 

@@ -33,7 +33,7 @@ impl Capability for Log {
         Ok(())
     }
 
-    fn unconfigured(&self) {}
+    fn unconfigured(&self, _plugin: &PluginSetup<'_>) {}
 
     fn prepare(&self, _plugin: &(), _limits: &Limits) {}
 }

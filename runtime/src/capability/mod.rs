@@ -73,9 +73,10 @@ pub trait Capability: Sized + Send + Sync + 'static {
         plugin: &PluginSetup<'_>,
     ) -> impl Future<Output = Result<Self::Plugin, String>> + Send;
 
-    /// Its state for a plugin that is not configured yet: the instance
-    /// that reads a plugin's manifest has it.
-    fn unconfigured(&self) -> Self::Plugin;
+    /// Its state for a plugin that is not configured yet, from what its
+    /// config says (`plugin` has no manifest, job kinds or migrations yet):
+    /// the instance that reads a plugin's manifest has it.
+    fn unconfigured(&self, plugin: &PluginSetup<'_>) -> Self::Plugin;
 
     /// Its state for a new instance of a plugin.
     fn prepare(&self, plugin: &Self::Plugin, limits: &Limits) -> Self::Instance;
@@ -231,9 +232,9 @@ macro_rules! capabilities {
             }
 
             /// Every capability's state for a plugin not configured yet.
-            pub fn unconfigured(&self) -> PluginStates {
+            pub fn unconfigured(&self, plugin: &PluginSetup<'_>) -> PluginStates {
                 PluginStates {
-                    $($field: self.$field.unconfigured(),)*
+                    $($field: self.$field.unconfigured(plugin),)*
                 }
             }
 

@@ -57,7 +57,7 @@ impl Capability for Trace {
         Ok(())
     }
 
-    fn unconfigured(&self) {}
+    fn unconfigured(&self, _plugin: &PluginSetup<'_>) {}
 
     fn prepare(&self, _plugin: &(), _limits: &Limits) -> SpansOpened {
         SpansOpened::default()

@@ -43,7 +43,7 @@ impl Capability for Wasi {
         Ok(())
     }
 
-    fn unconfigured(&self) {}
+    fn unconfigured(&self, _plugin: &PluginSetup<'_>) {}
 
     fn prepare(&self, _plugin: &(), _limits: &Limits) -> WasiInstance {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);

@@ -39,7 +39,7 @@ impl Capability for WasiHttp {
         Ok(())
     }
 
-    fn unconfigured(&self) {}
+    fn unconfigured(&self, _plugin: &PluginSetup<'_>) {}
 
     fn prepare(&self, _plugin: &(), _limits: &Limits) -> WasiHttpInstance {
         WasiHttpInstance {

@@ -166,7 +166,17 @@ impl PluginHost {
         let mount = (world == World::WasiHttp).then(|| config.mount(name));
         let (manifest, declared) = match &mount {
             None => {
-                let (manifest, declared) = read_manifest(self, &pre, &exports, name, limits)
+                let preliminary = PluginSetup {
+                    name,
+                    config,
+                    limits: &limits,
+                    imports: &imported,
+                    asks: &[],
+                    jobs: None,
+                    schedules: operator_schedules,
+                    migrations: None,
+                };
+                let (manifest, declared) = read_manifest(self, &pre, &exports, &preliminary)
                     .await
                     .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
                 validate_manifest(&manifest, &config.grants).map_err(fail)?;
@@ -464,23 +474,24 @@ struct Declared {
     migrations: Option<Result<Vec<Migration>, String>>,
 }
 
-/// Instantiates the plugin once, under its limits and with no capability
-/// state, to call `describe` and, where exported, `job-handler`'s `kinds`
+/// Instantiates the plugin once, under its limits and with the capability
+/// state its config gives (its settings; no database or job queue yet), to
+/// call `describe` and, where exported, `job-handler`'s `kinds`
 /// and `schedules` and `migrations`' `all`.
 async fn read_manifest(
     host: &PluginHost,
     pre: &InstancePre<HostState>,
     exports: &Exports,
-    name: &str,
-    limits: Limits,
+    plugin: &PluginSetup<'_>,
 ) -> Result<(PluginManifest, Declared), String> {
+    let limits = *plugin.limits;
     let context = Arc::new(PluginContext {
-        name: name.to_string(),
+        name: plugin.name.to_string(),
         limits,
-        stats: host.metrics.plugin(name),
+        stats: host.metrics.plugin(plugin.name),
         tracer: host.tracing.tracer().clone(),
         errors: host.errors.clone(),
-        capabilities: host.capabilities.unconfigured(),
+        capabilities: host.capabilities.unconfigured(plugin),
     });
     let mut store: Store<HostState> = super::call::new_store(
         host,

@@ -70,7 +70,7 @@ impl Capability for Jobs {
         )
     }
 
-    fn unconfigured(&self) -> Option<PluginJobs> {
+    fn unconfigured(&self, _plugin: &PluginSetup<'_>) -> Option<PluginJobs> {
         None
     }
 

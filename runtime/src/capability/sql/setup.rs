@@ -147,7 +147,7 @@ impl Capability for Sql {
         Ok(state)
     }
 
-    fn unconfigured(&self) -> SqlPlugin {
+    fn unconfigured(&self, _plugin: &PluginSetup<'_>) -> SqlPlugin {
         self.plugin.clone()
     }
 

@@ -21,14 +21,6 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
 
     watch(root, &plugins);
-    // `trellis new` writes a `cargo test-native` alias for this machine.
-    // Not named TRELLIS_*: `cargo run` also puts it in the binary's
-    // environment, where TRELLIS_* names are config overrides and an
-    // unknown one stops the server.
-    println!(
-        "cargo:rustc-env=BUILD_HOST_TARGET={}",
-        env::var("TARGET").expect("set by cargo")
-    );
     let guests = guest_crates(&plugins);
     let target_dir = guest_target_dir(&out_dir);
     build_guests(&plugins, &target_dir);

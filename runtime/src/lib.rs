@@ -28,7 +28,6 @@ pub mod capability;
 pub mod clock;
 pub mod config;
 pub mod deploy;
-pub mod dev;
 pub mod error;
 pub mod examples;
 pub mod http;
@@ -36,7 +35,6 @@ pub mod jobs;
 pub mod monitor;
 pub mod plugin;
 pub mod router;
-pub mod scaffold;
 pub mod server;
 pub mod telemetry;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use trellis::dev::{DevEvent, DevOptions};
+use trellis_cli::dev::{DevEvent, DevOptions};
 use trellis_tests::{TestServer, fresh_dir};
 
 use crate::template::guest_target;
@@ -16,7 +16,7 @@ use crate::template::guest_target;
 async fn saved_changes_are_rebuilt_and_reloaded() {
     let root = fresh_dir();
     let dir = root.join("devdemo");
-    trellis::scaffold::new_plugin("devdemo", &dir, Path::new(trellis::scaffold::SDK))
+    trellis_cli::scaffold::new_plugin("devdemo", &dir, Path::new(trellis_cli::scaffold::SDK))
         .expect("project written");
     // The test's own config, outside the project: the component where the
     // build command below puts it, a free port.
@@ -43,7 +43,7 @@ async fn saved_changes_are_rebuilt_and_reloaded() {
     );
     let (events, mut seen) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel::<()>();
-    let dev = tokio::spawn(trellis::dev::run(
+    let dev = tokio::spawn(trellis_cli::dev::run(
         DevOptions {
             dir: dir.clone(),
             config: Some(config.clone()),

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 /// The layers, top to bottom. A module may use the modules of the layers
 /// below its own, never those of its own layer or above.
 const LAYERS: &[&[&str]] = &[
-    // The CLI's commands beyond `serve`.
-    &["dev", "scaffold"],
     // Listener, connections, start-up and shutdown.
     &["server"],
     // The per-request pipeline and the built-in endpoints.

@@ -13,7 +13,7 @@ use trellis_tests::{TestServer, fresh_dir};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_plugin_builds_and_serves() {
     let dir = fresh_dir().join("demo");
-    trellis::scaffold::new_plugin("demo", &dir, Path::new(trellis::scaffold::SDK))
+    trellis_cli::scaffold::new_plugin("demo", &dir, Path::new(trellis_cli::scaffold::SDK))
         .expect("project written");
     succeeds(
         guest_cargo(&dir).args(["build", "--release", "--quiet"]),
@@ -65,7 +65,7 @@ fn the_sdk_tests_and_examples_pass() {
             "-p",
             "trellis-sdk",
             "--target",
-            trellis::scaffold::HOST_TARGET,
+            trellis_cli::scaffold::HOST_TARGET,
         ]),
         "the SDK's tests pass",
     );
@@ -109,7 +109,7 @@ pub fn guest_cargo(dir: &Path) -> Command {
 /// serves its two routes, with the greeting from its config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_python_and_javascript_plugins_build_and_serve() {
-    use trellis::scaffold::Language;
+    use trellis_cli::scaffold::Language;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut toml = String::new();
     let mut names = Vec::new();
@@ -122,8 +122,13 @@ async fn new_python_and_javascript_plugins_build_and_serve() {
             continue;
         }
         let dir = fresh_dir().join(name);
-        trellis::scaffold::new_project(language, name, &dir, Path::new(trellis::scaffold::SDK))
-            .expect("project written");
+        trellis_cli::scaffold::new_project(
+            language,
+            name,
+            &dir,
+            Path::new(trellis_cli::scaffold::SDK),
+        )
+        .expect("project written");
         let mut build = Command::new("bash");
         build.arg(dir.join("build.sh"));
         match language {

@@ -6,7 +6,7 @@
 //! serving.
 //!
 //! Changes are seen with the deployer's file watcher
-//! ([`crate::deploy::watch`]: accesses and metadata changes left out, a
+//! ([`trellis::deploy::watch`]: accesses and metadata changes left out, a
 //! batch once quiet, as an editor's save is several events). Reloads go
 //! through the [`Deployer`], so a version is checked exactly as a hot
 //! reload on a production node checks it.
@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use notify::RecursiveMode;
 use tokio::sync::mpsc;
 
-use crate::deploy::Deployer;
-use crate::deploy::watch::Watcher;
-use crate::server::{Server, ServerHandle};
-use crate::{Config, telemetry};
+use trellis::deploy::Deployer;
+use trellis::deploy::watch::Watcher;
+use trellis::server::{Server, ServerHandle};
+use trellis::{Config, telemetry};
 
 /// Directories whose changes never trigger a build: build outputs, the
 /// runtime's data, dependencies and version control.

@@ -69,7 +69,7 @@ enum Command {
         sdk: Option<PathBuf>,
         /// The language: rust, python or javascript.
         #[arg(long, default_value = "rust")]
-        lang: trellis::scaffold::Language,
+        lang: trellis_cli::scaffold::Language,
     },
 }
 
@@ -112,13 +112,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     println!("[trellis dev] {event}");
                 }
             });
-            let options = trellis::dev::DevOptions {
+            let options = trellis_cli::dev::DevOptions {
                 dir,
                 config,
                 build,
                 listen,
             };
-            trellis::dev::run(options, events, trellis::server::shutdown_signal()).await?;
+            trellis_cli::dev::run(options, events, trellis::server::shutdown_signal()).await?;
             let _ = printer.await;
             Ok(())
         }
@@ -129,8 +129,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             lang,
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            let sdk = sdk.unwrap_or_else(|| PathBuf::from(trellis::scaffold::SDK));
-            let written = trellis::scaffold::new_project(lang, &name, &dir, &sdk)?;
+            let sdk = sdk.unwrap_or_else(|| PathBuf::from(trellis_cli::scaffold::SDK));
+            let written = trellis_cli::scaffold::new_project(lang, &name, &dir, &sdk)?;
             println!("created plugin `{name}` in {}:", dir.display());
             for file in written {
                 println!("  {}", file.display());

@@ -14,16 +14,16 @@
 use std::path::{Path, PathBuf};
 
 /// The template plugin's code.
-const TEMPLATE: &str = include_str!("../../plugins/template/src/lib.rs");
+const TEMPLATE: &str = include_str!("../../../plugins/template/src/lib.rs");
 
 /// Where the SDK of this build lives (a path dependency of new plugins).
-pub const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/sdk");
+pub const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins/sdk");
 
 /// The trellis:plugin WIT, copied into Python and JavaScript projects.
-const WIT: &str = include_str!("../../wit/world.wit");
+const WIT: &str = include_str!("../../../wit/world.wit");
 
 /// The componentize-js driver the JavaScript examples are built with.
-const COMPONENTIZE_JS: &str = include_str!("../../plugins/js-tools/componentize.mjs");
+const COMPONENTIZE_JS: &str = include_str!("../../../plugins/js-tools/componentize.mjs");
 
 /// The tool versions the examples in `plugins/` are built and tested with
 /// (`plugins/python-build.sh`, `plugins/js-tools/package.json`; a unit test
@@ -165,7 +165,7 @@ fn rust_files(name: &str, sdk: &Path) -> Result<Vec<(&'static str, String)>, Sca
 /// A Python or JavaScript project: the app, its world and the WIT it uses,
 /// the build script, a config serving the built component, a README.
 fn component_files(language: Language, name: &str) -> Vec<(&'static str, String)> {
-    let version = crate::plugin::WORLD_VERSION;
+    let version = trellis::plugin::WORLD_VERSION;
     let world = format!(
         "// What this plugin imports and exports of the trellis:plugin world\n\
          // (wit/deps/trellis-plugin). To use a capability, add its import, e.g.\n\
@@ -480,11 +480,11 @@ mod tests {
 
     #[test]
     fn tool_versions_match_the_examples() {
-        let python = include_str!("../../plugins/python-build.sh");
+        let python = include_str!("../../../plugins/python-build.sh");
         assert!(python.contains(&format!(
             "componentize_py_version={COMPONENTIZE_PY_VERSION}\n"
         )));
-        let js = include_str!("../../plugins/js-tools/package.json");
+        let js = include_str!("../../../plugins/js-tools/package.json");
         assert!(js.contains(&format!(
             "\"@bytecodealliance/componentize-js\": \"{COMPONENTIZE_JS_VERSION}\""
         )));

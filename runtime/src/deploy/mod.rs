@@ -12,7 +12,7 @@
 //! fails any step is refused with the reason, and the old one keeps serving.
 //! Changes are serialised by one lock, so two never interleave.
 
-pub(crate) mod watch;
+pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

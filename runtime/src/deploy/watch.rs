@@ -20,7 +20,8 @@ use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 /// Keeps watching while alive.
-pub(crate) struct Watcher {
+#[allow(missing_debug_implementations)]
+pub struct Watcher {
     _watcher: RecommendedWatcher,
     batching: tokio::task::JoinHandle<()>,
 }
@@ -35,7 +36,7 @@ impl Watcher {
     /// Watches each directory (recursively when asked); the receiver gets
     /// the paths changed, a batch once `quiet` has passed without another
     /// change. Must be called inside the tokio runtime.
-    pub(crate) fn start(
+    pub fn start(
         dirs: &[(PathBuf, RecursiveMode)],
         quiet: Duration,
     ) -> Result<(Watcher, mpsc::UnboundedReceiver<Vec<PathBuf>>), String> {

@@ -226,3 +226,48 @@ async fn redis_leases_refuse_a_non_owner() {
         .expect("released");
     assert!(third.token() > 0);
 }
+
+/// An acquire that times out while Redis is frozen still runs there when
+/// Redis resumes; its clean-up removes that lease, so the lock is free
+/// again at once instead of after the ttl nobody holds it for.
+#[tokio::test]
+async fn a_frozen_redis_leaves_no_orphaned_lease() {
+    use trellis::backend::lock::{LockError, LockService};
+    let ms = Duration::from_millis;
+    let private = redis::PrivateRedis::start();
+    let config = trellis::config::RedisConfig {
+        url: private.url(),
+        namespace: redis::namespace(),
+        command_timeout: ms(300),
+        required: true,
+    };
+    let client = trellis::backend::redis::Redis::connect(&config)
+        .await
+        .expect("redis");
+    let locks = LockService::new(
+        &trellis::config::LockConfig::default(),
+        Some(client),
+        trellis::monitor::Metrics::new().lock_stats(),
+    );
+    let warm = locks.acquire("p", "warm", ms(1000), ms(0)).await;
+    warm.expect("Redis answers")
+        .release()
+        .await
+        .expect("released");
+
+    private.freeze();
+    let frozen = locks
+        .acquire("p", "x", Duration::from_secs(60), ms(0))
+        .await;
+    assert!(
+        matches!(frozen, Err(LockError::Unavailable(_))),
+        "{frozen:?}"
+    );
+    private.thaw();
+    // The frozen attempt's lease would hold the lock for 60 s.
+    let lease = locks
+        .acquire("p", "x", ms(1000), Duration::from_secs(5))
+        .await
+        .expect("no lease left behind by the attempt that timed out");
+    assert!(lease.token() > 0);
+}

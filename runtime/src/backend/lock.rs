@@ -10,7 +10,9 @@
 //! - **Redis** (`[redis]` configured): the lock is a key set with `NX PX`
 //!   to `<owner>:<token>`, the token from `INCR` on a per-name counter that
 //!   never expires, all in one script; extend and release compare the value
-//!   first (compare-and-expire, compare-and-delete scripts).
+//!   first (compare-and-expire, compare-and-delete scripts). An acquire
+//!   that got no answer may still run when Redis resumes; it is followed
+//!   by a delete of the lock if that attempt's owner id holds it.
 //! - **In process** (embedded default): the same semantics in a map; tokens
 //!   start at the Unix time in microseconds when the node started, so they
 //!   keep increasing across restarts.
@@ -53,6 +55,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 ";
+
+/// Deletes the lock if an attempt whose owner id is `ARGV[1]` holds it
+/// (its value is `<id>:<token>`, the token unknown to the caller).
+const ABANDON: &str = r"
+local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// How often an abandoned attempt's clean-up asks Redis again.
+const ABANDON_RETRY: Duration = Duration::from_millis(100);
 
 /// Why a lock call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -253,7 +268,7 @@ impl LockService {
             }
             Store::Redis(redis) => {
                 let client = available(redis)?;
-                let token: u64 = client
+                let answer: Result<u64, _> = client
                     .eval(
                         ACQUIRE,
                         vec![
@@ -262,9 +277,16 @@ impl LockService {
                         ],
                         vec![id.clone(), millis(ttl).to_string()],
                     )
-                    .await
-                    .map_err(unavailable)?;
-                Ok((token > 0).then(|| (format!("{id}:{token}"), token)))
+                    .await;
+                match answer {
+                    Ok(token) => Ok((token > 0).then(|| (format!("{id}:{token}"), token))),
+                    Err(err) => {
+                        // Sent but unanswered (Redis slow or frozen): it may
+                        // still run, leaving a lease nobody holds.
+                        abandon(redis, format!("{}l:{key}", redis.prefix), id, ttl);
+                        Err(unavailable(err))
+                    }
+                }
             }
         }
     }
@@ -400,6 +422,46 @@ impl Drop for Lease {
             }
         }
     }
+}
+
+/// Cleans up after an acquire attempt `id` on `key` that got no answer: as
+/// soon as Redis answers again, deletes the lock if that attempt took it,
+/// so a frozen Redis leaves no lease behind once it resumes. Gives up when
+/// the lease would have run out anyway.
+fn abandon(redis: &Redis, key: String, id: String, ttl: Duration) {
+    let client = redis.client.clone();
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    handle.spawn(async move {
+        let until = Instant::now() + ttl;
+        // The attempt may reach Redis after a first clean-up ran (it was
+        // queued behind it on another connection): ask once more after
+        // Redis first answers.
+        let mut answered = None;
+        while Instant::now() < until {
+            let result: Result<i64, _> = client
+                .eval(ABANDON, vec![key.clone()], vec![id.clone()])
+                .await;
+            match result {
+                Ok(1) => {
+                    tracing::info!(key, "removed a lock taken by an attempt that timed out");
+                    return;
+                }
+                Ok(_)
+                    if answered
+                        .is_some_and(|at: Instant| at.elapsed() >= Duration::from_secs(1)) =>
+                {
+                    return;
+                }
+                Ok(_) => {
+                    answered.get_or_insert_with(Instant::now);
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(ABANDON_RETRY).await;
+        }
+    });
 }
 
 /// When a lease taken (or extended) at `started_ms` for `ttl` stops being

@@ -1,6 +1,7 @@
 //! PostgreSQL for tests: each test gets its own namespace (runtime schema,
 //! plugin roles and schemas) in the shared test database, dropped at the
-//! end; namespaces left by earlier test processes are swept first.
+//! end; namespaces left by earlier test processes that are gone are swept
+//! first (those of test processes still running are theirs).
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -24,10 +25,7 @@ impl Namespace {
     pub async fn new() -> Namespace {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         SWEPT
-            .get_or_init(|| async {
-                let mine = format!("tt_{}_", std::process::id());
-                drop_matching("tt\\_%", Some(&mine)).await;
-            })
+            .get_or_init(|| drop_matching("tt\\_%", left_by_a_finished_process))
             .await;
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Namespace {
@@ -46,41 +44,48 @@ impl Namespace {
 
     /// Drops everything the runtime made in this namespace.
     pub async fn drop_all(self) {
-        drop_matching(&format!("{}%", self.name.replace('_', "\\_")), None).await;
+        drop_matching(&format!("{}%", self.name.replace('_', "\\_")), |_| true).await;
     }
 }
 
-/// Drops schemas and roles whose names match `pattern` (LIKE), except those
-/// starting with `keep`.
-async fn drop_matching(pattern: &str, keep: Option<&str>) {
+/// Whether namespace object `name` (`tt_<pid>_...`) was made by a test
+/// process that is no longer running.
+fn left_by_a_finished_process(name: &str) -> bool {
+    let pid = name
+        .strip_prefix("tt_")
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|pid| pid.parse::<u32>().ok());
+    match pid {
+        Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        None => false,
+    }
+}
+
+/// Drops schemas and roles whose names match `pattern` (LIKE) and `drop`.
+async fn drop_matching(pattern: &str, drop: impl Fn(&str) -> bool) {
     let Ok(mut conn) = PgConnection::connect(&admin_url()).await else {
         return;
     };
-    let keep = keep.unwrap_or("-");
-    let schemas: Vec<(String,)> = sqlx::query_as(
-        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1 AND nspname NOT LIKE $2 || '%'",
-    )
-    .bind(pattern)
-    .bind(keep)
-    .fetch_all(&mut conn)
-    .await
-    .unwrap_or_default();
-    for (schema,) in schemas {
+    let schemas: Vec<(String,)> =
+        sqlx::query_as("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1")
+            .bind(pattern)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    for (schema,) in schemas.into_iter().filter(|(name,)| drop(name)) {
         let _ = sqlx::query(AssertSqlSafe(format!(
             "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
         )))
         .execute(&mut conn)
         .await;
     }
-    let roles: Vec<(String,)> = sqlx::query_as(
-        "SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1 AND rolname NOT LIKE $2 || '%'",
-    )
-    .bind(pattern)
-    .bind(keep)
-    .fetch_all(&mut conn)
-    .await
-    .unwrap_or_default();
-    for (role,) in roles {
+    let roles: Vec<(String,)> =
+        sqlx::query_as("SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1")
+            .bind(pattern)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    for (role,) in roles.into_iter().filter(|(name,)| drop(name)) {
         let _ = sqlx::query(AssertSqlSafe(format!("DROP OWNED BY \"{role}\" CASCADE")))
             .execute(&mut conn)
             .await;

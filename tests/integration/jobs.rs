@@ -607,10 +607,11 @@ fn now_ms() -> i64 {
 }
 
 /// On shutdown a worker hands a job it could not finish within the grace
-/// period back to the queue without spending its attempt: the restarted
-/// node runs it again as attempt 1.
+/// period back to the queue and interrupts it: the run stops there (its
+/// row never gets `finished`), and the restarted node runs the job again as
+/// attempt 2, so the handler can tell it is a repeat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_returns_unfinished_jobs_without_spending_an_attempt() {
+async fn shutdown_interrupts_and_returns_unfinished_jobs() {
     let dir = trellis_tests::fresh_dir();
     let config =
         trellis_tests::config_in(&tasks_toml("[server]\nshutdown_grace = \"300ms\"\n"), &dir);
@@ -625,13 +626,14 @@ async fn shutdown_returns_unfinished_jobs_without_spending_an_attempt() {
 
     let server = TestServer::start_config(&config).await;
     let done = wait_state(&server, &id, "completed").await;
-    assert_eq!(done["attempt"], 1, "{done}");
-    let attempts: Vec<Value> = runs_of(&server, &id)
-        .await
-        .into_iter()
-        .map(|r| r["attempt"].clone())
-        .collect();
-    assert_eq!(attempts, vec![json!(1), json!(1)]);
+    assert_eq!(done["attempt"], 2, "{done}");
+    let runs = runs_of(&server, &id).await;
+    let attempts: Vec<Value> = runs.iter().map(|r| r["attempt"].clone()).collect();
+    assert_eq!(attempts, vec![json!(1), json!(2)]);
+    // Both runs spin for 1.5 s: the first, had it run on after the hand
+    // back, would have finished by the time the second did.
+    assert_eq!(runs[0]["finished"], Value::Null, "{runs:?}");
+    assert_ne!(runs[1]["finished"], Value::Null, "{runs:?}");
     server.shutdown().await;
 }
 

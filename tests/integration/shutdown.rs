@@ -149,3 +149,63 @@ async fn a_second_signal_exits_at_once() {
     assert!(started.elapsed() < Duration::from_secs(5));
     slow.abort();
 }
+
+/// A job that outlasts the grace period does not hold the process: at the
+/// end of the grace it is handed back and interrupted, and the node exits
+/// within a second or so of the grace, whatever the job would still do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_the_grace_period_is_interrupted_and_the_node_exits() {
+    let dir = fresh_dir();
+    let toml = format!(
+        "data_dir = {:?}\n\n[server]\ndrain_delay = \"0s\"\nshutdown_grace = \"1s\"\n\n\
+         [jobs]\npoll_interval = \"50ms\"\n\n[plugins.tasks]\npath = {:?}\n\
+         grants = [\"log\", \"sql\", \"jobs\"]\n",
+        dir.display().to_string(),
+        guest("tasks"),
+    );
+    let mut node = ChildNode::start("shutdown::node_child", &toml);
+    let enqueued = node
+        .server
+        .send(Method::POST, "/tasks/enqueue/spin", &[], r#"{"ms": 30000}"#)
+        .await;
+    assert_eq!(enqueued.status, 200, "{}", enqueued.text());
+    let job = enqueued.json()["id"].as_str().expect("an id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let runs = node.server.get(&format!("/tasks/runs/{job}")).await.json();
+        if runs["runs"].as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.signal("TERM");
+    let signalled = Instant::now();
+    let (status, _node) =
+        tokio::task::spawn_blocking(move || (node.wait_exit(Duration::from_secs(40)), node))
+            .await
+            .expect("joined");
+    let took = signalled.elapsed();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status: {status:?}"
+    );
+    // The grace (1 s) plus the bound (1 s), with room for a slow machine;
+    // the job alone would have run 29 s more.
+    assert!(
+        took < Duration::from_secs(4),
+        "exited {took:?} after SIGTERM"
+    );
+
+    let server = TestServer::start_config(&config_in(
+        &format!(
+            "data_dir = {:?}\n[jobs]\nqueues = {{}}\n",
+            dir.display().to_string()
+        ),
+        &dir,
+    ))
+    .await;
+    let shown = server.get(&format!("/api/v1/jobs/{job}")).await.json();
+    assert_eq!(shown["state"], "scheduled", "{shown}");
+    assert_eq!(shown["attempt"], 1, "the cut-off run counts: {shown}");
+}

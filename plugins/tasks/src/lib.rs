@@ -139,7 +139,7 @@ fn runs(_req: Request) -> Result<Response> {
 fn runs_of(req: Request) -> Result<Response> {
     let job: String = req.param("job")?;
     let rows = sql::query(
-        "SELECT seq, kind, attempt FROM runs WHERE job_id = $1 ORDER BY seq",
+        "SELECT seq, kind, attempt, finished FROM runs WHERE job_id = $1 ORDER BY seq",
         &params![job.as_str()],
     )?;
     let runs: Vec<serde_json::Value> = rows.decode()?;

@@ -29,6 +29,11 @@ const BATCH_WAIT_TICKS: u32 = 5;
 /// minute with the growing pauses between them).
 const RECORD_TRIES: u64 = 20;
 
+/// How long jobs interrupted at the end of the grace period get to stop
+/// (a guest stops at its next epoch tick; one waiting in a host call is
+/// dropped when the process ends).
+const INTERRUPT_WAIT: Duration = Duration::from_millis(500);
+
 /// The workers of this node. Dropping them aborts everything; call
 /// [`Workers::stop`] to drain.
 #[derive(Debug)]
@@ -38,6 +43,9 @@ pub struct Workers {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     running: Running,
+    /// Set when the grace period is over: what the jobs still running do
+    /// from then on is not recorded (they were handed back).
+    handed_back: Arc<AtomicBool>,
     /// Per queue: its slots, and how many there are.
     slots: Vec<(Arc<Semaphore>, u32)>,
     completer: Option<(mpsc::UnboundedSender<Done>, tokio::task::JoinHandle<()>)>,
@@ -56,6 +64,7 @@ struct Context {
     jobs: Jobs,
     plugins: Registry,
     running: Running,
+    handed_back: Arc<AtomicBool>,
     done: mpsc::UnboundedSender<Done>,
     /// Set once the worker is in the queue's worker list: claiming before
     /// would let the leader rescue its jobs as a dead worker's.
@@ -71,11 +80,13 @@ impl Workers {
         let (done, completions) = mpsc::unbounded_channel();
         let (registered_tx, registered) = watch::channel(false);
         let completer = tokio::spawn(complete(jobs.clone(), id.clone(), completions));
+        let handed_back = Arc::new(AtomicBool::new(false));
         let context = Context {
             worker: id.clone(),
             jobs: jobs.clone(),
             plugins,
             running: running.clone(),
+            handed_back: handed_back.clone(),
             done: done.clone(),
             registered,
         };
@@ -102,6 +113,7 @@ impl Workers {
             stop,
             tasks,
             running,
+            handed_back,
             slots,
             completer: Some((done, completer)),
         }
@@ -112,37 +124,13 @@ impl Workers {
         &self.id
     }
 
-    /// Stops claiming, lets running jobs finish within `grace`, hands the
-    /// rest back to the queue without spending their attempt, records
-    /// what completed, and leaves the queue's worker list.
+    /// Stops claiming, lets running jobs finish within `grace`, then hands
+    /// the rest back to the queue and interrupts them; records what
+    /// completed, and leaves the queue's worker list.
     pub async fn stop(mut self, grace: Duration) {
         let _ = self.stop.send(true);
-        let drained = async {
-            for (semaphore, n) in &self.slots {
-                let _ = semaphore.acquire_many(*n).await;
-            }
-        };
-        if tokio::time::timeout(grace, drained).await.is_err() {
-            let left: Vec<(String, i64)> = self
-                .running
-                .lock()
-                .map(|r| r.iter().map(|(id, (a, _))| (id.clone(), *a)).collect())
-                .unwrap_or_default();
-            tracing::warn!(
-                jobs = left.len(),
-                "grace period over; returning jobs to the queue"
-            );
-            for (id, attempt) in left {
-                let now = now_ms() as i64;
-                if let Err(err) = self
-                    .jobs
-                    .store()
-                    .finish(&id, attempt, &self.id, &Finish::Snooze(now), now)
-                    .await
-                {
-                    tracing::warn!(job = %id, %err, "could not return a job; the rescuer will");
-                }
-            }
+        if tokio::time::timeout(grace, self.drained()).await.is_err() {
+            self.hand_back().await;
         }
         self.tasks.abort_all();
         if let Some((done, completer)) = self.completer.take() {
@@ -154,6 +142,54 @@ impl Workers {
             tracing::warn!(%err, "could not leave the worker list");
         }
         tracing::info!(worker = %self.id, "job workers stopped");
+    }
+
+    /// Resolves when no job runs on this node.
+    async fn drained(&self) {
+        for (semaphore, n) in &self.slots {
+            let _ = semaphore.acquire_many(*n).await;
+        }
+    }
+
+    /// The grace period is over: the jobs still running go back to the
+    /// queue (their attempt stays spent: their next run is a higher
+    /// attempt), and are then interrupted, so none runs on once its job
+    /// was handed back.
+    async fn hand_back(&self) {
+        self.handed_back.store(true, Ordering::Relaxed);
+        let left: Vec<(String, i64, Arc<AtomicBool>)> = self
+            .running
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, (attempt, flag))| (id.clone(), *attempt, flag.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tracing::warn!(
+            jobs = left.len(),
+            "grace period over; returning jobs to the queue"
+        );
+        for (id, attempt, _) in &left {
+            let now = now_ms() as i64;
+            if let Err(err) = self
+                .jobs
+                .store()
+                .finish(id, *attempt, &self.id, &Finish::HandBack(now), now)
+                .await
+            {
+                tracing::warn!(job = %id, %err, "could not return a job; the rescuer will");
+            }
+        }
+        for (_, _, flag) in &left {
+            flag.store(true, Ordering::Relaxed);
+        }
+        if tokio::time::timeout(INTERRUPT_WAIT, self.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!("jobs still in host calls after the interruption; leaving them");
+        }
     }
 
     /// A handle that stops jobs running on this node.
@@ -294,6 +330,7 @@ async fn run(context: Context, job: Job, permit: OwnedSemaphorePermit) {
         Finish::Retry { .. } => "retryable",
         Finish::Discard(_) => "discarded",
         Finish::Snooze(_) => "snoozed",
+        Finish::HandBack(_) => "handed_back",
         Finish::Cancelled => "cancelled",
     };
     tracing::debug!(job = %job.id, kind = %job.kind, attempt = job.attempt, outcome, elapsed_us = elapsed.as_micros() as u64, "job attempt");
@@ -304,6 +341,9 @@ async fn run(context: Context, job: Job, permit: OwnedSemaphorePermit) {
         Finish::Completed(result) => {
             let _ = context.done.send((job.id, job.attempt, result));
         }
+        // Interrupted because it was handed back: how it ended is not its
+        // own (a `cancelled` here would lose the job).
+        _ if context.handed_back.load(Ordering::Relaxed) => {}
         other => record(&context, &job, &other).await,
     }
     drop(permit);

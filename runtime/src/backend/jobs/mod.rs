@@ -190,6 +190,10 @@ pub enum Finish {
     Discard(String),
     /// Not failed: runs again at this time, the attempt given back.
     Snooze(i64),
+    /// Handed back unfinished (its worker is shutting down): runs again at
+    /// this time. The attempt stays spent, so the next run is a higher
+    /// attempt and the handler can tell it is a repeat.
+    HandBack(i64),
     /// Stopped by a cancellation.
     Cancelled,
 }
@@ -202,6 +206,13 @@ impl Finish {
             Finish::Retry { at, error } => ("retryable", Some(*at), None, Some(error), 0),
             Finish::Discard(error) => ("discarded", None, None, Some(error), 0),
             Finish::Snooze(at) => ("scheduled", Some(*at), None, None, -1),
+            Finish::HandBack(at) => (
+                "scheduled",
+                Some(*at),
+                None,
+                Some("handed back unfinished: its worker shut down"),
+                0,
+            ),
             Finish::Cancelled => ("cancelled", None, None, Some("cancelled while running"), 0),
         }
     }

@@ -3,14 +3,11 @@
 //! metrics, and every failure rendered as problem+json.
 //! Layer: below `server`, above `router` and `plugin`.
 
-mod admin;
+mod api;
 pub mod auth;
-mod batch;
-mod builtin;
 pub mod compression;
 pub mod convert;
 pub mod fields;
-mod jobs;
 pub mod openapi;
 pub mod pagination;
 pub mod request_id;
@@ -36,7 +33,7 @@ use crate::capability::sql::AmbientSlot;
 use crate::error::ApiError;
 use crate::monitor::{Occurrence, trace_id};
 use crate::plugin::{GuestRequest, PluginHost};
-use crate::router::{Lookup, Router, is_reserved};
+use crate::router::{Lookup, Router};
 
 /// What the pipeline answers with: a whole body, or one that streams (from
 /// a `wasi:http` component) and may end with an error. (A concrete error
@@ -52,13 +49,6 @@ pub fn boxed(response: Response<Full<Bytes>>) -> Response<ResponseBody> {
 /// A response header a plugin sets on a 5xx to choose the fingerprint its
 /// error is grouped by; the runtime removes it.
 pub const FINGERPRINT_HEADER: &str = "x-trellis-fingerprint";
-
-/// The segments of `path` under `prefix` (see [`crate::router::below`]):
-/// `["1", "cancel"]` for `/api/v1/jobs/1/cancel` under `/api/v1/jobs`.
-fn segments_under<'a>(path: &'a str, prefix: &str) -> Option<Vec<&'a str>> {
-    let rest = crate::router::below(path, prefix)?;
-    Some(rest.split('/').filter(|s| !s.is_empty()).collect())
-}
 
 /// 405 for `method`, listing the methods allowed.
 fn not_allowed(method: &http::Method, allow: &str) -> ApiError {
@@ -151,10 +141,10 @@ impl App {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let request_id = request_id::from_headers(request.headers());
-        // The runtime's own endpoints (scrapes, probes) are not traced;
-        // the job API is, so a job's run joins its enqueuer's trace.
-        let path = request.uri().path();
-        let traced = !is_reserved(path) || jobs::handles(path);
+        // Plugin routes are traced; of the runtime's own endpoints, those
+        // whose row says so.
+        let endpoint = api::find(request.uri().path());
+        let traced = endpoint.is_none_or(|endpoint| endpoint.traced);
         let trace = if traced {
             self.host.tracing().server_span(
                 request.headers(),
@@ -174,7 +164,8 @@ impl App {
         async {
             let started = Instant::now();
             let mut code = None;
-            let mut response = match self.dispatch(request, &request_id, &trace).await {
+            let dispatched = self.dispatch(request, endpoint, &request_id, &trace);
+            let mut response = match dispatched.await {
                 Ok(response) => response,
                 Err(err) => {
                     if err.status().is_server_error() {
@@ -224,9 +215,12 @@ impl App {
         span.end();
     }
 
+    /// A request to the runtime's own `endpoint` (see [`api`]), else to a
+    /// plugin route.
     async fn dispatch<B>(
         &self,
         request: Request<B>,
+        endpoint: Option<&api::Endpoint>,
         request_id: &str,
         trace: &Context,
     ) -> Result<Response<ResponseBody>, ApiError>
@@ -235,40 +229,14 @@ impl App {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = Instant::now();
-        let routes = self.routes();
         let (parts, body) = request.into_parts();
-        let path = parts.uri.path();
-        if path == openapi::PATH {
-            if parts.method != http::Method::GET && parts.method != http::Method::HEAD {
-                return Err(not_allowed(&parts.method, "GET, HEAD"));
-            }
-            return Ok(boxed(builtin::json_response(
-                http::StatusCode::OK,
-                &openapi::document(&routes),
-            )));
-        }
-        if path == batch::PATH {
-            // Public: each operation meets the pipeline's own checks.
-            return batch::serve(self, &parts, body, request_id)
+        if let Some(endpoint) = endpoint {
+            return api::serve(self, endpoint, &parts, body, request_id, trace)
                 .await
                 .map(boxed);
         }
-        if is_reserved(path) {
-            let selection = fields::requested(parts.uri.query())?;
-            let response = if jobs::handles(path) {
-                jobs::serve(self, &parts, body, trace).await?
-            } else if admin::handles(path) {
-                admin::serve(self, &parts, body).await?
-            } else {
-                builtin::serve(self, &parts, body).await?
-            };
-            let mut response = match &selection {
-                Some(selection) => fields::select(response, selection, false)?,
-                None => response,
-            };
-            pagination::link_next(&mut response, &parts.uri);
-            return Ok(boxed(response));
-        }
+        let routes = self.routes();
+        let path = parts.uri.path();
         // No span of its own: the lookup takes well under a microsecond,
         // less than a span costs; the server span names the route.
         let lookup = routes.lookup(parts.method.as_str(), path);

@@ -1,16 +1,15 @@
-//! `GET /api/v1/openapi.json`: an OpenAPI 3.1 document of what this node
+//! The OpenAPI 3.1 document (`GET /api/v1/openapi.json`) of what this node
 //! serves now: every plugin route (tagged by plugin, its path parameters,
 //! the conventions every route gets: `fields`, problem+json errors, and for
 //! cacheable routes the ETag/304 behaviour) and the runtime's own endpoints
 //! (admin ones marked with the bearer scheme). Built from the routing
-//! table on each request, so it follows reloads.
+//! table on each request, so it follows reloads; `http::api` serves it.
+//! Layer: inside `http`, above `router`.
 
 use serde_json::{Map, Value, json};
 
+use super::api::{batch, openapi::PATH};
 use crate::router::Router;
-
-/// The endpoint.
-pub const PATH: &str = "/api/v1/openapi.json";
 
 /// The document for `router`.
 pub fn document(router: &Router) -> Value {
@@ -91,7 +90,7 @@ pub fn document(router: &Router) -> Value {
             operation["security"] = json!([{"bearer": []}]);
         }
         match *method {
-            "POST" if *path == super::batch::PATH => {
+            "POST" if *path == batch::PATH => {
                 operation["requestBody"] = json!({"required": true, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}
                 }});

@@ -19,19 +19,22 @@
 //!   {"id": "b", "method": "POST", "path": "/notes", "body": {"title": "x"}}
 //! ]}
 //! ```
+//!
+//! Layer: inside `http::api`; it re-enters the pipeline (`App::serve`) and
+//! calls plugins through `http`'s own plugin call.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{App, convert, request_id};
+use super::{Call, json_response};
 use crate::capability::sql::{Ambient, AmbientSlot};
 use crate::error::ApiError;
+use crate::http::{App, convert, request_id};
 use crate::plugin::LoadedPlugin;
 use crate::router::{Lookup, Target};
 use opentelemetry::trace::TraceContextExt;
@@ -66,18 +69,16 @@ struct Operation {
 }
 
 /// Serves a batch.
-pub(super) async fn serve<B>(
-    app: &App,
-    parts: &Parts,
-    body: B,
-    request_id: &str,
-) -> Result<Response<Full<Bytes>>, ApiError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub(super) async fn serve(call: Call<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let Call {
+        app,
+        parts,
+        body,
+        request_id,
+        ..
+    } = call;
     if parts.method != Method::POST {
-        return Err(super::not_allowed(&parts.method, "POST"));
+        return Err(crate::http::not_allowed(&parts.method, "POST"));
     }
     let config = app.batch.clone();
     let bytes =
@@ -103,7 +104,7 @@ where
         .collect();
     results.sort_by_key(|(index, _)| *index);
     let results: Vec<Value> = results.into_iter().map(|(_, result)| result).collect();
-    Ok(super::builtin::json_response(
+    Ok(json_response(
         StatusCode::OK,
         &json!({ "results": results }),
     ))
@@ -224,7 +225,7 @@ async fn run_group(
         let outcome = match prepared.request {
             Ok(request) => {
                 let (parts, body) = request.into_parts();
-                super::guest_request(target, params, &parts, body, &prepared.sub_id)
+                crate::http::guest_request(target, params, &parts, body, &prepared.sub_id)
                     .await
                     .map(|guest| (parts, guest))
             }
@@ -258,7 +259,7 @@ async fn run_group(
     };
     for ((index, id, sub_id, parts), answer) in called.into_iter().zip(answers) {
         let response = settled(
-            answer.and_then(|r| super::from_guest(target, &parts, r)),
+            answer.and_then(|r| crate::http::from_guest(target, &parts, r)),
             &sub_id,
         );
         results.push((index, result(id, response).await));
@@ -378,7 +379,7 @@ async fn atomic(
 }
 
 fn atomic_answer(committed: bool, results: Vec<Value>) -> Response<Full<Bytes>> {
-    super::builtin::json_response(
+    json_response(
         StatusCode::OK,
         &json!({ "atomic": true, "committed": committed, "results": results }),
     )
@@ -388,7 +389,7 @@ fn atomic_answer(committed: bool, results: Vec<Value>) -> Response<Full<Bytes>> 
 async fn run(app: &App, prepared: Prepared) -> Value {
     let response = match prepared.request {
         Ok(request) => through_pipeline(app, request).await,
-        Err(err) => super::boxed(err.into_response(&prepared.sub_id)),
+        Err(err) => crate::http::boxed(err.into_response(&prepared.sub_id)),
     };
     result(prepared.id, response).await
 }
@@ -429,7 +430,7 @@ async fn result<B: Body<Data = Bytes>>(id: String, response: Response<B>) -> Val
 fn through_pipeline(
     app: &App,
     request: Request<Full<Bytes>>,
-) -> std::pin::Pin<Box<dyn Future<Output = Response<super::ResponseBody>> + Send + '_>> {
+) -> std::pin::Pin<Box<dyn Future<Output = Response<crate::http::ResponseBody>> + Send + '_>> {
     Box::pin(app.serve(request))
 }
 

@@ -29,7 +29,6 @@ use tracing::Instrument;
 pub use auth::AdminAuth;
 
 use crate::alerts::Alerts;
-use crate::capability::sql::AmbientSlot;
 use crate::error::ApiError;
 use crate::monitor::{Occurrence, trace_id};
 use crate::plugin::{GuestRequest, PluginHost};
@@ -268,21 +267,8 @@ impl App {
                 .call_mounted(target, mount, parts, body, started, request_id, trace)
                 .await;
         }
-        // Inside an atomic batch nothing is cached: the batch may roll back.
-        let in_batch = parts.extensions.get::<AmbientSlot>().is_some();
-        let cached = matches!(parts.method, http::Method::GET | http::Method::HEAD)
-            .then(|| target.plugin.response_cache(target.route))
-            .flatten()
-            .filter(|_| !in_batch);
-        let mut result = match cached {
-            Some((policy, stats)) => {
-                self.call_cached(
-                    policy, stats, target, params, parts, body, request_id, trace,
-                )
-                .await
-            }
-            None => Self::call(target, params, parts, body, request_id, trace).await,
-        };
+        let call = |parts, params| Self::call(target, params, parts, body, request_id, trace);
+        let mut result = response_cache::through(self, target, parts, params, trace, call).await;
         self.settle(target, &mut result, started, request_id, trace);
         result.map(boxed)
     }
@@ -395,143 +381,6 @@ impl App {
                 Err(err)
             }
         }
-    }
-
-    /// A routed request to a route whose responses are cached (see
-    /// [`response_cache`]).
-    #[allow(clippy::too_many_arguments)]
-    async fn call_cached<B>(
-        &self,
-        policy: &crate::plugin::RouteCache,
-        stats: &crate::monitor::ResponseCacheStats,
-        target: &crate::router::Target,
-        params: Vec<(String, String)>,
-        parts: http::request::Parts,
-        body: B,
-        request_id: &str,
-        trace: &Context,
-    ) -> Result<Response<Full<Bytes>>, ApiError>
-    where
-        B: Body<Data = Bytes>,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        use crate::backend::cache::Fetched;
-        let cache = self.host.cache();
-        let plugin = target.plugin.name();
-        let key = response_cache::key(target.route, &parts, policy);
-        let tags = policy.tags_for(&params);
-        let if_none_match = response_cache::if_none_match(&parts.headers);
-        let outcome = |mut response: Response<Full<Bytes>>, outcome: &'static str| {
-            trace
-                .span()
-                .set_attribute(KeyValue::new("trellis.response_cache", outcome));
-            if response_cache::finish(&mut response, policy, if_none_match.as_ref(), outcome) {
-                stats.not_modified.inc();
-            }
-            response
-        };
-        let coding = compression::negotiate(&parts.headers);
-        let compressed = async |response: Response<Full<Bytes>>| {
-            self.compressed(plugin, &key, response, coding, policy.ttl, &tags)
-                .await
-        };
-        if response_cache::no_cache(&parts.headers) {
-            stats.bypass.inc();
-            let mut response = Self::call(target, params, parts, body, request_id, trace).await?;
-            response_cache::tag(&mut response);
-            if let Some(stored) = response_cache::encode(&response) {
-                // A full cache or a bad tag only means the next one misses.
-                let _ = cache
-                    .set_internal(plugin, &key, stored, policy.ttl, &tags)
-                    .await;
-            }
-            return Ok(compressed(outcome(response, "bypass")).await);
-        }
-        let ticket = match cache.fetch_internal(plugin, &key).await {
-            Fetched::Hit(stored) => match response_cache::decode(&stored) {
-                Some(response) => {
-                    stats.hit.inc();
-                    return Ok(compressed(outcome(response, "hit")).await);
-                }
-                None => None,
-            },
-            Fetched::Absent => None,
-            Fetched::Load(ticket) => Some(ticket),
-        };
-        stats.miss.inc();
-        let mut result = Self::call(target, params, parts, body, request_id, trace).await;
-        if let Ok(response) = &mut result {
-            response_cache::tag(response);
-        }
-        if let Some(ticket) = ticket {
-            match &result {
-                Ok(response) => match response_cache::encode(response) {
-                    Some(stored) => {
-                        let _ = ticket.fill(Some(stored), policy.ttl, &tags).await;
-                    }
-                    // A server error: waiters may have the stale answer.
-                    None if response.status().is_server_error() => ticket.fail(),
-                    // A 404 and the like: not cached; waiters ask the plugin.
-                    None => ticket.abandon(),
-                },
-                Err(_) => ticket.fail(),
-            }
-        }
-        match result {
-            Ok(response) => Ok(compressed(outcome(response, "miss")).await),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// A cached 200 compressed with `coding` (the client's choice), from
-    /// the cache when this variant was compressed before (stored beside it,
-    /// with its ttl and tags), else compressed now and stored. Anything else
-    /// as it is.
-    async fn compressed(
-        &self,
-        plugin: &str,
-        key: &str,
-        response: Response<Full<Bytes>>,
-        coding: Option<compression::Coding>,
-        ttl: std::time::Duration,
-        tags: &[String],
-    ) -> Response<Full<Bytes>> {
-        use tower_http::compression::Predicate;
-        if response.status() != http::StatusCode::OK
-            || !self.compressible.should_compress(&response)
-        {
-            return response;
-        }
-        let (Some(coding), Some(etag)) =
-            (coding, response.headers().get(http::header::ETAG).cloned())
-        else {
-            return response;
-        };
-        let cache = self.host.cache();
-        let encoded_key = response_cache::encoded_key(key, coding, &etag);
-        let body = match cache.get_internal(plugin, &encoded_key).await {
-            Some(Some(body)) => body,
-            _ => match compression::encode(coding, &convert::body_bytes(&response)).await {
-                Ok(body) => {
-                    let _ = cache
-                        .set_internal(plugin, &encoded_key, body.clone(), ttl, tags)
-                        .await;
-                    body
-                }
-                Err(_) => return response,
-            },
-        };
-        let (mut parts, _) = response.into_parts();
-        parts.headers.insert(
-            http::header::CONTENT_ENCODING,
-            HeaderValue::from_static(coding.token()),
-        );
-        parts.headers.remove(http::header::CONTENT_LENGTH);
-        parts.headers.append(
-            http::header::VARY,
-            HeaderValue::from_static("accept-encoding"),
-        );
-        Response::from_parts(parts, Full::new(body))
     }
 
     /// A routed request: its body under the plugin's limit, then the guest.

@@ -28,6 +28,8 @@ use tracing::Instrument;
 
 pub use auth::AdminAuth;
 
+use fields::Selection;
+
 use crate::alerts::Alerts;
 use crate::error::ApiError;
 use crate::monitor::{Occurrence, trace_id};
@@ -396,12 +398,13 @@ impl App {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let guest_request = guest_request(target, params, &parts, body, request_id).await?;
+        let (guest_request, selection) =
+            guest_request(target, params, &parts, body, request_id).await?;
         let guest_response = target
             .plugin
             .handle(&guest_request, trace, &parts.extensions)
             .await?;
-        from_guest(target, &parts, guest_response)
+        from_guest(target, &parts, selection.as_ref(), guest_response)
     }
 }
 
@@ -436,21 +439,22 @@ fn mounted_request(parts: &mut http::request::Parts, mount: &str) -> Result<(), 
 }
 
 /// The guest's view of a routed request, its body read under the plugin's
-/// limit and decoded.
+/// limit and decoded; and the request's `?fields=` selection for
+/// [`from_guest`], parsed here once (a bad one is refused before the body
+/// is read and the guest runs).
 pub(crate) async fn guest_request<B>(
     target: &crate::router::Target,
     params: Vec<(String, String)>,
     parts: &http::request::Parts,
     body: B,
     request_id: &str,
-) -> Result<GuestRequest, ApiError>
+) -> Result<(GuestRequest, Option<Selection>), ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let limits = target.plugin.limits();
-    // A bad `?fields=` is refused before the guest runs.
-    fields::requested(parts.uri.query())?;
+    let selection = fields::requested(parts.uri.query())?;
     let body = convert::read_body(
         body,
         &parts.headers,
@@ -458,7 +462,7 @@ where
         limits.deadline,
     )
     .await?;
-    Ok(GuestRequest {
+    let guest = GuestRequest {
         route: target.route,
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
@@ -474,23 +478,25 @@ where
         },
         body,
         request_id: request_id.to_string(),
-    })
+    };
+    Ok((guest, selection))
 }
 
-/// The plugin's answer to a request as HTTP, with its `?fields=` selection
-/// and pagination `Link` applied.
+/// The plugin's answer to a request as HTTP, with the request's `?fields=`
+/// `selection` (from [`guest_request`]) and the pagination `Link` applied.
 pub(crate) fn from_guest(
     target: &crate::router::Target,
     parts: &http::request::Parts,
+    selection: Option<&Selection>,
     guest_response: crate::plugin::GuestResponse,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let plugin = &target.plugin;
     // For HEAD, hyper sends the headers (with the GET body's length) and
     // drops the body.
     let response = convert::into_http(plugin.name(), guest_response)?;
-    let mut response = match fields::requested(parts.uri.query())? {
+    let mut response = match selection {
         Some(selection) => {
-            fields::select(response, &selection, plugin.lenient_fields(target.route))?
+            fields::select(response, selection, plugin.lenient_fields(target.route))?
         }
         None => response,
     };

@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use super::{Call, json_response};
 use crate::capability::sql::{Ambient, AmbientSlot};
 use crate::error::ApiError;
+use crate::http::fields::Selection;
 use crate::http::{App, convert, request_id};
 use crate::plugin::LoadedPlugin;
 use crate::router::{Lookup, Target};
@@ -192,6 +193,16 @@ async fn run_unit(app: &App, unit: Unit) -> Vec<(usize, Value)> {
     }
 }
 
+/// An operation of a group that reached the call: its position, id and
+/// request id, its request head and `?fields=` selection.
+struct Called {
+    index: usize,
+    id: String,
+    sub_id: String,
+    parts: http::request::Parts,
+    selection: Option<Selection>,
+}
+
 /// Operations to one route in one `batch-handler` call: each read as the
 /// pipeline reads it (body limit, decoding, `?fields=`) and answered with
 /// its own status; a failed call fails each of them alike.
@@ -222,23 +233,34 @@ async fn run_group(
     let mut called = Vec::with_capacity(members.len());
     let mut guest_requests = Vec::with_capacity(members.len());
     for (prepared, params) in members {
-        let outcome = match prepared.request {
+        let Prepared {
+            index,
+            id,
+            sub_id,
+            request,
+        } = prepared;
+        let read = match request {
             Ok(request) => {
                 let (parts, body) = request.into_parts();
-                crate::http::guest_request(target, params, &parts, body, &prepared.sub_id)
-                    .await
-                    .map(|guest| (parts, guest))
+                let read = crate::http::guest_request(target, params, &parts, body, &sub_id).await;
+                read.map(|(guest, selection)| (guest, parts, selection))
             }
             Err(err) => Err(err),
         };
-        match outcome {
-            Ok((parts, guest)) => {
+        match read {
+            Ok((guest, parts, selection)) => {
                 guest_requests.push(guest);
-                called.push((prepared.index, prepared.id, prepared.sub_id, parts));
+                called.push(Called {
+                    index,
+                    id,
+                    sub_id,
+                    parts,
+                    selection,
+                });
             }
             Err(err) => {
-                let response = settled(Err(err), &prepared.sub_id);
-                results.push((prepared.index, result(prepared.id, response).await));
+                let response = settled(Err(err), &sub_id);
+                results.push((index, result(id, response).await));
             }
         }
     }
@@ -250,19 +272,20 @@ async fn run_group(
     let answers = match target.plugin.handle_batch(&guest_requests, &trace).await {
         Ok(answers) => answers,
         Err(err) => {
-            for (index, id, sub_id, _) in called.drain(..) {
-                let response = settled(Err(err.clone()), &sub_id);
-                results.push((index, result(id, response).await));
+            for called in called.drain(..) {
+                let response = settled(Err(err.clone()), &called.sub_id);
+                results.push((called.index, result(called.id, response).await));
             }
             Vec::new()
         }
     };
-    for ((index, id, sub_id, parts), answer) in called.into_iter().zip(answers) {
+    for (called, answer) in called.into_iter().zip(answers) {
+        let selection = called.selection.as_ref();
         let response = settled(
-            answer.and_then(|r| crate::http::from_guest(target, &parts, r)),
-            &sub_id,
+            answer.and_then(|r| crate::http::from_guest(target, &called.parts, selection, r)),
+            &called.sub_id,
         );
-        results.push((index, result(id, response).await));
+        results.push((called.index, result(called.id, response).await));
     }
     trace.span().end();
     results

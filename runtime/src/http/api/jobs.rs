@@ -20,7 +20,7 @@ use crate::backend::jobs::{Filter, Job, STATES};
 use crate::capability::jobs::queue::{EnqueueError, EnqueueOptions};
 use crate::clock::now_ms;
 use crate::error::ApiError;
-use crate::http::{App, convert};
+use crate::http::{App, convert, fields};
 
 /// The path prefix.
 pub const PATH: &str = "/api/v1/jobs";
@@ -260,7 +260,8 @@ async fn list(app: &App, query: Option<&str>) -> Result<Response<Full<Bytes>>, A
                 })?;
                 filter.after = Some(after.to_string());
             }
-            "fields" => {}
+            // Applied to the response by `http::fields`.
+            fields::PARAM => {}
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown query parameter `{other}`; known: state, kind, plugin, queue, limit, cursor, fields"

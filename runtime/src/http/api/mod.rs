@@ -201,9 +201,10 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let selection = match endpoint.shaped {
-        true => fields::requested(parts.uri.query())?,
-        false => None,
+    let selection = if endpoint.shaped {
+        fields::requested(parts.uri.query())?
+    } else {
+        None
     };
     endpoint.access.check(&app.admin, &parts.headers)?;
     let call = Call {

@@ -23,6 +23,8 @@
 //! Layer: inside `http::api`; it re-enters the pipeline (`App::serve`) and
 //! calls plugins through `http`'s own plugin call.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -36,7 +38,7 @@ use crate::capability::sql::{Ambient, AmbientSlot};
 use crate::error::ApiError;
 use crate::http::fields::Selection;
 use crate::http::{App, convert, request_id};
-use crate::plugin::LoadedPlugin;
+use crate::plugin::{GuestRequest, LoadedPlugin};
 use crate::router::{Lookup, Target};
 use opentelemetry::trace::TraceContextExt;
 
@@ -239,14 +241,7 @@ async fn run_group(
             sub_id,
             request,
         } = prepared;
-        let read = match request {
-            Ok(request) => {
-                let (parts, body) = request.into_parts();
-                let read = crate::http::guest_request(target, params, &parts, body, &sub_id).await;
-                read.map(|(guest, selection)| (guest, parts, selection))
-            }
-            Err(err) => Err(err),
-        };
+        let read = read_member(target, request, params, &sub_id).await;
         match read {
             Ok((guest, parts, selection)) => {
                 guest_requests.push(guest);
@@ -291,6 +286,20 @@ async fn run_group(
     results
 }
 
+/// A group member's request read for the guest as the pipeline reads it,
+/// with its head and `?fields=` selection.
+async fn read_member(
+    target: &Target,
+    request: Result<Request<Full<Bytes>>, ApiError>,
+    params: Vec<(String, String)>,
+    sub_id: &str,
+) -> Result<(GuestRequest, http::request::Parts, Option<Selection>), ApiError> {
+    let (parts, body) = request?.into_parts();
+    let (guest, selection) =
+        crate::http::guest_request(target, params, &parts, body, sub_id).await?;
+    Ok((guest, parts, selection))
+}
+
 /// Carries its operation's request id, as the pipeline's answers do.
 fn answered(mut response: Response<Full<Bytes>>, sub_id: &str) -> Response<Full<Bytes>> {
     if let Ok(value) = HeaderValue::from_str(sub_id) {
@@ -299,16 +308,52 @@ fn answered(mut response: Response<Full<Bytes>>, sub_id: &str) -> Response<Full<
     response
 }
 
+/// Operations' requests by their ids, in order.
+type Named = Vec<(String, Request<Full<Bytes>>)>;
+
 /// An atomic batch (see the module's docs).
 async fn atomic(
     app: &App,
     operations: Vec<Operation>,
     batch_id: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    // Every operation is read and routed before anything runs: a malformed
-    // one, or one for another plugin, refuses the whole batch.
+    let (plugin, requests) = route_atomic(app, operations, batch_id)?;
+    let Some(plugin) = plugin else {
+        return Ok(atomic_answer(true, Vec::new()));
+    };
+    let Some(db) = plugin.context().database() else {
+        return Err(ApiError::BadRequest(format!(
+            "plugin `{}` has no database (it is not granted `sql`), so it cannot run an \
+             atomic batch",
+            plugin.name()
+        )));
+    };
+    let tx = db.begin().await.map_err(|err| {
+        ApiError::Unavailable(format!("cannot begin the batch's transaction: {err}"))
+    })?;
+    let slot: AmbientSlot = std::sync::Arc::new(std::sync::Mutex::new(Ambient::new(tx)));
+    let (results, failed) = run_atomic(app, requests, &slot).await;
+    let committed = commit(&plugin, &slot, failed).await;
+    Ok(atomic_answer(committed, results))
+}
+
+/// An atomic batch's operations, each read and routed before anything
+/// runs (a malformed one, or one for another plugin, refuses the whole
+/// batch), with the plugin they go to (`None` for no operations).
+#[allow(clippy::type_complexity)]
+fn route_atomic(
+    app: &App,
+    operations: Vec<Operation>,
+    batch_id: &str,
+) -> Result<
+    (
+        Option<Arc<LoadedPlugin>>,
+        Vec<(String, Request<Full<Bytes>>)>,
+    ),
+    ApiError,
+> {
     let routes = app.routes();
-    let mut plugin: Option<std::sync::Arc<LoadedPlugin>> = None;
+    let mut plugin: Option<Arc<LoadedPlugin>> = None;
     let mut requests = Vec::with_capacity(operations.len());
     for (index, op) in operations.into_iter().enumerate() {
         let Prepared { id, request, .. } = Prepared::new(op, index, batch_id);
@@ -338,20 +383,17 @@ async fn atomic(
         }
         requests.push((id, request));
     }
-    let Some(plugin) = plugin else {
-        return Ok(atomic_answer(true, Vec::new()));
-    };
-    let Some(db) = plugin.context().database() else {
-        return Err(ApiError::BadRequest(format!(
-            "plugin `{}` has no database (it is not granted `sql`), so it cannot run an \
-             atomic batch",
-            plugin.name()
-        )));
-    };
-    let tx = db.begin().await.map_err(|err| {
-        ApiError::Unavailable(format!("cannot begin the batch's transaction: {err}"))
-    })?;
-    let slot: AmbientSlot = std::sync::Arc::new(std::sync::Mutex::new(Ambient::new(tx)));
+    Ok((plugin, requests))
+}
+
+/// Runs an atomic batch's operations one after another in the
+/// transaction `slot` holds, until one fails (or ends the transaction):
+/// the results, the rest 424, and the id of the one that failed.
+async fn run_atomic(
+    app: &App,
+    requests: Named,
+    slot: &AmbientSlot,
+) -> (Vec<Value>, Option<String>) {
     let mut results = Vec::with_capacity(requests.len());
     let mut failed: Option<String> = None;
     for (id, mut request) in requests {
@@ -378,8 +420,15 @@ async fn atomic(
             failed = Some(id);
         }
     }
+    (results, failed)
+}
+
+/// Commits the transaction `slot` holds when no operation `failed` (then
+/// what it wrote and enqueued takes effect); else drops it, rolled back.
+/// Whether it committed.
+async fn commit(plugin: &LoadedPlugin, slot: &AmbientSlot, failed: Option<String>) -> bool {
     let ambient = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
-    let committed = match (failed, ambient.tx) {
+    match (failed, ambient.tx) {
         (None, Some(tx)) => match tx.commit().await {
             Ok(()) => {
                 crate::capability::sql::committed(
@@ -397,8 +446,7 @@ async fn atomic(
         },
         // Dropped: rolled back.
         _ => false,
-    };
-    Ok(atomic_answer(committed, results))
+    }
 }
 
 fn atomic_answer(committed: bool, results: Vec<Value>) -> Response<Full<Bytes>> {

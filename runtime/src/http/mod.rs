@@ -1,13 +1,18 @@
-//! The per-request pipeline: request id and span, the runtime's own
-//! endpoints, routing, the request body under its limit, the plugin call,
-//! metrics, and every failure rendered as problem+json.
-//! Layer: below `server`, above `router` and `plugin`.
+//! The per-request pipeline: the request id and the server span, then one
+//! of the runtime's own endpoints (`api`, one lookup in its table) or a
+//! plugin route: routing, the response cache (`response_cache::through`),
+//! the request body under its limit, the plugin call (`mounted` for a
+//! `wasi:http` component), the route's metrics and error groups
+//! (`settle`), and every failure rendered as problem+json.
+//! Layer: below `server`; above `jobs`, `deploy`, `router`, `plugin` and
+//! what they stand on.
 
 mod api;
 pub mod auth;
 pub mod compression;
 pub mod convert;
 pub mod fields;
+mod mounted;
 pub mod openapi;
 pub mod pagination;
 pub mod request_id;
@@ -265,8 +270,7 @@ impl App {
             ));
         }
         if let Some(mount) = target.plugin.mount() {
-            return self
-                .call_mounted(target, mount, parts, body, started, request_id, trace)
+            return mounted::call(self, target, mount, parts, body, started, request_id, trace)
                 .await;
         }
         let call = |parts, params| Self::call(target, params, parts, body, request_id, trace);
@@ -328,63 +332,6 @@ impl App {
         });
     }
 
-    /// A request to a mounted `wasi:http` component: the path it sees is
-    /// the part below the mount (`x-forwarded-prefix` names the mount), and
-    /// the bodies stream both ways under the plugin's limits. The route's
-    /// metrics count the time to the response head.
-    #[allow(clippy::too_many_arguments)]
-    async fn call_mounted<B>(
-        &self,
-        target: &crate::router::Target,
-        mount: &str,
-        mut parts: http::request::Parts,
-        body: B,
-        started: Instant,
-        request_id: &str,
-        trace: &Context,
-    ) -> Result<Response<ResponseBody>, ApiError>
-    where
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        let limit = target.plugin.limits().max_request_body.as_u64();
-        let declared = convert::declared_length(&parts.headers);
-        let result = if declared.is_some_and(|length| length > limit) {
-            Err(ApiError::PayloadTooLarge { limit })
-        } else {
-            mounted_request(&mut parts, mount)?;
-            let request =
-                Request::from_parts(parts, crate::plugin::wasi_http::request_body(body, limit));
-            target
-                .plugin
-                .handle_wasi_http(request, trace, request_id)
-                .await
-        };
-        let status = match &result {
-            Ok(response) => response.status().as_u16(),
-            Err(err) => err.status().as_u16(),
-        };
-        if let Some(stats) = target.plugin.route_stats(target.route) {
-            stats.record(status, started.elapsed());
-        }
-        match result {
-            Ok(response) => {
-                if status >= 500 {
-                    let message = format!("status {status}");
-                    self.record_failure(target, "plugin_error", &message, None, request_id, trace);
-                }
-                Ok(response.map(|body| body.map_err(std::io::Error::other).boxed_unsync()))
-            }
-            Err(err) => {
-                if status >= 500 {
-                    let message = err.to_string();
-                    self.record_failure(target, err.code(), &message, None, request_id, trace);
-                }
-                Err(err)
-            }
-        }
-    }
-
     /// A routed request: its body under the plugin's limit, then the guest.
     async fn call<B>(
         target: &crate::router::Target,
@@ -406,36 +353,6 @@ impl App {
             .await?;
         from_guest(target, &parts, selection.as_ref(), guest_response)
     }
-}
-
-/// Rewrites a request to a component mounted at `mount` into what the
-/// component sees: the path below the mount (`/` for the mount itself), the
-/// query kept, `x-forwarded-prefix: <mount>`, and a `Host` when the client
-/// sent none (wasi:http requires an authority).
-fn mounted_request(parts: &mut http::request::Parts, mount: &str) -> Result<(), ApiError> {
-    let below = crate::router::below(parts.uri.path(), mount).unwrap_or_default();
-    let path = if below.is_empty() { "/" } else { below };
-    let path_and_query = match parts.uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_string(),
-    };
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
-    uri.path_and_query = Some(
-        path_and_query
-            .parse()
-            .map_err(|e| ApiError::BadRequest(format!("invalid request target: {e}")))?,
-    );
-    parts.uri = http::Uri::from_parts(uri)
-        .map_err(|e| ApiError::BadRequest(format!("invalid request target: {e}")))?;
-    if let Ok(mount) = HeaderValue::from_str(mount) {
-        parts.headers.insert("x-forwarded-prefix", mount);
-    }
-    if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
-        parts
-            .headers
-            .insert(http::header::HOST, HeaderValue::from_static("localhost"));
-    }
-    Ok(())
 }
 
 /// The guest's view of a routed request, its body read under the plugin's

@@ -1,6 +1,8 @@
 //! Admin authentication: `Authorization: Bearer <token>` checked against the
 //! configured tokens in constant time (both sides hashed first, so neither
 //! content nor length leaks through timing).
+//! Layer: inside `http` (`http::api` checks each endpoint's access with
+//! it), above `config`.
 
 use http::HeaderMap;
 use sha2::{Digest, Sha256};

@@ -16,6 +16,8 @@
 //!
 //! Request bodies with a `Content-Encoding` are decoded in
 //! `convert::read_body`, under the body limit.
+//! Layer: inside `http` (`server` wraps the layer around the pipeline),
+//! above `config`.
 
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, ETAG};
 use http::{HeaderValue, Response};

@@ -1,5 +1,6 @@
 //! hyper ↔ guest: the request body under its limit, query and headers as
 //! pairs, and the guest's response checked into a hyper response.
+//! Layer: inside `http`, above `plugin`.
 
 use std::time::Duration;
 

@@ -7,6 +7,9 @@
 //! option `fields = "lenient"`). Applied by the host to plugin responses
 //! (before the response cache stores them, so the cache keys on the
 //! selection through the query string) and to the runtime's own JSON.
+//! Parsed once per request: by `http::api` for the runtime's endpoints, by
+//! `guest_request` for plugin routes.
+//! Layer: inside `http` (beside `convert`); below it only `error`.
 
 use std::collections::BTreeMap;
 

@@ -1,16 +1,18 @@
-//! The per-request pipeline: request id and span, the runtime's own
-//! endpoints, routing, the request body under its limit, the plugin call,
-//! metrics, and every failure rendered as problem+json.
-//! Layer: below `server`, above `router` and `plugin`.
+//! The per-request pipeline: the request id and the server span, then one
+//! of the runtime's own endpoints (`api`, one lookup in its table) or a
+//! plugin route: routing, the response cache (`response_cache::through`),
+//! the request body under its limit, the plugin call (`mounted` for a
+//! `wasi:http` component), the route's metrics and error groups
+//! (`settle`), and every failure rendered as problem+json.
+//! Layer: below `server`; above `jobs`, `deploy`, `router`, `plugin` and
+//! what they stand on.
 
-mod admin;
+mod api;
 pub mod auth;
-mod batch;
-mod builtin;
 pub mod compression;
 pub mod convert;
 pub mod fields;
-mod jobs;
+mod mounted;
 pub mod openapi;
 pub mod pagination;
 pub mod request_id;
@@ -31,12 +33,13 @@ use tracing::Instrument;
 
 pub use auth::AdminAuth;
 
+use fields::Selection;
+
 use crate::alerts::Alerts;
-use crate::capability::sql::AmbientSlot;
 use crate::error::ApiError;
 use crate::monitor::{Occurrence, trace_id};
 use crate::plugin::{GuestRequest, PluginHost};
-use crate::router::{Lookup, Router, is_reserved};
+use crate::router::{Lookup, Router};
 
 /// What the pipeline answers with: a whole body, or one that streams (from
 /// a `wasi:http` component) and may end with an error. (A concrete error
@@ -52,13 +55,6 @@ pub fn boxed(response: Response<Full<Bytes>>) -> Response<ResponseBody> {
 /// A response header a plugin sets on a 5xx to choose the fingerprint its
 /// error is grouped by; the runtime removes it.
 pub const FINGERPRINT_HEADER: &str = "x-trellis-fingerprint";
-
-/// The segments of `path` under `prefix` (see [`crate::router::below`]):
-/// `["1", "cancel"]` for `/api/v1/jobs/1/cancel` under `/api/v1/jobs`.
-fn segments_under<'a>(path: &'a str, prefix: &str) -> Option<Vec<&'a str>> {
-    let rest = crate::router::below(path, prefix)?;
-    Some(rest.split('/').filter(|s| !s.is_empty()).collect())
-}
 
 /// 405 for `method`, listing the methods allowed.
 fn not_allowed(method: &http::Method, allow: &str) -> ApiError {
@@ -151,10 +147,10 @@ impl App {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let request_id = request_id::from_headers(request.headers());
-        // The runtime's own endpoints (scrapes, probes) are not traced;
-        // the job API is, so a job's run joins its enqueuer's trace.
-        let path = request.uri().path();
-        let traced = !is_reserved(path) || jobs::handles(path);
+        // Plugin routes are traced; of the runtime's own endpoints, those
+        // whose row says so.
+        let endpoint = api::find(request.uri().path());
+        let traced = endpoint.is_none_or(|endpoint| endpoint.traced);
         let trace = if traced {
             self.host.tracing().server_span(
                 request.headers(),
@@ -174,7 +170,8 @@ impl App {
         async {
             let started = Instant::now();
             let mut code = None;
-            let mut response = match self.dispatch(request, &request_id, &trace).await {
+            let dispatched = self.dispatch(request, endpoint, &request_id, &trace);
+            let mut response = match dispatched.await {
                 Ok(response) => response,
                 Err(err) => {
                     if err.status().is_server_error() {
@@ -224,9 +221,12 @@ impl App {
         span.end();
     }
 
+    /// A request to the runtime's own `endpoint` (see [`api`]), else to a
+    /// plugin route.
     async fn dispatch<B>(
         &self,
         request: Request<B>,
+        endpoint: Option<&api::Endpoint>,
         request_id: &str,
         trace: &Context,
     ) -> Result<Response<ResponseBody>, ApiError>
@@ -235,40 +235,14 @@ impl App {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = Instant::now();
-        let routes = self.routes();
         let (parts, body) = request.into_parts();
-        let path = parts.uri.path();
-        if path == openapi::PATH {
-            if parts.method != http::Method::GET && parts.method != http::Method::HEAD {
-                return Err(not_allowed(&parts.method, "GET, HEAD"));
-            }
-            return Ok(boxed(builtin::json_response(
-                http::StatusCode::OK,
-                &openapi::document(&routes),
-            )));
-        }
-        if path == batch::PATH {
-            // Public: each operation meets the pipeline's own checks.
-            return batch::serve(self, &parts, body, request_id)
+        if let Some(endpoint) = endpoint {
+            return api::serve(self, endpoint, &parts, body, request_id, trace)
                 .await
                 .map(boxed);
         }
-        if is_reserved(path) {
-            let selection = fields::requested(parts.uri.query())?;
-            let response = if jobs::handles(path) {
-                jobs::serve(self, &parts, body, trace).await?
-            } else if admin::handles(path) {
-                admin::serve(self, &parts, body).await?
-            } else {
-                builtin::serve(self, &parts, body).await?
-            };
-            let mut response = match &selection {
-                Some(selection) => fields::select(response, selection, false)?,
-                None => response,
-            };
-            pagination::link_next(&mut response, &parts.uri);
-            return Ok(boxed(response));
-        }
+        let routes = self.routes();
+        let path = parts.uri.path();
         // No span of its own: the lookup takes well under a microsecond,
         // less than a span costs; the server span names the route.
         let lookup = routes.lookup(parts.method.as_str(), path);
@@ -296,25 +270,11 @@ impl App {
             ));
         }
         if let Some(mount) = target.plugin.mount() {
-            return self
-                .call_mounted(target, mount, parts, body, started, request_id, trace)
+            return mounted::call(self, target, mount, parts, body, started, request_id, trace)
                 .await;
         }
-        // Inside an atomic batch nothing is cached: the batch may roll back.
-        let in_batch = parts.extensions.get::<AmbientSlot>().is_some();
-        let cached = matches!(parts.method, http::Method::GET | http::Method::HEAD)
-            .then(|| target.plugin.response_cache(target.route))
-            .flatten()
-            .filter(|_| !in_batch);
-        let mut result = match cached {
-            Some((policy, stats)) => {
-                self.call_cached(
-                    policy, stats, target, params, parts, body, request_id, trace,
-                )
-                .await
-            }
-            None => Self::call(target, params, parts, body, request_id, trace).await,
-        };
+        let call = |parts, params| Self::call(target, params, parts, body, request_id, trace);
+        let mut result = response_cache::through(self, target, parts, params, trace, call).await;
         self.settle(target, &mut result, started, request_id, trace);
         result.map(boxed)
     }
@@ -372,200 +332,6 @@ impl App {
         });
     }
 
-    /// A request to a mounted `wasi:http` component: the path it sees is
-    /// the part below the mount (`x-forwarded-prefix` names the mount), and
-    /// the bodies stream both ways under the plugin's limits. The route's
-    /// metrics count the time to the response head.
-    #[allow(clippy::too_many_arguments)]
-    async fn call_mounted<B>(
-        &self,
-        target: &crate::router::Target,
-        mount: &str,
-        mut parts: http::request::Parts,
-        body: B,
-        started: Instant,
-        request_id: &str,
-        trace: &Context,
-    ) -> Result<Response<ResponseBody>, ApiError>
-    where
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        let limit = target.plugin.limits().max_request_body.as_u64();
-        let declared = convert::declared_length(&parts.headers);
-        let result = if declared.is_some_and(|length| length > limit) {
-            Err(ApiError::PayloadTooLarge { limit })
-        } else {
-            mounted_request(&mut parts, mount)?;
-            let request =
-                Request::from_parts(parts, crate::plugin::wasi_http::request_body(body, limit));
-            target
-                .plugin
-                .handle_wasi_http(request, trace, request_id)
-                .await
-        };
-        let status = match &result {
-            Ok(response) => response.status().as_u16(),
-            Err(err) => err.status().as_u16(),
-        };
-        if let Some(stats) = target.plugin.route_stats(target.route) {
-            stats.record(status, started.elapsed());
-        }
-        match result {
-            Ok(response) => {
-                if status >= 500 {
-                    let message = format!("status {status}");
-                    self.record_failure(target, "plugin_error", &message, None, request_id, trace);
-                }
-                Ok(response.map(|body| body.map_err(std::io::Error::other).boxed_unsync()))
-            }
-            Err(err) => {
-                if status >= 500 {
-                    let message = err.to_string();
-                    self.record_failure(target, err.code(), &message, None, request_id, trace);
-                }
-                Err(err)
-            }
-        }
-    }
-
-    /// A routed request to a route whose responses are cached (see
-    /// [`response_cache`]).
-    #[allow(clippy::too_many_arguments)]
-    async fn call_cached<B>(
-        &self,
-        policy: &crate::plugin::RouteCache,
-        stats: &crate::monitor::ResponseCacheStats,
-        target: &crate::router::Target,
-        params: Vec<(String, String)>,
-        parts: http::request::Parts,
-        body: B,
-        request_id: &str,
-        trace: &Context,
-    ) -> Result<Response<Full<Bytes>>, ApiError>
-    where
-        B: Body<Data = Bytes>,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        use crate::backend::cache::Fetched;
-        let cache = self.host.cache();
-        let plugin = target.plugin.name();
-        let key = response_cache::key(target.route, &parts, policy);
-        let tags = policy.tags_for(&params);
-        let if_none_match = response_cache::if_none_match(&parts.headers);
-        let outcome = |mut response: Response<Full<Bytes>>, outcome: &'static str| {
-            trace
-                .span()
-                .set_attribute(KeyValue::new("trellis.response_cache", outcome));
-            if response_cache::finish(&mut response, policy, if_none_match.as_ref(), outcome) {
-                stats.not_modified.inc();
-            }
-            response
-        };
-        let coding = compression::negotiate(&parts.headers);
-        let compressed = async |response: Response<Full<Bytes>>| {
-            self.compressed(plugin, &key, response, coding, policy.ttl, &tags)
-                .await
-        };
-        if response_cache::no_cache(&parts.headers) {
-            stats.bypass.inc();
-            let mut response = Self::call(target, params, parts, body, request_id, trace).await?;
-            response_cache::tag(&mut response);
-            if let Some(stored) = response_cache::encode(&response) {
-                // A full cache or a bad tag only means the next one misses.
-                let _ = cache
-                    .set_internal(plugin, &key, stored, policy.ttl, &tags)
-                    .await;
-            }
-            return Ok(compressed(outcome(response, "bypass")).await);
-        }
-        let ticket = match cache.fetch_internal(plugin, &key).await {
-            Fetched::Hit(stored) => match response_cache::decode(&stored) {
-                Some(response) => {
-                    stats.hit.inc();
-                    return Ok(compressed(outcome(response, "hit")).await);
-                }
-                None => None,
-            },
-            Fetched::Absent => None,
-            Fetched::Load(ticket) => Some(ticket),
-        };
-        stats.miss.inc();
-        let mut result = Self::call(target, params, parts, body, request_id, trace).await;
-        if let Ok(response) = &mut result {
-            response_cache::tag(response);
-        }
-        if let Some(ticket) = ticket {
-            match &result {
-                Ok(response) => match response_cache::encode(response) {
-                    Some(stored) => {
-                        let _ = ticket.fill(Some(stored), policy.ttl, &tags).await;
-                    }
-                    // A server error: waiters may have the stale answer.
-                    None if response.status().is_server_error() => ticket.fail(),
-                    // A 404 and the like: not cached; waiters ask the plugin.
-                    None => ticket.abandon(),
-                },
-                Err(_) => ticket.fail(),
-            }
-        }
-        match result {
-            Ok(response) => Ok(compressed(outcome(response, "miss")).await),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// A cached 200 compressed with `coding` (the client's choice), from
-    /// the cache when this variant was compressed before (stored beside it,
-    /// with its ttl and tags), else compressed now and stored. Anything else
-    /// as it is.
-    async fn compressed(
-        &self,
-        plugin: &str,
-        key: &str,
-        response: Response<Full<Bytes>>,
-        coding: Option<compression::Coding>,
-        ttl: std::time::Duration,
-        tags: &[String],
-    ) -> Response<Full<Bytes>> {
-        use tower_http::compression::Predicate;
-        if response.status() != http::StatusCode::OK
-            || !self.compressible.should_compress(&response)
-        {
-            return response;
-        }
-        let (Some(coding), Some(etag)) =
-            (coding, response.headers().get(http::header::ETAG).cloned())
-        else {
-            return response;
-        };
-        let cache = self.host.cache();
-        let encoded_key = response_cache::encoded_key(key, coding, &etag);
-        let body = match cache.get_internal(plugin, &encoded_key).await {
-            Some(Some(body)) => body,
-            _ => match compression::encode(coding, &convert::body_bytes(&response)).await {
-                Ok(body) => {
-                    let _ = cache
-                        .set_internal(plugin, &encoded_key, body.clone(), ttl, tags)
-                        .await;
-                    body
-                }
-                Err(_) => return response,
-            },
-        };
-        let (mut parts, _) = response.into_parts();
-        parts.headers.insert(
-            http::header::CONTENT_ENCODING,
-            HeaderValue::from_static(coding.token()),
-        );
-        parts.headers.remove(http::header::CONTENT_LENGTH);
-        parts.headers.append(
-            http::header::VARY,
-            HeaderValue::from_static("accept-encoding"),
-        );
-        Response::from_parts(parts, Full::new(body))
-    }
-
     /// A routed request: its body under the plugin's limit, then the guest.
     async fn call<B>(
         target: &crate::router::Target,
@@ -579,61 +345,33 @@ impl App {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let guest_request = guest_request(target, params, &parts, body, request_id).await?;
+        let (guest_request, selection) =
+            guest_request(target, params, &parts, body, request_id).await?;
         let guest_response = target
             .plugin
             .handle(&guest_request, trace, &parts.extensions)
             .await?;
-        from_guest(target, &parts, guest_response)
+        from_guest(target, &parts, selection.as_ref(), guest_response)
     }
-}
-
-/// Rewrites a request to a component mounted at `mount` into what the
-/// component sees: the path below the mount (`/` for the mount itself), the
-/// query kept, `x-forwarded-prefix: <mount>`, and a `Host` when the client
-/// sent none (wasi:http requires an authority).
-fn mounted_request(parts: &mut http::request::Parts, mount: &str) -> Result<(), ApiError> {
-    let below = crate::router::below(parts.uri.path(), mount).unwrap_or_default();
-    let path = if below.is_empty() { "/" } else { below };
-    let path_and_query = match parts.uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_string(),
-    };
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
-    uri.path_and_query = Some(
-        path_and_query
-            .parse()
-            .map_err(|e| ApiError::BadRequest(format!("invalid request target: {e}")))?,
-    );
-    parts.uri = http::Uri::from_parts(uri)
-        .map_err(|e| ApiError::BadRequest(format!("invalid request target: {e}")))?;
-    if let Ok(mount) = HeaderValue::from_str(mount) {
-        parts.headers.insert("x-forwarded-prefix", mount);
-    }
-    if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
-        parts
-            .headers
-            .insert(http::header::HOST, HeaderValue::from_static("localhost"));
-    }
-    Ok(())
 }
 
 /// The guest's view of a routed request, its body read under the plugin's
-/// limit and decoded.
+/// limit and decoded; and the request's `?fields=` selection for
+/// [`from_guest`], parsed here once (a bad one is refused before the body
+/// is read and the guest runs).
 pub(crate) async fn guest_request<B>(
     target: &crate::router::Target,
     params: Vec<(String, String)>,
     parts: &http::request::Parts,
     body: B,
     request_id: &str,
-) -> Result<GuestRequest, ApiError>
+) -> Result<(GuestRequest, Option<Selection>), ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let limits = target.plugin.limits();
-    // A bad `?fields=` is refused before the guest runs.
-    fields::requested(parts.uri.query())?;
+    let selection = fields::requested(parts.uri.query())?;
     let body = convert::read_body(
         body,
         &parts.headers,
@@ -641,7 +379,7 @@ where
         limits.deadline,
     )
     .await?;
-    Ok(GuestRequest {
+    let guest = GuestRequest {
         route: target.route,
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
@@ -657,23 +395,25 @@ where
         },
         body,
         request_id: request_id.to_string(),
-    })
+    };
+    Ok((guest, selection))
 }
 
-/// The plugin's answer to a request as HTTP, with its `?fields=` selection
-/// and pagination `Link` applied.
+/// The plugin's answer to a request as HTTP, with the request's `?fields=`
+/// `selection` (from [`guest_request`]) and the pagination `Link` applied.
 pub(crate) fn from_guest(
     target: &crate::router::Target,
     parts: &http::request::Parts,
+    selection: Option<&Selection>,
     guest_response: crate::plugin::GuestResponse,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let plugin = &target.plugin;
     // For HEAD, hyper sends the headers (with the GET body's length) and
     // drops the body.
     let response = convert::into_http(plugin.name(), guest_response)?;
-    let mut response = match fields::requested(parts.uri.query())? {
+    let mut response = match selection {
         Some(selection) => {
-            fields::select(response, &selection, plugin.lenient_fields(target.route))?
+            fields::select(response, selection, plugin.lenient_fields(target.route))?
         }
         None => response,
     };

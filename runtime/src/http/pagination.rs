@@ -3,6 +3,7 @@
 //! plugin's half): a 2xx JSON response whose body has a string
 //! `next_cursor` gets `Link: <path?…&cursor=…>; rel="next"`, the request's
 //! other query parameters kept.
+//! Layer: inside `http` (beside `convert`); nothing below `http`.
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LINK};

@@ -1,5 +1,6 @@
 //! The request id: propagated from `x-request-id` when the client sent a
 //! sane one, otherwise a new UUIDv7 (time-ordered, so logs sort).
+//! Layer: inside `http`; leaf.
 
 use http::HeaderMap;
 

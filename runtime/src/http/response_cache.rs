@@ -9,16 +9,225 @@
 //! (`cache::invalidate-tag`).
 //!
 //! Only 200 responses without `Set-Cookie` and without `Cache-Control:
-//! no-store` or `private` are stored.
+//! no-store` or `private` are stored. A stored 200 is also kept compressed,
+//! once per variant and coding the clients ask for (see
+//! `http::compression`). Inside an atomic batch nothing is cached: the
+//! batch may roll back.
+//!
+//! The pipeline hands every routed request to [`through`], with the plugin
+//! call still to make; the steps (key, lookup, single-flight ticket, ETag
+//! and 304, storing, compressed variants, the counters and the span's
+//! `trellis.response_cache` attribute) are this module's.
+//! Layer: inside `http`, above `plugin` (route policies), `backend` (the
+//! cache) and `monitor` (the counters).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH, PRAGMA, SET_COOKIE, VARY};
+use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{Context, KeyValue};
 use sha2::{Digest, Sha256};
 
+use super::App;
+use super::compression::{self, Coding};
 use super::convert::body_bytes;
+use crate::backend::cache::{CacheService, Fetched, LoadTicket};
+use crate::capability::sql::AmbientSlot;
+use crate::error::ApiError;
+use crate::monitor::ResponseCacheStats;
 use crate::plugin::RouteCache;
+use crate::router::Target;
+
+/// A routed request's answer: through the response cache when its route
+/// caches (`GET`/`HEAD` to a route with `cache-ttl`, not inside an atomic
+/// batch), else straight from `call`. `call` makes the plugin call (at
+/// most once) from the request head and the path parameters.
+pub(super) async fn through<F, Fut>(
+    app: &App,
+    target: &Target,
+    parts: Parts,
+    params: Vec<(String, String)>,
+    trace: &Context,
+    call: F,
+) -> Result<Response<Full<Bytes>>, ApiError>
+where
+    F: FnOnce(Parts, Vec<(String, String)>) -> Fut,
+    Fut: Future<Output = Result<Response<Full<Bytes>>, ApiError>>,
+{
+    let in_batch = parts.extensions.get::<AmbientSlot>().is_some();
+    let cached = matches!(parts.method, http::Method::GET | http::Method::HEAD)
+        .then(|| target.plugin.response_cache(target.route))
+        .flatten()
+        .filter(|_| !in_batch);
+    let Some((policy, stats)) = cached else {
+        return call(parts, params).await;
+    };
+    let variant = Variant {
+        cache: app.host.cache(),
+        compressible: app.compressible,
+        plugin: target.plugin.name(),
+        policy,
+        stats,
+        trace,
+        key: key(target.route, &parts, policy),
+        tags: policy.tags_for(&params),
+        if_none_match: if_none_match(&parts.headers),
+        coding: compression::negotiate(&parts.headers),
+    };
+    if no_cache(&parts.headers) {
+        return variant.refresh(call(parts, params)).await;
+    }
+    variant.fetch_or_call(call(parts, params)).await
+}
+
+/// One variant of a cached route's response, as one request asks for it.
+struct Variant<'a> {
+    cache: &'a CacheService,
+    compressible: compression::Compressible,
+    plugin: &'a str,
+    policy: &'a RouteCache,
+    stats: &'a ResponseCacheStats,
+    trace: &'a Context,
+    key: String,
+    tags: Vec<String>,
+    if_none_match: Option<HeaderValue>,
+    coding: Option<Coding>,
+}
+
+impl Variant<'_> {
+    /// The client's `no-cache`: the plugin answers and the entry is
+    /// replaced.
+    async fn refresh(
+        &self,
+        call: impl Future<Output = Result<Response<Full<Bytes>>, ApiError>>,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        self.stats.bypass.inc();
+        let mut response = call.await?;
+        tag(&mut response);
+        if let Some(stored) = encode(&response) {
+            // A full cache or a bad tag only means the next one misses.
+            let _ = self
+                .cache
+                .set_internal(self.plugin, &self.key, stored, self.policy.ttl, &self.tags)
+                .await;
+        }
+        Ok(self.answer(response, "bypass").await)
+    }
+
+    /// A hit from the cache; else the plugin answers, and under the key's
+    /// load ticket (when this request holds it) the answer is stored for
+    /// the requests waiting on it.
+    async fn fetch_or_call(
+        &self,
+        call: impl Future<Output = Result<Response<Full<Bytes>>, ApiError>>,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let ticket = match self.cache.fetch_internal(self.plugin, &self.key).await {
+            Fetched::Hit(stored) => match decode(&stored) {
+                Some(response) => {
+                    self.stats.hit.inc();
+                    return Ok(self.answer(response, "hit").await);
+                }
+                None => None,
+            },
+            Fetched::Absent => None,
+            Fetched::Load(ticket) => Some(ticket),
+        };
+        self.stats.miss.inc();
+        let mut result = call.await;
+        if let Ok(response) = &mut result {
+            tag(response);
+        }
+        if let Some(ticket) = ticket {
+            self.settle_ticket(ticket, &result).await;
+        }
+        Ok(self.answer(result?, "miss").await)
+    }
+
+    /// Fills the key's load ticket with the plugin's answer, or lets the
+    /// waiters go.
+    async fn settle_ticket(
+        &self,
+        ticket: LoadTicket,
+        result: &Result<Response<Full<Bytes>>, ApiError>,
+    ) {
+        match result {
+            Ok(response) => match encode(response) {
+                Some(stored) => {
+                    let _ = ticket.fill(Some(stored), self.policy.ttl, &self.tags).await;
+                }
+                // A server error: waiters may have the stale answer.
+                None if response.status().is_server_error() => ticket.fail(),
+                // A 404 and the like: not cached; waiters ask the plugin.
+                None => ticket.abandon(),
+            },
+            Err(_) => ticket.fail(),
+        }
+    }
+
+    /// `response` as the client gets it: the outcome on the span and in
+    /// the cache header, `ETag`, `Vary`, a 304 when `If-None-Match`
+    /// matches, compressed as the client prefers.
+    async fn answer(
+        &self,
+        mut response: Response<Full<Bytes>>,
+        outcome: &'static str,
+    ) -> Response<Full<Bytes>> {
+        self.trace
+            .span()
+            .set_attribute(KeyValue::new("trellis.response_cache", outcome));
+        if finish(
+            &mut response,
+            self.policy,
+            self.if_none_match.as_ref(),
+            outcome,
+        ) {
+            self.stats.not_modified.inc();
+        }
+        self.compressed(response).await
+    }
+
+    /// A cached 200 compressed with the client's coding, from the cache
+    /// when this variant was compressed before (stored beside it, with its
+    /// ttl and tags), else compressed now and stored. Anything else as it
+    /// is.
+    async fn compressed(&self, response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+        use tower_http::compression::Predicate;
+        if response.status() != StatusCode::OK || !self.compressible.should_compress(&response) {
+            return response;
+        }
+        let (Some(coding), Some(etag)) = (self.coding, response.headers().get(ETAG).cloned())
+        else {
+            return response;
+        };
+        let encoded_key = encoded_key(&self.key, coding, &etag);
+        let body = match self.cache.get_internal(self.plugin, &encoded_key).await {
+            Some(Some(body)) => body,
+            _ => match compression::encode(coding, &body_bytes(&response)).await {
+                Ok(body) => {
+                    let (ttl, tags) = (self.policy.ttl, &self.tags);
+                    let _ = self
+                        .cache
+                        .set_internal(self.plugin, &encoded_key, body.clone(), ttl, tags)
+                        .await;
+                    body
+                }
+                Err(_) => return response,
+            },
+        };
+        let (mut parts, _) = response.into_parts();
+        parts.headers.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        parts
+            .headers
+            .append(VARY, HeaderValue::from_static("accept-encoding"));
+        Response::from_parts(parts, Full::new(body))
+    }
+}
 
 /// The response header that says how the cache answered.
 pub const CACHE_HEADER: &str = "x-trellis-cache";
@@ -26,7 +235,7 @@ pub const CACHE_HEADER: &str = "x-trellis-cache";
 /// The cache key of one variant: the route, path, query and the values of
 /// the vary headers, hashed. It starts with a control character, which no
 /// plugin's own key may hold.
-pub fn key(route: u32, parts: &http::request::Parts, policy: &RouteCache) -> String {
+pub fn key(route: u32, parts: &Parts, policy: &RouteCache) -> String {
     let mut hash = Sha256::new();
     hash.update(route.to_be_bytes());
     hash.update(parts.uri.path());
@@ -136,11 +345,7 @@ pub fn tag(response: &mut Response<Full<Bytes>>) -> Option<HeaderValue> {
 
 /// The cache key of `variant`'s body compressed with `coding`: its ETag
 /// names the identity body it was made from.
-pub fn encoded_key(
-    variant: &str,
-    coding: super::compression::Coding,
-    etag: &HeaderValue,
-) -> String {
+pub fn encoded_key(variant: &str, coding: Coding, etag: &HeaderValue) -> String {
     format!(
         "{variant}\u{0}{}\u{0}{}",
         coding.token(),

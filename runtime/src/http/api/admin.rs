@@ -5,20 +5,19 @@
 //! trellis.toml does not configure), `POST /admin/plugins/{name}/reload`,
 //! `POST /admin/plugins/{name}/rollback`, `DELETE /admin/plugins/{name}`.
 //! The work is `deploy::Deployer`'s; this module maps HTTP onto it.
+//! Layer: inside `http::api`, above `deploy`.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Body;
 use serde_json::json;
 
-use super::builtin::json_response;
-use super::{App, convert};
+use super::{Call, json_response, segments_under};
 use crate::deploy::DeployError;
 use crate::error::ApiError;
+use crate::http::convert;
 
 /// The path prefix.
 pub const PATH: &str = "/admin/plugins";
@@ -26,25 +25,14 @@ pub const PATH: &str = "/admin/plugins";
 /// Time to receive an upload.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Whether `path` is the plugin admin API's.
-pub(super) fn handles(path: &str) -> bool {
-    super::segments_under(path, PATH).is_some()
-}
-
 /// Serves a request under [`PATH`].
-pub(super) async fn serve<B>(
-    app: &App,
-    parts: &Parts,
-    body: B,
-) -> Result<Response<Full<Bytes>>, ApiError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    app.admin.check(&parts.headers)?;
-    let segments = super::segments_under(parts.uri.path(), PATH).unwrap_or_default();
+pub(super) async fn serve(call: Call<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let Call {
+        app, parts, body, ..
+    } = call;
+    let segments = segments_under(parts.uri.path(), PATH).unwrap_or_default();
     let method = &parts.method;
-    let not_allowed = |allow: &str| super::not_allowed(method, allow);
+    let not_allowed = |allow: &str| crate::http::not_allowed(method, allow);
     let deploy = &app.deploy;
     let view = |v| Ok(json_response(StatusCode::OK, &json!(v)));
     match segments.as_slice() {

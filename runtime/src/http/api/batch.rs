@@ -19,20 +19,26 @@
 //!   {"id": "b", "method": "POST", "path": "/notes", "body": {"title": "x"}}
 //! ]}
 //! ```
+//!
+//! Layer: inside `http::api`; it re-enters the pipeline (`App::serve`) and
+//! calls plugins through `http`'s own plugin call.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{App, convert, request_id};
+use super::{Call, json_response};
 use crate::capability::sql::{Ambient, AmbientSlot};
 use crate::error::ApiError;
-use crate::plugin::LoadedPlugin;
+use crate::http::fields::Selection;
+use crate::http::{App, convert, request_id};
+use crate::plugin::{GuestRequest, LoadedPlugin};
 use crate::router::{Lookup, Target};
 use opentelemetry::trace::TraceContextExt;
 
@@ -66,18 +72,16 @@ struct Operation {
 }
 
 /// Serves a batch.
-pub(super) async fn serve<B>(
-    app: &App,
-    parts: &Parts,
-    body: B,
-    request_id: &str,
-) -> Result<Response<Full<Bytes>>, ApiError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub(super) async fn serve(call: Call<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let Call {
+        app,
+        parts,
+        body,
+        request_id,
+        ..
+    } = call;
     if parts.method != Method::POST {
-        return Err(super::not_allowed(&parts.method, "POST"));
+        return Err(crate::http::not_allowed(&parts.method, "POST"));
     }
     let config = app.batch.clone();
     let bytes =
@@ -103,7 +107,7 @@ where
         .collect();
     results.sort_by_key(|(index, _)| *index);
     let results: Vec<Value> = results.into_iter().map(|(_, result)| result).collect();
-    Ok(super::builtin::json_response(
+    Ok(json_response(
         StatusCode::OK,
         &json!({ "results": results }),
     ))
@@ -191,6 +195,16 @@ async fn run_unit(app: &App, unit: Unit) -> Vec<(usize, Value)> {
     }
 }
 
+/// An operation of a group that reached the call: its position, id and
+/// request id, its request head and `?fields=` selection.
+struct Called {
+    index: usize,
+    id: String,
+    sub_id: String,
+    parts: http::request::Parts,
+    selection: Option<Selection>,
+}
+
 /// Operations to one route in one `batch-handler` call: each read as the
 /// pipeline reads it (body limit, decoding, `?fields=`) and answered with
 /// its own status; a failed call fails each of them alike.
@@ -221,23 +235,27 @@ async fn run_group(
     let mut called = Vec::with_capacity(members.len());
     let mut guest_requests = Vec::with_capacity(members.len());
     for (prepared, params) in members {
-        let outcome = match prepared.request {
-            Ok(request) => {
-                let (parts, body) = request.into_parts();
-                super::guest_request(target, params, &parts, body, &prepared.sub_id)
-                    .await
-                    .map(|guest| (parts, guest))
-            }
-            Err(err) => Err(err),
-        };
-        match outcome {
-            Ok((parts, guest)) => {
+        let Prepared {
+            index,
+            id,
+            sub_id,
+            request,
+        } = prepared;
+        let read = read_member(target, request, params, &sub_id).await;
+        match read {
+            Ok((guest, parts, selection)) => {
                 guest_requests.push(guest);
-                called.push((prepared.index, prepared.id, prepared.sub_id, parts));
+                called.push(Called {
+                    index,
+                    id,
+                    sub_id,
+                    parts,
+                    selection,
+                });
             }
             Err(err) => {
-                let response = settled(Err(err), &prepared.sub_id);
-                results.push((prepared.index, result(prepared.id, response).await));
+                let response = settled(Err(err), &sub_id);
+                results.push((index, result(id, response).await));
             }
         }
     }
@@ -249,22 +267,37 @@ async fn run_group(
     let answers = match target.plugin.handle_batch(&guest_requests, &trace).await {
         Ok(answers) => answers,
         Err(err) => {
-            for (index, id, sub_id, _) in called.drain(..) {
-                let response = settled(Err(err.clone()), &sub_id);
-                results.push((index, result(id, response).await));
+            for called in called.drain(..) {
+                let response = settled(Err(err.clone()), &called.sub_id);
+                results.push((called.index, result(called.id, response).await));
             }
             Vec::new()
         }
     };
-    for ((index, id, sub_id, parts), answer) in called.into_iter().zip(answers) {
+    for (called, answer) in called.into_iter().zip(answers) {
+        let selection = called.selection.as_ref();
         let response = settled(
-            answer.and_then(|r| super::from_guest(target, &parts, r)),
-            &sub_id,
+            answer.and_then(|r| crate::http::from_guest(target, &called.parts, selection, r)),
+            &called.sub_id,
         );
-        results.push((index, result(id, response).await));
+        results.push((called.index, result(called.id, response).await));
     }
     trace.span().end();
     results
+}
+
+/// A group member's request read for the guest as the pipeline reads it,
+/// with its head and `?fields=` selection.
+async fn read_member(
+    target: &Target,
+    request: Result<Request<Full<Bytes>>, ApiError>,
+    params: Vec<(String, String)>,
+    sub_id: &str,
+) -> Result<(GuestRequest, http::request::Parts, Option<Selection>), ApiError> {
+    let (parts, body) = request?.into_parts();
+    let (guest, selection) =
+        crate::http::guest_request(target, params, &parts, body, sub_id).await?;
+    Ok((guest, parts, selection))
 }
 
 /// Carries its operation's request id, as the pipeline's answers do.
@@ -275,16 +308,52 @@ fn answered(mut response: Response<Full<Bytes>>, sub_id: &str) -> Response<Full<
     response
 }
 
+/// Operations' requests by their ids, in order.
+type Named = Vec<(String, Request<Full<Bytes>>)>;
+
 /// An atomic batch (see the module's docs).
 async fn atomic(
     app: &App,
     operations: Vec<Operation>,
     batch_id: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    // Every operation is read and routed before anything runs: a malformed
-    // one, or one for another plugin, refuses the whole batch.
+    let (plugin, requests) = route_atomic(app, operations, batch_id)?;
+    let Some(plugin) = plugin else {
+        return Ok(atomic_answer(true, Vec::new()));
+    };
+    let Some(db) = plugin.context().database() else {
+        return Err(ApiError::BadRequest(format!(
+            "plugin `{}` has no database (it is not granted `sql`), so it cannot run an \
+             atomic batch",
+            plugin.name()
+        )));
+    };
+    let tx = db.begin().await.map_err(|err| {
+        ApiError::Unavailable(format!("cannot begin the batch's transaction: {err}"))
+    })?;
+    let slot: AmbientSlot = std::sync::Arc::new(std::sync::Mutex::new(Ambient::new(tx)));
+    let (results, failed) = run_atomic(app, requests, &slot).await;
+    let committed = commit(&plugin, &slot, failed).await;
+    Ok(atomic_answer(committed, results))
+}
+
+/// An atomic batch's operations, each read and routed before anything
+/// runs (a malformed one, or one for another plugin, refuses the whole
+/// batch), with the plugin they go to (`None` for no operations).
+#[allow(clippy::type_complexity)]
+fn route_atomic(
+    app: &App,
+    operations: Vec<Operation>,
+    batch_id: &str,
+) -> Result<
+    (
+        Option<Arc<LoadedPlugin>>,
+        Vec<(String, Request<Full<Bytes>>)>,
+    ),
+    ApiError,
+> {
     let routes = app.routes();
-    let mut plugin: Option<std::sync::Arc<LoadedPlugin>> = None;
+    let mut plugin: Option<Arc<LoadedPlugin>> = None;
     let mut requests = Vec::with_capacity(operations.len());
     for (index, op) in operations.into_iter().enumerate() {
         let Prepared { id, request, .. } = Prepared::new(op, index, batch_id);
@@ -314,20 +383,17 @@ async fn atomic(
         }
         requests.push((id, request));
     }
-    let Some(plugin) = plugin else {
-        return Ok(atomic_answer(true, Vec::new()));
-    };
-    let Some(db) = plugin.context().database() else {
-        return Err(ApiError::BadRequest(format!(
-            "plugin `{}` has no database (it is not granted `sql`), so it cannot run an \
-             atomic batch",
-            plugin.name()
-        )));
-    };
-    let tx = db.begin().await.map_err(|err| {
-        ApiError::Unavailable(format!("cannot begin the batch's transaction: {err}"))
-    })?;
-    let slot: AmbientSlot = std::sync::Arc::new(std::sync::Mutex::new(Ambient::new(tx)));
+    Ok((plugin, requests))
+}
+
+/// Runs an atomic batch's operations one after another in the
+/// transaction `slot` holds, until one fails (or ends the transaction):
+/// the results, the rest 424, and the id of the one that failed.
+async fn run_atomic(
+    app: &App,
+    requests: Named,
+    slot: &AmbientSlot,
+) -> (Vec<Value>, Option<String>) {
     let mut results = Vec::with_capacity(requests.len());
     let mut failed: Option<String> = None;
     for (id, mut request) in requests {
@@ -354,8 +420,15 @@ async fn atomic(
             failed = Some(id);
         }
     }
+    (results, failed)
+}
+
+/// Commits the transaction `slot` holds when no operation `failed` (then
+/// what it wrote and enqueued takes effect); else drops it, rolled back.
+/// Whether it committed.
+async fn commit(plugin: &LoadedPlugin, slot: &AmbientSlot, failed: Option<String>) -> bool {
     let ambient = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
-    let committed = match (failed, ambient.tx) {
+    match (failed, ambient.tx) {
         (None, Some(tx)) => match tx.commit().await {
             Ok(()) => {
                 crate::capability::sql::committed(
@@ -373,12 +446,11 @@ async fn atomic(
         },
         // Dropped: rolled back.
         _ => false,
-    };
-    Ok(atomic_answer(committed, results))
+    }
 }
 
 fn atomic_answer(committed: bool, results: Vec<Value>) -> Response<Full<Bytes>> {
-    super::builtin::json_response(
+    json_response(
         StatusCode::OK,
         &json!({ "atomic": true, "committed": committed, "results": results }),
     )
@@ -388,7 +460,7 @@ fn atomic_answer(committed: bool, results: Vec<Value>) -> Response<Full<Bytes>> 
 async fn run(app: &App, prepared: Prepared) -> Value {
     let response = match prepared.request {
         Ok(request) => through_pipeline(app, request).await,
-        Err(err) => super::boxed(err.into_response(&prepared.sub_id)),
+        Err(err) => crate::http::boxed(err.into_response(&prepared.sub_id)),
     };
     result(prepared.id, response).await
 }
@@ -429,7 +501,7 @@ async fn result<B: Body<Data = Bytes>>(id: String, response: Response<B>) -> Val
 fn through_pipeline(
     app: &App,
     request: Request<Full<Bytes>>,
-) -> std::pin::Pin<Box<dyn Future<Output = Response<super::ResponseBody>> + Send + '_>> {
+) -> std::pin::Pin<Box<dyn Future<Output = Response<crate::http::ResponseBody>> + Send + '_>> {
     Box::pin(app.serve(request))
 }
 

@@ -2,6 +2,8 @@
 //! `GET /api/v1/jobs/{id}` shows one job, `GET /api/v1/jobs` lists them
 //! (filters, cursor pagination), `POST /api/v1/jobs/{id}/cancel` and
 //! `/retry` act on one. The request's trace continues into the job's run.
+//! Layer: inside `http::api`, above `jobs` (the canceller) and `capability`
+//! (the queue).
 
 use std::time::Duration;
 
@@ -9,25 +11,19 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Body;
 use opentelemetry::Context;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::builtin::json_response;
-use super::{App, convert};
+use super::{Call, RequestBody, json_response, segments_under};
 use crate::backend::jobs::{Filter, Job, STATES};
 use crate::capability::jobs::queue::{EnqueueError, EnqueueOptions};
 use crate::clock::now_ms;
 use crate::error::ApiError;
+use crate::http::{App, convert, fields};
 
 /// The path prefix.
 pub const PATH: &str = "/api/v1/jobs";
-
-/// Whether `path` is the job API's.
-pub(super) fn handles(path: &str) -> bool {
-    super::segments_under(path, PATH).is_some()
-}
 
 /// Time to read a request body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,20 +49,17 @@ struct NewJobRequest {
 }
 
 /// Serves a request under [`PATH`].
-pub(super) async fn serve<B>(
-    app: &App,
-    parts: &Parts,
-    body: B,
-    trace: &Context,
-) -> Result<Response<Full<Bytes>>, ApiError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    app.admin.check(&parts.headers)?;
-    let segments = super::segments_under(parts.uri.path(), PATH).unwrap_or_default();
+pub(super) async fn serve(call: Call<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let Call {
+        app,
+        parts,
+        body,
+        trace,
+        ..
+    } = call;
+    let segments = segments_under(parts.uri.path(), PATH).unwrap_or_default();
     let method = &parts.method;
-    let not_allowed = |allow: &str| super::not_allowed(method, allow);
+    let not_allowed = |allow: &str| crate::http::not_allowed(method, allow);
     match segments.as_slice() {
         [] => match *method {
             Method::POST => enqueue(app, parts, body, trace).await,
@@ -89,16 +82,12 @@ where
     }
 }
 
-async fn enqueue<B>(
+async fn enqueue(
     app: &App,
     parts: &Parts,
-    body: B,
+    body: RequestBody,
     trace: &Context,
-) -> Result<Response<Full<Bytes>>, ApiError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let jobs = app.host.capabilities().jobs.queue();
     let limit = jobs.config().max_payload.as_u64() + 64 * 1024;
     let bytes = convert::read_body(body, &parts.headers, limit, BODY_TIMEOUT).await?;
@@ -271,7 +260,8 @@ async fn list(app: &App, query: Option<&str>) -> Result<Response<Full<Bytes>>, A
                 })?;
                 filter.after = Some(after.to_string());
             }
-            "fields" => {}
+            // Applied to the response by `http::fields`.
+            fields::PARAM => {}
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown query parameter `{other}`; known: state, kind, plugin, queue, limit, cursor, fields"

@@ -1,7 +1,7 @@
 //! Paths the runtime serves itself, which no plugin route or mount may
 //! claim. Config checks mounts against them; the router checks routes.
 
-/// Paths the runtime serves itself (see `http::builtin`), with everything
+/// Paths the runtime serves itself (see `http::api`), with everything
 /// below them. A plugin route on one of them is a load error.
 pub const RESERVED: &[&str] = &[
     "/healthz",

@@ -3,7 +3,7 @@
 //! (OpenTelemetry spans, exported over OTLP and kept in a local store), failures grouped by
 //! fingerprint. A low layer: it imports only `config` and `clock`;
 //! `backend`, `capability`, `plugin` and `http` record here, `alerts`
-//! evaluates rules over it and `http::builtin` serves it.
+//! evaluates rules over it and `http::api` serves it.
 
 mod errors;
 mod metrics;

@@ -10,7 +10,7 @@
 //!   serving side is `http::fields`.
 //! - Batching: `batch` = `true` (the batch endpoint hands a batch's
 //!   operations on this route to the plugin's `batch-handler` in one call)
-//!   or `false` (default). The serving side is `http::batch`.
+//!   or `false` (default). The serving side is `http::api::batch`.
 //! - Schemas: `request-schema` (of a JSON request body) and
 //!   `response-schema` (of a 2xx JSON response), each a JSON Schema as JSON
 //!   text, at most 64 KiB. The host does not validate against them; it

@@ -21,7 +21,7 @@ pub use setup::{Sql, SqlInstance, SqlPlugin, SqlWatch, committed};
 /// position after the request's writes (out), or one the client saw (in).
 pub const CONSISTENCY_HEADER: &str = "x-trellis-lsn";
 
-/// The transaction of an atomic batch (`http::batch`): one database
+/// The transaction of an atomic batch (`http::api::batch`): one database
 /// transaction its operations run in, one after another. Each guest call
 /// takes it for its duration (the `sql` instance state) and hands it back
 /// when it answers; a call that traps or runs out of time drops it, which

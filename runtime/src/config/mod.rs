@@ -10,7 +10,7 @@
 //! default in code (see [`Config::default`]), unknown keys are errors, and an
 //! error names the key, and the line where the file has one.
 //!
-//! Environment overrides ([`env`]): `TRELLIS_<KEY>` with `__` between nesting levels,
+//! Environment overrides (`env.rs`): `TRELLIS_<KEY>` with `__` between nesting levels,
 //! e.g. `TRELLIS_SERVER__LISTEN=127.0.0.1:9000` or
 //! `TRELLIS_LIMITS__DEADLINE=2s`. A value that parses as a TOML value
 //! (number, boolean, quoted string) is taken as such; anything else as a

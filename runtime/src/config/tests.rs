@@ -1,5 +1,7 @@
 //! Unit tests of loading as a whole: parsing, error messages, environment
 //! overrides, and the sections' checks seen through [`Config::parse`].
+//!
+//! Layer: config, the bottom; the tests use nothing of the crate beyond it.
 
 use std::path::Path;
 use std::time::Duration;

@@ -6,6 +6,9 @@
 //! through `enqueue_job`, a `SECURITY DEFINER` function that takes the
 //! plugin from `session_user`: a plugin calling it by hand can only queue
 //! jobs of its own.
+//!
+//! Layer: backend (the job tables); it may call sqlx and the sql backend's
+//! error mapping.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,6 +7,9 @@
 //! `route_error_rate`, `route_rps`, `route_requests`. Host-wide (no labels,
 //! no window): `query_cache_hit_rate`, `instances_in_use`,
 //! `process_rss_bytes`, `error_groups_spiking`, `job_queue_depth`.
+//!
+//! Layer: config, the bottom; it uses nothing of the crate. `alerts`
+//! evaluates the parsed expressions.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! Paths the runtime serves itself, which no plugin route or mount may
 //! claim. Config checks mounts against them; the router checks routes.
+//!
+//! Layer: config, the bottom; it uses nothing of the crate.
 
 /// Paths the runtime serves itself (see `http::api`), with everything
 /// below them. A plugin route on one of them is a load error.

@@ -10,6 +10,8 @@
 //! to compile, is refused, and the write's last event brings it back).
 //! Watching a file's directory rather than the file sees a replacement by
 //! rename (`mv new.wasm hello.wasm`) too.
+//!
+//! Layer: deploy; it uses nothing of the crate (`dev` above uses it too).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

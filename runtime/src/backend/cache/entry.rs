@@ -1,4 +1,6 @@
 //! One cached value and its wire form in Redis.
+//!
+//! Layer: backend (the `cache` part); it uses nothing of the crate.
 
 use bytes::Bytes;
 

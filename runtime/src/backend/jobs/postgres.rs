@@ -6,6 +6,9 @@
 //! through `enqueue_job`, a `SECURITY DEFINER` function that takes the
 //! plugin from `session_user`: a plugin calling it by hand can only queue
 //! jobs of its own.
+//!
+//! Layer: backend (the job tables); it may call sqlx and the sql backend's
+//! error mapping.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,13 @@ pub(crate) const SCHEMA: &str = "1";
 /// the sql backend's startup in its locked transaction when the stored
 /// version is not [`SCHEMA`].
 pub(crate) fn ddl(ns: &str) -> Vec<String> {
+    let mut statements = tables(ns);
+    statements.extend(functions(ns));
+    statements
+}
+
+/// The queue's tables and their indexes, and the plugin role map.
+fn tables(ns: &str) -> Vec<String> {
     vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {ns}.jobs (
@@ -88,6 +98,13 @@ pub(crate) fn ddl(ns: &str) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {ns}.plugin_roles (role text PRIMARY KEY, plugin text NOT NULL)"
         ),
+    ]
+}
+
+/// The insert trigger that wakes workers, and the enqueue function
+/// plugins call inside their transactions.
+fn functions(ns: &str) -> Vec<String> {
+    vec![
         format!(
             "CREATE OR REPLACE FUNCTION {ns}.notify_jobs() RETURNS trigger LANGUAGE plpgsql AS \
              $$ BEGIN PERFORM pg_notify('{ns}_jobs', ''); RETURN NULL; END $$"

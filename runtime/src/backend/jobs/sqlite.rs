@@ -2,6 +2,9 @@
 //! one machine may share it (WAL mode and a busy timeout); a claim is one
 //! `UPDATE … RETURNING` statement, which SQLite runs under its write lock,
 //! so two workers never claim the same job.
+//!
+//! Layer: backend (the job tables); it may call sqlx and the sql backend's
+//! error mapping.
 
 use std::path::Path;
 use std::time::Duration;

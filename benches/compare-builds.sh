@@ -18,18 +18,8 @@ after=$(realpath "$2")
 shift 2
 source benches/lib.sh
 setup 64 "${1:-5}" "${2:-10s}" "${3:-64}"
-component=target/guests/wasm32-wasip2/release/wasi_hello.wasm
 layout=${LAYOUT:-both}
-
-cat >"$work/trellis.toml" <<TOML
-[plugins.hello]
-builtin = "hello"
-grants = ["log", "config"]
-[plugins.wasi]
-path = "$PWD/$component"
-grants = []
-mount = "/wasi"
-TOML
+hello_and_wasi_toml >"$work/trellis.toml"
 
 # serve NAME BIN PORT CPUS: starts BIN on PORT (pinned to CPUS unless
 # empty) and sets ${NAME}_pid.

@@ -24,18 +24,10 @@ setup 64 "${1:-5}" "${2:-10s}" "${3:-64}"
 component=target/guests/wasm32-wasip2/release/wasi_hello.wasm
 results="$work/results.jsonl"
 
-cat >"$work/trellis.toml" <<TOML
-[plugins.hello]
-builtin = "hello"
-grants = ["log", "config"]
-[plugins.wasi]
-path = "$PWD/$component"
-grants = []
-mount = "/wasi"
-[plugins.notes]
-builtin = "notes"
-grants = ["sql", "cache", "jobs"]
-TOML
+{
+    hello_and_wasi_toml
+    printf '[plugins.notes]\nbuiltin = "notes"\ngrants = ["sql", "cache", "jobs"]\n'
+} >"$work/trellis.toml"
 TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:18080 \
     TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" taskset -c 0 "$bin/trellis" serve &
 pids+=($!); trellis_pid=$!

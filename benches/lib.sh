@@ -17,6 +17,20 @@ setup() {
     trap stop_servers EXIT
 }
 
+# hello_and_wasi_toml: the config tables of our own-world `hello` and the
+# `wasi-hello` component mounted at /wasi, as the head-to-heads serve them.
+hello_and_wasi_toml() {
+    cat <<TOML
+[plugins.hello]
+builtin = "hello"
+grants = ["log", "config"]
+[plugins.wasi]
+path = "$PWD/target/guests/wasm32-wasip2/release/wasi_hello.wasm"
+grants = []
+mount = "/wasi"
+TOML
+}
+
 stop_servers() {
     kill "${pids[@]}" 2>/dev/null || true
     wait "${pids[@]}" 2>/dev/null || true

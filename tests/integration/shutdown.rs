@@ -14,6 +14,19 @@ async fn node_child() {
     trellis_tests::node::serve_child().await;
 }
 
+/// Waits until job `job` of the `tasks` plugin has started a run.
+async fn wait_started(server: &TestServer, job: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let runs = server.get(&format!("/tasks/runs/{job}")).await.json();
+        if runs["runs"].as_array().is_some_and(|r| !r.is_empty()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_and_jobs_then_exits_0() {
     let dir = fresh_dir();
@@ -56,15 +69,7 @@ grants = [\"log\", \"sql\", \"jobs\"]
         .await;
     assert_eq!(enqueued.status, 200, "{}", enqueued.text());
     let job = enqueued.json()["id"].as_str().expect("an id").to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let runs = node.server.get(&format!("/tasks/runs/{job}")).await.json();
-        if runs["runs"].as_array().is_some_and(|r| !r.is_empty()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_started(&node.server, &job).await;
 
     // 100 slow requests, each on a connection of its own.
     let mut slow = Vec::new();
@@ -170,15 +175,7 @@ async fn a_job_past_the_grace_period_is_interrupted_and_the_node_exits() {
         .await;
     assert_eq!(enqueued.status, 200, "{}", enqueued.text());
     let job = enqueued.json()["id"].as_str().expect("an id").to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let runs = node.server.get(&format!("/tasks/runs/{job}")).await.json();
-        if runs["runs"].as_array().is_some_and(|r| !r.is_empty()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_started(&node.server, &job).await;
     node.signal("TERM");
     let signalled = Instant::now();
     let (status, _node) =

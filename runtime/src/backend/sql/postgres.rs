@@ -19,10 +19,9 @@ use sqlx::{
     AssertSqlSafe, Column, Encode, PgConnection, PgPool, Postgres, Row, Type, TypeInfo, ValueRef,
 };
 
+use super::pool::{Dialect, Limits, Pooled, collect_rows, timed};
 use super::replica::{ReplicaStats, Replicas, parse_lsn};
-use super::{
-    Dialect, Limits, Migration, Pooled, Rows, SqlError, Value, collect_rows, ident, timed,
-};
+use super::{Migration, Rows, SqlError, Value, ident};
 use crate::config::{PostgresConfig, SqlPoolConfig};
 
 /// Runs the admin side: runtime schema, roles, schemas.

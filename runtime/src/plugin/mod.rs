@@ -9,6 +9,7 @@
 mod call;
 pub mod engine;
 mod load;
+mod manifest;
 pub mod route_options;
 pub mod wasi_http;
 

@@ -3,6 +3,10 @@
 //! runs each in a fresh instance of its plugin; a heartbeat that keeps the
 //! worker alive in the queue's eyes and learns of cancellations; and a
 //! completer that records successes in batches.
+//!
+//! Layer: `jobs`; it may call `deploy` (the registry of live plugins),
+//! `plugin` (a job attempt), `capability::jobs` (the queue), `backend::jobs`
+//! and `clock`, never `http` or `server`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,21 +254,7 @@ async fn fetch(
             _ = stopped.changed() => return,
         };
         let Ok(first) = first else { return };
-        if busy {
-            for _ in 0..BATCH_WAIT_TICKS {
-                if 1 + slots.available_permits() >= batch {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
-        let mut permits = vec![first];
-        while permits.len() < config.claim_batch as usize {
-            match slots.clone().try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
-        }
+        let mut permits = gather_permits(&slots, first, busy, batch, config.claim_batch).await;
         let wake = context.jobs.wake().clone();
         let notified = wake.notified();
         tokio::pin!(notified);
@@ -283,13 +273,8 @@ async fn fetch(
             }
             Err(err) => {
                 failures += 1;
-                if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(%queue, %err, failures, "cannot claim jobs; retrying");
-                }
+                let pause = claim_failed(&queue, &err, failures, config.poll_interval);
                 drop(permits);
-                let pause = config
-                    .poll_interval
-                    .min(Duration::from_millis(100 * u64::from(failures.min(50))));
                 tokio::select! {
                     () = tokio::time::sleep(pause) => continue,
                     _ = stopped.changed() => return,
@@ -311,6 +296,49 @@ async fn fetch(
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// `first` and as many more free slots as one claim may fill (`claim_batch`).
+/// A `busy` queue has more jobs than were taken: then it first waits
+/// (briefly) for a `batch`'s worth of slots to free.
+async fn gather_permits(
+    slots: &Arc<Semaphore>,
+    first: OwnedSemaphorePermit,
+    busy: bool,
+    batch: usize,
+    claim_batch: u32,
+) -> Vec<OwnedSemaphorePermit> {
+    if busy {
+        for _ in 0..BATCH_WAIT_TICKS {
+            if 1 + slots.available_permits() >= batch {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let mut permits = vec![first];
+    while permits.len() < claim_batch as usize {
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => permits.push(permit),
+            Err(_) => break,
+        }
+    }
+    permits
+}
+
+/// After the `failures`-th claim in a row failed: logs it (the first, then
+/// at powers of two) and says how long to pause, longer with each failure
+/// up to the poll interval.
+fn claim_failed(
+    queue: &str,
+    err: &impl std::fmt::Display,
+    failures: u32,
+    poll_interval: Duration,
+) -> Duration {
+    if failures == 1 || failures.is_power_of_two() {
+        tracing::warn!(%queue, %err, failures, "cannot claim jobs; retrying");
+    }
+    poll_interval.min(Duration::from_millis(100 * u64::from(failures.min(50))))
 }
 
 /// Runs one claimed job and records how it ended.

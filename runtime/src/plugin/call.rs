@@ -1,6 +1,11 @@
 //! One request in a fresh instance: take the permits, make a store with the
 //! plugin's limits, instantiate from the pre-instantiated component, call
-//! `handle`, and turn every way that can fail into an [`ApiError`].
+//! `handle`, and turn every way that can fail into an [`ApiError`]. Also
+//! the stores every guest call runs in (a job attempt's too, see `job`).
+//!
+//! Layer: `plugin`; it may call `capability` (the store state, the phases
+//! around a call), `monitor` (spans, stats) and `error`, nothing above
+//! `plugin`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +17,6 @@ use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{LoadedPlugin, PluginHost};
-use crate::capability::bindings::job_handler::{Job as GuestJob, JobError};
 use crate::capability::bindings::{GuestRequest, GuestResponse};
 use crate::capability::{Call, HostState, PluginContext};
 use crate::error::ApiError;
@@ -182,40 +186,7 @@ impl LoadedPlugin {
         };
         capabilities.before_call(store.data_mut(), &setup).await;
         let mut instantiated = None;
-        let call = async {
-            let instantiating = child_span(
-                &self.context.tracer,
-                span,
-                "plugin.instantiate",
-                SpanKind::Internal,
-                Vec::new(),
-            );
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instantiating.span().end();
-            instantiated = Some(started.elapsed());
-            match invocation {
-                Invocation::One(request) => {
-                    let Some(indices) = &self.exports.http else {
-                        return Err(wasmtime::Error::msg("the plugin exports no http-handler"));
-                    };
-                    let handler = indices.load(&mut store, &instance)?;
-                    handler
-                        .call_handle(&mut store, request)
-                        .await
-                        .map(Answer::One)
-                }
-                Invocation::Many(requests) => {
-                    let Some(indices) = &self.exports.batch else {
-                        return Err(wasmtime::Error::msg("the plugin exports no batch-handler"));
-                    };
-                    let handler = indices.load(&mut store, &instance)?;
-                    handler
-                        .call_handle_batch(&mut store, requests)
-                        .await
-                        .map(|responses| Answer::Many(responses.into_iter().map(Ok).collect()))
-                }
-            }
-        };
+        let call = self.invoke(&mut store, invocation, span, started, &mut instantiated);
         let outcome = tokio::time::timeout(deadline, call).await;
         self.context.stats.guest_call(
             instantiated.unwrap_or_default(),
@@ -226,20 +197,72 @@ impl LoadedPlugin {
         capabilities
             .after_call(store.data_mut(), &setup, answered)
             .await;
+        self.answer_of(outcome, &store)
+    }
+
+    /// Instantiates the plugin in `store` and calls the export
+    /// `invocation` needs; `instantiated` is set to the time from `started`
+    /// the instance took.
+    async fn invoke(
+        &self,
+        store: &mut Store<HostState>,
+        invocation: Invocation<'_>,
+        span: &Context,
+        started: Instant,
+        instantiated: &mut Option<Duration>,
+    ) -> wasmtime::Result<Answer> {
+        let instantiating = child_span(
+            &self.context.tracer,
+            span,
+            "plugin.instantiate",
+            SpanKind::Internal,
+            Vec::new(),
+        );
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        instantiating.span().end();
+        *instantiated = Some(started.elapsed());
+        match invocation {
+            Invocation::One(request) => {
+                let Some(indices) = &self.exports.http else {
+                    return Err(wasmtime::Error::msg("the plugin exports no http-handler"));
+                };
+                let handler = indices.load(&mut *store, &instance)?;
+                handler.call_handle(store, request).await.map(Answer::One)
+            }
+            Invocation::Many(requests) => {
+                let Some(indices) = &self.exports.batch else {
+                    return Err(wasmtime::Error::msg("the plugin exports no batch-handler"));
+                };
+                let handler = indices.load(&mut *store, &instance)?;
+                handler
+                    .call_handle_batch(store, requests)
+                    .await
+                    .map(|responses| Answer::Many(responses.into_iter().map(Ok).collect()))
+            }
+        }
+    }
+
+    /// What the caller gets of a guest call's `outcome`: its answers
+    /// checked and annotated, or the fault or timeout as an [`ApiError`].
+    fn answer_of(
+        &self,
+        outcome: Result<wasmtime::Result<Answer>, tokio::time::error::Elapsed>,
+        store: &Store<HostState>,
+    ) -> Result<Answer, ApiError> {
         match outcome {
             Ok(Ok(Answer::One(response))) => self
                 .check(response)
-                .map(|r| Answer::One(self.annotate(r, &store))),
+                .map(|r| Answer::One(self.annotate(r, store))),
             Ok(Ok(Answer::Many(responses))) => Ok(Answer::Many(
                 responses
                     .into_iter()
                     .map(|r| {
                         r.and_then(|r| self.check(r))
-                            .map(|r| self.annotate(r, &store))
+                            .map(|r| self.annotate(r, store))
                     })
                     .collect(),
             )),
-            Ok(Err(err)) => Err(self.fault(err, &store)),
+            Ok(Err(err)) => Err(self.fault(err, store)),
             Err(_elapsed) => Err(self.deadline_exceeded()),
         }
     }
@@ -338,145 +361,6 @@ impl LoadedPlugin {
     }
 }
 
-/// How a job attempt ended, as the worker sees it.
-#[derive(Debug)]
-pub enum JobOutcome {
-    /// Success, with the result bytes.
-    Completed(Vec<u8>),
-    /// Failed (handler error, trap, timeout, memory): retry with backoff.
-    Failed(String),
-    /// Failed; retry after this delay.
-    RetryIn(Duration, String),
-    /// Failed for good.
-    Fatal(String),
-    /// Run again after this delay without spending the attempt.
-    Snooze(Duration),
-    /// Stopped by a cancellation.
-    Cancelled,
-}
-
-impl LoadedPlugin {
-    /// Runs one attempt of `job` in a fresh instance, within `timeout`,
-    /// interrupted when `cancel` is set. Waits for a place in the
-    /// plugin's and the host's instance budgets (workers bound how many
-    /// wait). The span joins the trace of the request that enqueued it.
-    pub async fn run_job(
-        &self,
-        job: &crate::backend::jobs::Job,
-        timeout: Duration,
-        cancel: Arc<AtomicBool>,
-    ) -> JobOutcome {
-        let Some(indices) = &self.exports.jobs else {
-            return JobOutcome::Fatal("the plugin exports no job-handler".into());
-        };
-        let trace = crate::monitor::resume_trace(
-            &self.context.tracer,
-            job.trace.as_deref(),
-            format!("job {}", job.kind),
-            SpanKind::Consumer,
-            vec![
-                KeyValue::new("trellis.plugin", self.context.name.clone()),
-                KeyValue::new("trellis.job.id", job.id.clone()),
-                KeyValue::new("trellis.job.kind", job.kind.clone()),
-                KeyValue::new("trellis.job.attempt", job.attempt),
-            ],
-        );
-        let (Ok(_plugin), Ok(_host)) = (
-            self.concurrency.acquire().await,
-            self.host.instances.acquire().await,
-        ) else {
-            return JobOutcome::Failed("the instance budget is closed".into());
-        };
-        let started = Instant::now();
-        let mut store = store_until(
-            &self.host,
-            self.context.clone(),
-            format!("job:{}", job.id),
-            trace.clone(),
-            timeout,
-            Some(cancel.clone()),
-        );
-        let input = GuestJob {
-            id: job.id.clone(),
-            kind: job.kind.clone(),
-            payload: job.payload.clone(),
-            attempt: u32::try_from(job.attempt).unwrap_or(u32::MAX),
-            max_attempts: u32::try_from(job.max_attempts).unwrap_or(u32::MAX),
-            idempotency_key: job.idempotency_key.clone(),
-            enqueued_at: u64::try_from(job.created_at).unwrap_or_default(),
-        };
-        let extensions = http::Extensions::new();
-        let setup = Call {
-            request: None,
-            extensions: &extensions,
-        };
-        let capabilities = &self.host.capabilities;
-        capabilities.before_call(store.data_mut(), &setup).await;
-        let mut instantiated = None;
-        let call = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instantiated = Some(started.elapsed());
-            let handler = indices.load(&mut store, &instance)?;
-            handler.call_run(&mut store, &input).await
-        };
-        let answer = tokio::time::timeout(timeout, call).await;
-        self.context.stats.guest_call(
-            instantiated.unwrap_or_default(),
-            started.elapsed(),
-            store.data().memory.peak,
-        );
-        capabilities
-            .after_call(store.data_mut(), &setup, matches!(answer, Ok(Ok(_))))
-            .await;
-        let outcome = match answer {
-            _ if cancel.load(Ordering::Relaxed) => JobOutcome::Cancelled,
-            Ok(Ok(Ok(result))) => JobOutcome::Completed(result),
-            Ok(Ok(Err(JobError::Failed(message)))) => JobOutcome::Failed(message),
-            Ok(Ok(Err(JobError::RetryIn(retry)))) => {
-                JobOutcome::RetryIn(Duration::from_millis(retry.delay_ms), retry.message)
-            }
-            Ok(Ok(Err(JobError::Fatal(message)))) => JobOutcome::Fatal(message),
-            Ok(Ok(Err(JobError::Snooze(ms)))) => JobOutcome::Snooze(Duration::from_millis(ms)),
-            Ok(Err(err)) => {
-                let fault = self.fault(err, &store);
-                if matches!(fault, ApiError::DeadlineExceeded { .. }) {
-                    JobOutcome::Failed(format!(
-                        "timed out after {}",
-                        humantime::format_duration(timeout)
-                    ))
-                } else {
-                    JobOutcome::Failed(fault.to_string())
-                }
-            }
-            Err(_elapsed) => JobOutcome::Failed(format!(
-                "timed out after {}",
-                humantime::format_duration(timeout)
-            )),
-        };
-        let span = trace.span();
-        span.set_attribute(KeyValue::new("trellis.job.outcome", outcome.name()));
-        if !matches!(outcome, JobOutcome::Completed(_) | JobOutcome::Snooze(_)) {
-            span.set_status(Status::error(outcome.name()));
-        }
-        span.end();
-        outcome
-    }
-}
-
-impl JobOutcome {
-    /// A short name, for spans and metrics.
-    pub fn name(&self) -> &'static str {
-        match self {
-            JobOutcome::Completed(_) => "completed",
-            JobOutcome::Failed(_) => "failed",
-            JobOutcome::RetryIn(..) => "retry",
-            JobOutcome::Fatal(_) => "fatal",
-            JobOutcome::Snooze(_) => "snoozed",
-            JobOutcome::Cancelled => "cancelled",
-        }
-    }
-}
-
 /// A store for one instance: memory limiter, and an epoch callback that
 /// yields to tokio at every tick and interrupts the guest at its deadline.
 pub(super) fn new_store(
@@ -491,7 +375,7 @@ pub(super) fn new_store(
 
 /// As [`new_store`], with its own time budget, and interrupted as soon as
 /// `cancel` is set (checked at every epoch tick).
-fn store_until(
+pub(super) fn store_until(
     host: &PluginHost,
     context: Arc<PluginContext>,
     request_id: String,

@@ -1,29 +1,30 @@
 //! Loading a plugin version: read the component, compile it (on the blocking
 //! pool, through the compile cache), check its imports against the grants,
 //! pre-instantiate it, read its manifest in a sandboxed call, validate it.
+//!
+//! Layer: `plugin`; it may call `capability` (the bindings, the capabilities
+//! configured for the plugin), `config` and `monitor`, nothing above
+//! `plugin`. The manifest's reading and checks live in `manifest`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::Store;
 use wasmtime::component::Component;
 
 use wasmtime::component::InstancePre;
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
-use super::route_options::RouteOptions;
+use super::manifest::manifest_of;
+use super::route_options::{RouteCache, RouteOptions};
 use super::{Exports, LoadedPlugin, PluginHost};
-use crate::capability::bindings::migrations::Migration;
 use crate::capability::bindings::{
     PluginManifest, batch_handler, http_handler, job_handler, manifest, migrations,
 };
-use crate::capability::{Capabilities, DeclaredJobs, HostState, PluginContext, PluginSetup};
-use crate::config::{CAPABILITIES, Limits, PluginConfig, PluginSource, ScheduleConfig};
-
-/// HTTP methods a route may declare.
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+use crate::capability::{Capabilities, HostState, PluginContext, PluginSetup};
+use crate::config::{Limits, PluginConfig, PluginSource, ScheduleConfig};
+use crate::monitor::{ResponseCacheStats, RouteStats};
 
 /// The WIT package whose interfaces are capabilities.
 const CAPABILITY_PACKAGE: &str = "trellis:plugin/";
@@ -164,26 +165,20 @@ impl PluginHost {
         let (pre, exports) = self.pre_instantiate(&component, world).map_err(fail)?;
 
         let mount = (world == World::WasiHttp).then(|| config.mount(name));
-        let (manifest, declared) = match &mount {
-            None => {
-                let preliminary = PluginSetup {
-                    name,
-                    config,
-                    limits: &limits,
-                    imports: &imported,
-                    asks: &[],
-                    jobs: None,
-                    schedules: operator_schedules,
-                    migrations: None,
-                };
-                let (manifest, declared) = read_manifest(self, &pre, &exports, &preliminary)
-                    .await
-                    .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
-                validate_manifest(&manifest, &config.grants).map_err(fail)?;
-                (manifest, declared)
-            }
-            Some(mount) => (wasi_http_manifest(name, mount), Declared::default()),
+        let preliminary = PluginSetup {
+            name,
+            config,
+            limits: &limits,
+            imports: &imported,
+            asks: &[],
+            jobs: None,
+            schedules: operator_schedules,
+            migrations: None,
         };
+        let (manifest, declared) =
+            manifest_of(self, &pre, &exports, &preliminary, mount.as_deref())
+                .await
+                .map_err(fail)?;
         check_routes(&manifest.routes).map_err(|e| fail(LoadErrorKind::Routes(e)))?;
         let setup = PluginSetup {
             name,
@@ -195,19 +190,7 @@ impl PluginHost {
             schedules: operator_schedules,
             migrations: declared.migrations,
         };
-        let capabilities = self
-            .capabilities
-            .configure(&setup)
-            .await
-            .map_err(|e| fail(LoadErrorKind::Capability(e)))?;
-        let context = Arc::new(PluginContext {
-            name: name.to_string(),
-            limits,
-            stats: self.metrics.plugin(name),
-            tracer: self.tracing.tracer().clone(),
-            errors: self.errors.clone(),
-            capabilities,
-        });
+        let context = self.plugin_context(&setup).await.map_err(fail)?;
         tracing::info!(
             plugin = name,
             source = source_name,
@@ -217,12 +200,53 @@ impl PluginHost {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "plugin loaded"
         );
+        let tables = self.route_tables(name, &manifest);
+        Ok(Arc::new(LoadedPlugin {
+            routes: tables.routes,
+            response_caches: tables.response_caches,
+            options: tables.options,
+            mount,
+            concurrency: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+            queued: std::sync::atomic::AtomicU32::new(0),
+            context,
+            manifest,
+            hash,
+            pre,
+            exports,
+            host: self.clone(),
+        }))
+    }
+
+    /// The plugin's context: its capabilities configured for `setup`
+    /// ([`Capabilities::configure`]), its metrics, tracer and error groups.
+    async fn plugin_context(
+        &self,
+        setup: &PluginSetup<'_>,
+    ) -> Result<Arc<PluginContext>, LoadErrorKind> {
+        let capabilities = self
+            .capabilities
+            .configure(setup)
+            .await
+            .map_err(LoadErrorKind::Capability)?;
+        Ok(Arc::new(PluginContext {
+            name: setup.name.to_string(),
+            limits: *setup.limits,
+            stats: self.metrics.plugin(setup.name),
+            tracer: self.tracing.tracer().clone(),
+            errors: self.errors.clone(),
+            capabilities,
+        }))
+    }
+
+    /// Per route of `manifest`, in its order: the metric handles, the
+    /// options it declares, and its response cache with its metrics.
+    fn route_tables(&self, name: &str, manifest: &PluginManifest) -> RouteTables {
         let routes = manifest
             .routes
             .iter()
             .map(|r| self.metrics.route(name, &r.path, &r.method))
             .collect();
-        // Validated above: every route's options parse.
+        // Validated when the manifest was read: every route's options parse.
         let options: Vec<RouteOptions> = manifest
             .routes
             .iter()
@@ -237,20 +261,11 @@ impl PluginHost {
                     .map(|policy| (policy, self.metrics.response_cache(name, &r.path)))
             })
             .collect();
-        Ok(Arc::new(LoadedPlugin {
+        RouteTables {
             routes,
             response_caches,
             options,
-            mount,
-            concurrency: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
-            queued: std::sync::atomic::AtomicU32::new(0),
-            context,
-            manifest,
-            hash,
-            pre,
-            exports,
-            host: self.clone(),
-        }))
+        }
     }
 
     async fn compile(&self, bytes: Vec<u8>) -> Result<Component, LoadErrorKind> {
@@ -272,6 +287,13 @@ impl PluginHost {
             .map_err(|e| LoadErrorKind::NotComponent(format!("compilation panicked: {e}")))?
             .map_err(|e| LoadErrorKind::NotComponent(format!("{e:#}")))
     }
+}
+
+/// What a loaded plugin keeps per route, in manifest order.
+struct RouteTables {
+    routes: Vec<RouteStats>,
+    response_caches: Vec<Option<(RouteCache, ResponseCacheStats)>>,
+    options: Vec<RouteOptions>,
 }
 
 /// The bytes of the component `config` names (embedded or read from its
@@ -315,9 +337,6 @@ impl PluginHost {
     }
 }
 
-/// The component names only `trellis:plugin` versions this runtime links
-/// and exports the interfaces every plugin must: checked before linking so
-/// the error says what is wrong instead of which item the linker missed.
 /// Which world a component implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum World {
@@ -331,6 +350,9 @@ enum World {
 /// interface.
 const WASI_HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2.";
 
+/// The component names only `trellis:plugin` versions this runtime links
+/// and exports the interfaces every plugin must: checked before linking so
+/// the error says what is wrong instead of which item the linker missed.
 fn check_world(component: &Component, host: &PluginHost) -> Result<World, LoadErrorKind> {
     let ty = component.component_type();
     let names: Vec<(&str, bool)> = ty
@@ -380,33 +402,6 @@ fn check_world(component: &Component, host: &PluginHost) -> Result<World, LoadEr
         }
     }
     Ok(World::Trellis)
-}
-
-/// The routes of a `wasi:http` component mounted at `mount`: every method
-/// (`HEAD` through `GET`) on the prefix and every path below it.
-fn wasi_http_manifest(name: &str, mount: &str) -> PluginManifest {
-    let routes = METHODS
-        .iter()
-        .filter(|method| **method != "HEAD")
-        .flat_map(|method| {
-            [
-                mount.to_string(),
-                format!("{mount}/"),
-                format!("{mount}/{{*path}}"),
-            ]
-            .map(|path| super::Route {
-                method: method.to_string(),
-                path,
-                options: Vec::new(),
-            })
-        })
-        .collect();
-    PluginManifest {
-        name: name.to_string(),
-        version: "wasi:http".to_string(),
-        routes,
-        capabilities: Vec::new(),
-    }
 }
 
 /// `None` when a component built against `version` links here; else what
@@ -463,119 +458,6 @@ fn check_grants(
 fn capability_of(import: &str) -> Option<&str> {
     let interface = import.strip_prefix(CAPABILITY_PACKAGE)?;
     Some(interface.split('@').next().unwrap_or(interface))
-}
-
-/// What a plugin's exports declare beside its manifest, for its
-/// capabilities: job kinds and schedules, and migrations (each `None`
-/// without the export; a failed listing is reported by its capability).
-#[derive(Default)]
-struct Declared {
-    jobs: Option<Result<DeclaredJobs, String>>,
-    migrations: Option<Result<Vec<Migration>, String>>,
-}
-
-/// Instantiates the plugin once, under its limits and with the capability
-/// state its config gives (its settings; no database or job queue yet), to
-/// call `describe` and, where exported, `job-handler`'s `kinds`
-/// and `schedules` and `migrations`' `all`.
-async fn read_manifest(
-    host: &PluginHost,
-    pre: &InstancePre<HostState>,
-    exports: &Exports,
-    plugin: &PluginSetup<'_>,
-) -> Result<(PluginManifest, Declared), String> {
-    let limits = *plugin.limits;
-    let context = Arc::new(PluginContext {
-        name: plugin.name.to_string(),
-        limits,
-        stats: host.metrics.plugin(plugin.name),
-        tracer: host.tracing.tracer().clone(),
-        errors: host.errors.clone(),
-        capabilities: host.capabilities.unconfigured(plugin),
-    });
-    let mut store: Store<HostState> = super::call::new_store(
-        host,
-        context,
-        "load".to_string(),
-        opentelemetry::Context::new(),
-    );
-    let call = async {
-        let instance = pre.instantiate_async(&mut store).await?;
-        let Some(indices) = &exports.manifest else {
-            return Err(wasmtime::Error::msg("the plugin exports no manifest"));
-        };
-        let guest = indices.load(&mut store, &instance)?;
-        let manifest = guest.call_describe(&mut store).await?;
-        let mut declared = Declared::default();
-        if let Some(indices) = &exports.jobs {
-            let jobs = async {
-                let guest = indices.load(&mut store, &instance)?;
-                let kinds = guest.call_kinds(&mut store).await?;
-                let schedules = guest.call_schedules(&mut store).await?;
-                Ok::<_, wasmtime::Error>((kinds, schedules))
-            };
-            declared.jobs = Some(jobs.await.map_err(|err| format!("{err:#}")));
-        }
-        if let Some(indices) = &exports.migrations {
-            let list = async {
-                indices
-                    .load(&mut store, &instance)?
-                    .call_all(&mut store)
-                    .await
-            };
-            declared.migrations = Some(list.await.map_err(|err| format!("{err:#}")));
-        }
-        Ok::<_, wasmtime::Error>((manifest, declared))
-    };
-    match tokio::time::timeout(limits.deadline, call).await {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(err)) => Err(format!("{err:#}")),
-        Err(_) => Err(format!(
-            "no answer within the deadline of {}",
-            humantime::format_duration(limits.deadline)
-        )),
-    }
-}
-
-fn validate_manifest(manifest: &PluginManifest, grants: &[String]) -> Result<(), LoadErrorKind> {
-    let invalid = |m: String| Err(LoadErrorKind::InvalidManifest(m));
-    for capability in &manifest.capabilities {
-        if !CAPABILITIES.contains(&capability.as_str()) {
-            return invalid(format!(
-                "asks for unknown capability `{capability}`; this runtime offers: {}",
-                CAPABILITIES.join(", ")
-            ));
-        }
-        if !grants.contains(capability) {
-            return Err(LoadErrorKind::NotGranted {
-                capability: capability.clone(),
-                plugin: manifest.name.clone(),
-            });
-        }
-    }
-    if u32::try_from(manifest.routes.len()).is_err() {
-        return invalid("too many routes".into());
-    }
-    for route in &manifest.routes {
-        if !METHODS.contains(&route.method.as_str()) {
-            return invalid(format!(
-                "route {} has method `{}`; allowed: {}",
-                route.path,
-                route.method,
-                METHODS.join(", ")
-            ));
-        }
-        if !route.path.starts_with('/') || route.path.contains(['?', '#']) {
-            return invalid(format!(
-                "route path `{}` must start with `/` and have no query or fragment",
-                route.path
-            ));
-        }
-        if let Err(message) = RouteOptions::parse(&route.method, &route.path, &route.options) {
-            return invalid(message);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

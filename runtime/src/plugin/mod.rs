@@ -8,7 +8,9 @@
 
 mod call;
 pub mod engine;
+mod job;
 mod load;
+mod manifest;
 pub mod route_options;
 pub mod wasi_http;
 
@@ -27,7 +29,7 @@ use crate::config::{Config, Limits};
 use crate::monitor::{ErrorGroups, HostSnapshot, Metrics, ResponseCacheStats, RouteStats, Tracing};
 
 pub use crate::capability::bindings::{GuestRequest, GuestResponse, PluginManifest, Route};
-pub use call::JobOutcome;
+pub use job::JobOutcome;
 pub use load::{LoadError, LoadErrorKind, WORLD_VERSION, read_component};
 pub use route_options::{RouteCache, RouteOptions};
 

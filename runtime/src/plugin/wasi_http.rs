@@ -5,18 +5,28 @@
 //! host's instance budget, memory, deadline, body sizes). The response
 //! streams: its head goes out as soon as the guest sets it, its body as the
 //! guest writes it, while the guest call runs on its own task.
+//!
+//! Layer: `plugin`; it may call `capability` (the store state) and
+//! `error`, nothing above `plugin`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use opentelemetry::Context;
+use tokio::sync::oneshot::Receiver;
+use tokio::task::JoinHandle;
+use wasmtime::Store;
+use wasmtime::component::Resource;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use super::LoadedPlugin;
 use super::call::Admitted;
+use crate::capability::HostState;
 use crate::error::ApiError;
 
 impl LoadedPlugin {
@@ -70,32 +80,9 @@ impl LoadedPlugin {
         let plugin = self.clone();
         let task = tokio::spawn(async move {
             let _permits = permits;
-            let mut instantiated = None;
-            let call = async {
-                let Some(indices) = &plugin.exports.wasi_http else {
-                    return Err(wasmtime::Error::msg(
-                        "the plugin exports no wasi:http/incoming-handler",
-                    ));
-                };
-                let instance = plugin.pre.instantiate_async(&mut store).await?;
-                instantiated = Some(started.elapsed());
-                let proxy = indices.load(&mut store, &instance)?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
-                    .await
-            };
-            let outcome = tokio::time::timeout(deadline, call).await;
-            plugin.context.stats.guest_call(
-                instantiated.unwrap_or_default(),
-                started.elapsed(),
-                store.data().memory.peak,
-            );
-            let outcome = match outcome {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(plugin.fault(err, &store)),
-                Err(_elapsed) => Err(plugin.deadline_exceeded()),
-            };
+            let outcome = plugin
+                .run_incoming_handler(&mut store, deadline, started, incoming, outparam)
+                .await;
             // Once the head is out nobody waits for this task: say here
             // why the body was cut.
             if let Err(err) = &outcome
@@ -111,6 +98,55 @@ impl LoadedPlugin {
             }
             outcome
         });
+        self.response_of(receiver, task).await
+    }
+
+    /// Instantiates the component in `store` and calls its
+    /// `incoming-handler` within `deadline`, recording the call's stats.
+    async fn run_incoming_handler(
+        &self,
+        store: &mut Store<HostState>,
+        deadline: Duration,
+        started: Instant,
+        incoming: Resource<HostIncomingRequest>,
+        outparam: Resource<HostResponseOutparam>,
+    ) -> Result<(), ApiError> {
+        let mut instantiated = None;
+        let call = async {
+            let Some(indices) = &self.exports.wasi_http else {
+                return Err(wasmtime::Error::msg(
+                    "the plugin exports no wasi:http/incoming-handler",
+                ));
+            };
+            let instance = self.pre.instantiate_async(&mut *store).await?;
+            instantiated = Some(started.elapsed());
+            let proxy = indices.load(&mut *store, &instance)?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut *store, incoming, outparam)
+                .await
+        };
+        let outcome = tokio::time::timeout(deadline, call).await;
+        self.context.stats.guest_call(
+            instantiated.unwrap_or_default(),
+            started.elapsed(),
+            store.data().memory.peak,
+        );
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(self.fault(err, store)),
+            Err(_elapsed) => Err(self.deadline_exceeded()),
+        }
+    }
+
+    /// The response the guest set (its body under `max_response_body`), or
+    /// why there is none: the error it answered with, or how the guest call
+    /// (`task`) ended without setting one.
+    async fn response_of(
+        &self,
+        receiver: Receiver<Result<http::Response<WasiBody>, ErrorCode>>,
+        task: JoinHandle<Result<(), ApiError>>,
+    ) -> Result<http::Response<WasiBody>, ApiError> {
         match receiver.await {
             Ok(Ok(response)) => {
                 let limit = self.context.limits.max_response_body.as_u64();

@@ -11,7 +11,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Column, Row, SqliteConnection, TypeInfo, ValueRef};
 
 use super::guard::check_statement;
-use super::{Dialect, Limits, Migration, Pooled, Rows, SqlError, Value, collect_rows};
+use super::pool::{Dialect, Limits, Pooled, collect_rows};
+use super::{Migration, Rows, SqlError, Value};
 use crate::config::SqlPoolConfig;
 
 /// Makes plugin files under one directory.

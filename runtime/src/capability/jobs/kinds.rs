@@ -1,9 +1,13 @@
 //! A plugin's job kinds and schedules: what its `job-handler` declares and
 //! the operator's `[[jobs.schedules]]` for it, checked, with the host's
 //! defaults applied.
+//!
+//! Layer: `capability` (part of `capability::jobs`); it may call `config`
+//! (the jobs settings, cron and queue-name checks), nothing above.
 
 use super::queue::{JobKinds, KindSpec, ScheduleSpec};
 use crate::capability::DeclaredJobs;
+use crate::capability::bindings::job_handler::{JobKind, Schedule};
 use crate::config::jobs::{parse_cron, valid_queue};
 use crate::config::{JobsConfig, ScheduleConfig};
 
@@ -29,46 +33,65 @@ pub fn check(
     let (declared, schedules) =
         declared.map_err(|err| format!("listing job kinds failed: {err}"))?;
     for kind in declared {
-        if kind.name.is_empty() || kind.name.len() > 100 {
-            return Err(format!("kind name `{}` must be 1 to 100 bytes", kind.name));
-        }
-        let queue = if kind.queue.is_empty() {
-            "default".to_string()
-        } else {
-            kind.queue
-        };
-        if !valid_queue(&queue) {
-            return Err(format!(
-                "kind `{}`: queue `{queue}` is not 1 to 64 of a-z, 0-9, `-` and `_`",
-                kind.name
-            ));
-        }
-        let timeout = match kind.timeout_ms {
-            0 => config.timeout,
-            ms => std::time::Duration::from_millis(u64::from(ms)),
-        };
-        if timeout > config.max_timeout {
-            return Err(format!(
-                "kind `{}` asks for a timeout of {}; jobs.max_timeout is {}",
-                kind.name,
-                humantime::format_duration(timeout),
-                humantime::format_duration(config.max_timeout)
-            ));
-        }
-        let spec = KindSpec {
-            queue,
-            max_attempts: if kind.max_attempts == 0 {
-                config.max_attempts
-            } else {
-                kind.max_attempts
-            },
-            timeout,
-            priority: kind.priority,
-        };
-        if kinds.kinds.insert(kind.name.clone(), spec).is_some() {
-            return Err(format!("kind `{}` is declared twice", kind.name));
+        let (name, spec) = check_kind(config, kind)?;
+        if kinds.kinds.insert(name.clone(), spec).is_some() {
+            return Err(format!("kind `{name}` is declared twice"));
         }
     }
+    add_schedules(&mut kinds, schedules, operator)?;
+    Ok(kinds)
+}
+
+/// One kind `job-handler` declared, checked, with the host's defaults
+/// applied: its name and what the queue keeps of it.
+fn check_kind(config: &JobsConfig, kind: JobKind) -> Result<(String, KindSpec), String> {
+    if kind.name.is_empty() || kind.name.len() > 100 {
+        return Err(format!("kind name `{}` must be 1 to 100 bytes", kind.name));
+    }
+    let queue = if kind.queue.is_empty() {
+        "default".to_string()
+    } else {
+        kind.queue
+    };
+    if !valid_queue(&queue) {
+        return Err(format!(
+            "kind `{}`: queue `{queue}` is not 1 to 64 of a-z, 0-9, `-` and `_`",
+            kind.name
+        ));
+    }
+    let timeout = match kind.timeout_ms {
+        0 => config.timeout,
+        ms => std::time::Duration::from_millis(u64::from(ms)),
+    };
+    if timeout > config.max_timeout {
+        return Err(format!(
+            "kind `{}` asks for a timeout of {}; jobs.max_timeout is {}",
+            kind.name,
+            humantime::format_duration(timeout),
+            humantime::format_duration(config.max_timeout)
+        ));
+    }
+    let spec = KindSpec {
+        queue,
+        max_attempts: if kind.max_attempts == 0 {
+            config.max_attempts
+        } else {
+            kind.max_attempts
+        },
+        timeout,
+        priority: kind.priority,
+    };
+    Ok((kind.name, spec))
+}
+
+/// Adds the schedules `job-handler` declared, then the operator's for this
+/// plugin: each with a valid cron expression, enqueueing a known kind, and
+/// named once.
+fn add_schedules(
+    kinds: &mut JobKinds,
+    schedules: Vec<Schedule>,
+    operator: &[ScheduleConfig],
+) -> Result<(), String> {
     let from_operator = operator.iter().map(|s| {
         let payload = s
             .payload
@@ -95,5 +118,5 @@ pub fn check(
             payload,
         });
     }
-    Ok(kinds)
+    Ok(())
 }

@@ -5,6 +5,13 @@
 //! runtime's `trellis` schema grant the role nothing. The role's password is
 //! derived from a secret kept in the `trellis` schema, so every node derives
 //! the same one.
+//!
+//! Layer: `backend` (part of `backend::sql`); it may call sqlx, `config`
+//! and the DDL of the stores kept in the runtime's schema
+//! (`backend::jobs`, `backend::runtime_store`), nothing above `backend`.
+//! The runtime's own schema is made in `schema`.
+
+mod schema;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -19,10 +26,10 @@ use sqlx::{
     AssertSqlSafe, Column, Encode, PgConnection, PgPool, Postgres, Row, Type, TypeInfo, ValueRef,
 };
 
+use self::schema::{create_runtime_schema, lock, role_secret, run, update_queue_schema};
+use super::pool::{Dialect, Limits, Pooled, collect_rows, timed};
 use super::replica::{ReplicaStats, Replicas, parse_lsn};
-use super::{
-    Dialect, Limits, Migration, Pooled, Rows, SqlError, Value, collect_rows, ident, timed,
-};
+use super::{Migration, Rows, SqlError, Value, ident};
 use crate::config::{PostgresConfig, SqlPoolConfig};
 
 /// Runs the admin side: runtime schema, roles, schemas.
@@ -50,9 +57,6 @@ pub struct Db {
     replica_pools: Vec<PgPool>,
 }
 
-/// Serialises provisioning across nodes (`pg_advisory_xact_lock` key).
-const PROVISION_LOCK: i64 = 0x7472_656c_6c69;
-
 impl Service {
     pub(super) async fn start(
         config: &PostgresConfig,
@@ -69,65 +73,9 @@ impl Service {
         let ns = &config.namespace;
         let mut tx = admin.begin().await.map_err(map_error)?;
         lock(&mut tx).await?;
-        let statements = [
-            format!("CREATE SCHEMA IF NOT EXISTS {ns}"),
-            format!("REVOKE ALL ON SCHEMA {ns} FROM PUBLIC"),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ns}.migrations (role text NOT NULL, id integer NOT NULL, \
-                 name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (role, id))"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ns}.secrets (name text PRIMARY KEY, value text NOT NULL)"
-            ),
-            // Lets a plugin record its own migration inside its migration
-            // transaction, and nothing else: the role is the caller's.
-            format!(
-                "CREATE OR REPLACE FUNCTION {ns}.record_migration(p_id integer, p_name text) \
-                 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS \
-                 $$ INSERT INTO {ns}.migrations (role, id, name) VALUES (session_user, p_id, p_name) $$"
-            ),
-            format!("REVOKE ALL ON FUNCTION {ns}.record_migration(integer, text) FROM PUBLIC"),
-        ];
-        let deploy = crate::backend::runtime_store::ddl(&format!("{ns}."), "bytea");
-        for statement in statements.iter().chain(&deploy) {
-            run(&mut tx, statement).await?;
-        }
-        // The queue's tables, trigger and function only when missing or
-        // older: their DDL locks the queue's tables, and on a running
-        // cluster other nodes are using them.
-        let (queue_schema,): (Option<String>,) = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT (SELECT value FROM {ns}.secrets WHERE name = 'queue-schema')"
-        )))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_error)?;
-        let version = crate::backend::jobs::POSTGRES_SCHEMA;
-        if queue_schema.as_deref() != Some(version) {
-            for statement in crate::backend::jobs::postgres_ddl(ns) {
-                run(&mut tx, &statement).await?;
-            }
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {ns}.secrets (name, value) VALUES ('queue-schema', $1) \
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value"
-            )))
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
-        }
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {ns}.secrets (name, value) VALUES ('role-password', $1) ON CONFLICT DO NOTHING"
-        )))
-        .bind(format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_error)?;
-        let (secret,): (String,) = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT value FROM {ns}.secrets WHERE name = 'role-password'"
-        )))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_error)?;
+        create_runtime_schema(&mut tx, ns).await?;
+        update_queue_schema(&mut tx, ns).await?;
+        let secret = role_secret(&mut tx, ns).await?;
         tx.commit().await.map_err(map_error)?;
         let replicas = Replicas::start(config, admin.clone()).map_err(SqlError::Invalid)?;
         Ok(Service {
@@ -199,11 +147,40 @@ impl Service {
         let role = format!("{ns}_{}", ident(plugin));
         let schema = role.clone();
         let password = format!("{:x}", Sha256::digest(format!("{}:{role}", self.secret)));
+        self.create_role(plugin, &role, &schema, &password).await?;
+        let (pool, replica_pools) = self.plugin_pools(&role, &schema, &password).await?;
+        Ok(Db {
+            pooled: Pooled {
+                pool,
+                limits: Limits {
+                    max_rows: self.pool.max_rows,
+                    statement_timeout: self.pool.statement_timeout,
+                },
+            },
+            role,
+            admin: self.admin.clone(),
+            namespace: ns.clone(),
+            replicas: self.replicas.clone(),
+            replica_pools,
+        })
+    }
+
+    /// Creates (or brings up to date) `plugin`'s login role and its schema,
+    /// with the grants it needs in the runtime's schema, and records whose
+    /// role it is.
+    async fn create_role(
+        &self,
+        plugin: &str,
+        role: &str,
+        schema: &str,
+        password: &str,
+    ) -> Result<(), SqlError> {
+        let ns = &self.namespace;
         let mut tx = self.admin.begin().await.map_err(map_error)?;
         lock(&mut tx).await?;
         let (exists,): (bool,) =
             sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(&role)
+                .bind(role)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(map_error)?;
@@ -218,7 +195,7 @@ impl Service {
             format!("GRANT USAGE ON SCHEMA {ns} TO \"{role}\""),
             format!("GRANT EXECUTE ON FUNCTION {ns}.record_migration(integer, text) TO \"{role}\""),
             format!("ALTER ROLE \"{role}\" SET search_path = \"{schema}\""),
-            crate::backend::jobs::postgres_grant(ns, &role),
+            crate::backend::jobs::postgres_grant(ns, role),
         ];
         let deploy = crate::backend::runtime_store::ddl(&format!("{ns}."), "bytea");
         for statement in statements.iter().chain(&deploy) {
@@ -228,23 +205,29 @@ impl Service {
             "INSERT INTO {ns}.plugin_roles (role, plugin) VALUES ($1, $2) \
              ON CONFLICT (role) DO UPDATE SET plugin = excluded.plugin"
         )))
-        .bind(&role)
+        .bind(role)
         .bind(plugin)
         .execute(&mut *tx)
         .await
         .map_err(map_error)?;
         tx.commit().await.map_err(map_error)?;
+        Ok(())
+    }
 
+    /// The plugin's pool on the primary, logged in as its `role` with
+    /// `search_path` its `schema`, and one lazy pool per replica.
+    async fn plugin_pools(
+        &self,
+        role: &str,
+        schema: &str,
+        password: &str,
+    ) -> Result<(PgPool, Vec<PgPool>), SqlError> {
         let timeout_ms = self.pool.statement_timeout.as_millis().to_string();
         let as_plugin = |options: &PgConnectOptions| {
-            options
-                .clone()
-                .username(&role)
-                .password(&password)
-                .options([
-                    ("search_path", schema.as_str()),
-                    ("statement_timeout", timeout_ms.as_str()),
-                ])
+            options.clone().username(role).password(password).options([
+                ("search_path", schema),
+                ("statement_timeout", timeout_ms.as_str()),
+            ])
         };
         let pool_options = || {
             PgPoolOptions::new()
@@ -268,20 +251,7 @@ impl Service {
                     .connect_lazy_with(as_plugin(options))
             })
             .collect();
-        Ok(Db {
-            pooled: Pooled {
-                pool,
-                limits: Limits {
-                    max_rows: self.pool.max_rows,
-                    statement_timeout: self.pool.statement_timeout,
-                },
-            },
-            role,
-            admin: self.admin.clone(),
-            namespace: ns.clone(),
-            replicas: self.replicas.clone(),
-            replica_pools,
-        })
+        Ok((pool, replica_pools))
     }
 }
 
@@ -374,29 +344,6 @@ async fn replay_lsn(pool: &PgPool) -> Option<u64> {
         .ok()?;
     parse_lsn(&lsn?)
 }
-
-/// Takes the provisioning lock for the rest of the admin transaction.
-async fn lock(tx: &mut sqlx::Transaction<'static, Postgres>) -> Result<(), SqlError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(PROVISION_LOCK)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_error)?;
-    Ok(())
-}
-
-/// Runs one admin statement built from validated identifiers.
-async fn run(
-    tx: &mut sqlx::Transaction<'static, Postgres>,
-    statement: &str,
-) -> Result<(), SqlError> {
-    sqlx::query(AssertSqlSafe(statement))
-        .execute(&mut **tx)
-        .await
-        .map_err(map_error)?;
-    Ok(())
-}
-
 impl Dialect for Postgres {
     async fn query_on(
         conn: &mut PgConnection,

@@ -42,13 +42,7 @@ impl Ambient {
             ..Ambient::default()
         }
     }
-}
 
-/// Where an atomic batch keeps its [`Ambient`] between operations; travels
-/// to the plugin call as a request extension.
-pub type AmbientSlot = std::sync::Arc<std::sync::Mutex<Ambient>>;
-
-impl Ambient {
     /// Opens the next savepoint in the batch's transaction (a guest's
     /// `begin` nested in it); returns its name.
     pub(super) async fn open_savepoint(&mut self) -> Result<String, SqlError> {
@@ -77,6 +71,10 @@ impl Ambient {
             .map(|_| ())
     }
 }
+
+/// Where an atomic batch keeps its [`Ambient`] between operations; travels
+/// to the plugin call as a request extension.
+pub type AmbientSlot = std::sync::Arc<std::sync::Mutex<Ambient>>;
 
 /// A statement of a guest call inside an atomic batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,27 +36,18 @@ serve() {
 
 # run LAYOUT SERVER_CPUS LOAD_CPUS: both builds, both paths, $rounds rounds.
 run() {
-    local label=$1 server_cpus=$2 load_cpus=$3
+    # (not `label`: alternate_many reads its targets into that name)
+    local layout_name=$1 server_cpus=$2 load_cpus=$3
     stop_servers
     pids=()
     serve before "$before" 18090 "$server_cpus"
     serve after "$after" 18091 "$server_cpus"
-    results="$work/$label.jsonl"
-    for round in $(seq 1 "$rounds"); do
-        local targets=("hello-before:18090:$before_pid:/hello" "hello-after:18091:$after_pid:/hello"
-            "wasi-before:18090:$before_pid:/wasi" "wasi-after:18091:$after_pid:/wasi")
-        local n=${#targets[@]}
-        for i in $(seq 0 $((n - 1))); do
-            IFS=: read -r name port pid path <<<"${targets[$(((round - 1 + i) % n))]}"
-            local pin=()
-            [ -n "$load_cpus" ] && pin=(taskset -c "$load_cpus")
-            "${pin[@]}" "$bin/trellis-load" "http://127.0.0.1:$port$path" \
-                --connections "$connections" --duration "$duration" --warmup 2s \
-                --server-pid "$pid" --label "$name" >>"$results"
-        done
-        echo "$label round $round done" >&2
-    done
-    echo "== $label: closed loop, $connections connections, $duration, medians of $rounds"
+    results="$work/$layout_name.jsonl"
+    LOAD_CPUS=$load_cpus alternate_many hello- /hello \
+        "before:18090:$before_pid" "after:18091:$after_pid"
+    LOAD_CPUS=$load_cpus alternate_many wasi- /wasi \
+        "before:18090:$before_pid" "after:18091:$after_pid"
+    echo "== $layout_name: closed loop, $connections connections, $duration, medians of $rounds"
     python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" \
         hello-before hello-after wasi-before wasi-after -- \
         hello-after/hello-before wasi-after/wasi-before

@@ -50,7 +50,8 @@ alternate() {
 }
 
 # alternate_many LABEL_PREFIX PATH LABEL:PORT:PID[:HEADER]...: $rounds rounds, each
-# loading every target in turn with the load tool pinned to CPU 1,
+# loading every target in turn with the load tool pinned to CPU 1 (or to
+# $LOAD_CPUS; set it empty for no pinning),
 # appending one JSON line per run to $results. $LOAD_ARGS, when set, is
 # passed to every run (e.g. `--zipf 5000`). Each round starts one target
 # later than the one before, so no target always runs first or last.
@@ -58,12 +59,15 @@ alternate_many() {
     local prefix=$1 path=$2
     shift 2
     local targets=("$@") n=$#
+    # The load tool on CPU 1, or where $LOAD_CPUS says (empty: unpinned).
+    local pin=()
+    [ -n "${LOAD_CPUS-1}" ] && pin=(taskset -c "${LOAD_CPUS-1}")
     for round in $(seq 1 "$rounds"); do
         for i in $(seq 0 $((n - 1))); do
             target=${targets[$(((round - 1 + i) % n))]}
             # An optional fourth field is a request header (`name: value`).
             IFS=: read -r label port pid header <<<"$target"
-            taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port$path" \
+            "${pin[@]}" "$bin/trellis-load" "http://127.0.0.1:$port$path" \
                 --connections "$connections" --duration "$duration" --warmup 2s \
                 ${header:+--header "$header"} ${LOAD_ARGS:-} \
                 --server-pid "$pid" --label "$prefix$label" >>"$results"

@@ -14,6 +14,16 @@ async fn node_child() {
     trellis_tests::node::serve_child().await;
 }
 
+/// A node on the stopped node's data directory that runs no jobs, to read
+/// what became of them.
+async fn job_reader(dir: &std::path::Path) -> TestServer {
+    let toml = format!(
+        "data_dir = {:?}\n[jobs]\nqueues = {{}}\n",
+        dir.display().to_string()
+    );
+    TestServer::start_config(&config_in(&toml, dir)).await
+}
+
 /// Waits until job `job` of the `tasks` plugin has started a run.
 async fn wait_started(server: &TestServer, job: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -110,14 +120,7 @@ grants = [\"log\", \"sql\", \"jobs\"]
     );
 
     // The job finished (or went back to the queue): never lost.
-    let server = TestServer::start_config(&config_in(
-        &format!(
-            "data_dir = {:?}\n[jobs]\nqueues = {{}}\n",
-            dir.display().to_string()
-        ),
-        &dir,
-    ))
-    .await;
+    let server = job_reader(&dir).await;
     let shown = server.get(&format!("/api/v1/jobs/{job}")).await;
     assert_eq!(shown.status, 200, "{}", shown.text());
     let state = shown.json()["state"]
@@ -194,14 +197,7 @@ async fn a_job_past_the_grace_period_is_interrupted_and_the_node_exits() {
         "exited {took:?} after SIGTERM"
     );
 
-    let server = TestServer::start_config(&config_in(
-        &format!(
-            "data_dir = {:?}\n[jobs]\nqueues = {{}}\n",
-            dir.display().to_string()
-        ),
-        &dir,
-    ))
-    .await;
+    let server = job_reader(&dir).await;
     let shown = server.get(&format!("/api/v1/jobs/{job}")).await.json();
     assert_eq!(shown["state"], "scheduled", "{shown}");
     assert_eq!(shown["attempt"], 1, "the cut-off run counts: {shown}");

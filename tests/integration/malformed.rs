@@ -139,3 +139,88 @@ async fn slow_headers_are_cut_off() {
     assert_eq!(server.get("/hello").await.status, 200);
     server.shutdown().await;
 }
+
+/// The frames an HTTP/2 server sent on `stream` until `until` holds for one
+/// (type, flags, payload), or the connection ended (`None`), or `limit`
+/// passed (a panic).
+fn read_h2_frames(
+    stream: &mut std::net::TcpStream,
+    limit: Duration,
+    until: impl Fn(u8, &[u8]) -> bool,
+) -> Option<(u8, Vec<u8>)> {
+    use std::io::Read;
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no such frame within {limit:?}");
+        stream.set_read_timeout(Some(left)).expect("timeout set");
+        let mut head = [0u8; 9];
+        if stream.read_exact(&mut head).is_err() {
+            return None;
+        }
+        let length = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; length];
+        if stream.read_exact(&mut payload).is_err() {
+            return None;
+        }
+        if until(head[3], &payload) {
+            return Some((head[3], payload));
+        }
+    }
+}
+
+/// HTTP/2 limits are the configured ones, and a client that stops
+/// answering pings is disconnected: its connection slot is not held
+/// forever. Spoken frame by frame over a raw socket, as such a client would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_announces_its_limits_and_drops_a_client_that_stops_answering() {
+    use std::io::Write;
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const GOAWAY: u8 = 0x7;
+    let server = TestServer::start(
+        "[server]\nhttp2_max_concurrent_streams = 7\n\
+         http2_keep_alive_interval = \"200ms\"\nhttp2_keep_alive_timeout = \"300ms\"\n",
+    )
+    .await;
+    let addr = server.addr();
+    let (settings, closed) = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connected");
+        // The preface and an empty SETTINGS frame, then silence.
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .expect("preface sent");
+        let (_, settings) = read_h2_frames(&mut stream, Duration::from_secs(5), |kind, _| {
+            kind == SETTINGS
+        })
+        .expect("the server's SETTINGS");
+        // A ping comes, goes unanswered, and the server gives up on us.
+        let started = Instant::now();
+        let ping = read_h2_frames(&mut stream, Duration::from_secs(10), |kind, _| kind == PING);
+        assert!(ping.is_some(), "no keep-alive ping");
+        let end = read_h2_frames(&mut stream, Duration::from_secs(10), |kind, _| {
+            kind == GOAWAY
+        });
+        (settings, (end.map(|(kind, _)| kind), started.elapsed()))
+    })
+    .await
+    .expect("joined");
+    // SETTINGS_MAX_CONCURRENT_STREAMS (0x3), in 6-byte (id, value) entries.
+    let max_streams = settings.chunks_exact(6).find_map(|entry| {
+        (u16::from_be_bytes([entry[0], entry[1]]) == 0x3)
+            .then(|| u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]))
+    });
+    assert_eq!(max_streams, Some(7), "settings: {settings:?}");
+    let (ended_by, after) = closed;
+    assert!(
+        ended_by.is_none() || ended_by == Some(GOAWAY),
+        "the connection was not closed: {ended_by:?}"
+    );
+    assert!(
+        after < Duration::from_secs(10),
+        "closed {after:?} after the ping"
+    );
+    // The server itself serves on.
+    assert_eq!(server.get("/hello").await.status, 200);
+    server.shutdown().await;
+}

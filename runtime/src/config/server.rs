@@ -34,6 +34,18 @@ pub struct ServerConfig {
     /// before new connections are refused. Default 0 s.
     #[serde(with = "humantime_serde")]
     pub drain_delay: Duration,
+    /// How often an HTTP/2 connection is pinged to see that the client is
+    /// still there; `0s` sends no pings.
+    #[serde(with = "humantime_serde")]
+    pub http2_keep_alive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub http2_keep_alive_timeout: Duration,
+    /// Streams (requests) one HTTP/2 connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+    /// Streams a client may open and reset before the server accepted them,
+    /// before the connection is closed (the rapid-reset guard).
+    pub http2_max_pending_accept_reset_streams: usize,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +57,10 @@ impl Default for ServerConfig {
             max_header_bytes: ByteSize::kib(16),
             shutdown_grace: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
+            http2_keep_alive_interval: Duration::from_secs(20),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            http2_max_concurrent_streams: 256,
+            http2_max_pending_accept_reset_streams: 20,
         }
     }
 }
@@ -140,6 +156,12 @@ impl ServerConfig {
         }
         if self.header_read_timeout.is_zero() {
             return invalid("server.header_read_timeout", "must be more than 0");
+        }
+        if self.http2_keep_alive_timeout.is_zero() {
+            return invalid("server.http2_keep_alive_timeout", "must be more than 0");
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return invalid("server.http2_max_concurrent_streams", "must be at least 1");
         }
         Ok(())
     }

@@ -375,10 +375,15 @@ fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .keep_alive(true)
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(max_header);
+    let ping = Some(config.http2_keep_alive_interval).filter(|d| !d.is_zero());
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+        .keep_alive_interval(ping)
+        .keep_alive_timeout(config.http2_keep_alive_timeout)
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(Some(config.http2_max_pending_accept_reset_streams));
     builder
 }
 

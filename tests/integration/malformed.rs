@@ -224,3 +224,43 @@ async fn http2_announces_its_limits_and_drops_a_client_that_stops_answering() {
     assert_eq!(server.get("/hello").await.status, 200);
     server.shutdown().await;
 }
+
+/// An idle HTTP/1.1 keep-alive connection is closed once the next
+/// request's headers have not come within `server.header_read_timeout`, so
+/// idle clients do not hold connection slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http1_keep_alive_connection_is_closed() {
+    use std::io::{Read, Write};
+    let server = TestServer::start("[server]\nheader_read_timeout = \"300ms\"\n").await;
+    let addr = server.addr();
+    let (answered, idle_for) = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connected");
+        stream
+            .write_all(b"GET /hello HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .expect("request sent");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout set");
+        let mut response = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !response.ends_with(b"Hello, world!") {
+            let n = stream.read(&mut buf).expect("the response");
+            assert!(n > 0, "closed before answering");
+            response.extend_from_slice(&buf[..n]);
+        }
+        // Keep-alive, then silence: the server closes the connection.
+        let idle = Instant::now();
+        let n = stream.read(&mut buf).unwrap_or(0);
+        (
+            String::from_utf8_lossy(&response).to_string(),
+            (n, idle.elapsed()),
+        )
+    })
+    .await
+    .expect("joined");
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    let (read, after) = idle_for;
+    assert_eq!(read, 0, "the idle connection was not closed");
+    assert!(after < Duration::from_secs(5), "closed after {after:?}");
+    server.shutdown().await;
+}

@@ -264,3 +264,42 @@ async fn an_idle_http1_keep_alive_connection_is_closed() {
     assert!(after < Duration::from_secs(5), "closed after {after:?}");
     server.shutdown().await;
 }
+
+/// An HTTP/2 client that keeps its connection open but sends nothing is
+/// sent GOAWAY after `server.idle_timeout`: a live but idle client does
+/// not hold a connection slot forever either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_gets_goaway() {
+    use std::io::Write;
+    const SETTINGS: u8 = 0x4;
+    const GOAWAY: u8 = 0x7;
+    let server = TestServer::start(
+        "[server]\nidle_timeout = \"300ms\"\nhttp2_keep_alive_interval = \"0s\"\n",
+    )
+    .await;
+    let addr = server.addr();
+    let ended = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connected");
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .expect("preface sent");
+        read_h2_frames(&mut stream, Duration::from_secs(5), |kind, _| {
+            kind == SETTINGS
+        })
+        .expect("the server's SETTINGS");
+        // Acknowledge them, as a well-behaved client does, then idle.
+        stream
+            .write_all(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
+            .expect("settings acknowledged");
+        let started = Instant::now();
+        let end = read_h2_frames(&mut stream, Duration::from_secs(10), |kind, _| {
+            kind == GOAWAY
+        });
+        (end.map(|(kind, _)| kind), started.elapsed())
+    })
+    .await
+    .expect("joined");
+    assert_eq!(ended.0, Some(GOAWAY), "no GOAWAY: {ended:?}");
+    assert!(ended.1 < Duration::from_secs(10), "{ended:?}");
+    server.shutdown().await;
+}

@@ -34,6 +34,11 @@ pub struct ServerConfig {
     /// before new connections are refused. Default 0 s.
     #[serde(with = "humantime_serde")]
     pub drain_delay: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/2 gets GOAWAY); idle HTTP/1.1 connections are also closed
+    /// after `header_read_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// How often an HTTP/2 connection is pinged to see that the client is
     /// still there; `0s` sends no pings.
     #[serde(with = "humantime_serde")]
@@ -57,6 +62,7 @@ impl Default for ServerConfig {
             max_header_bytes: ByteSize::kib(16),
             shutdown_grace: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
+            idle_timeout: Duration::from_secs(60),
             http2_keep_alive_interval: Duration::from_secs(20),
             http2_keep_alive_timeout: Duration::from_secs(20),
             http2_max_concurrent_streams: 256,
@@ -156,6 +162,9 @@ impl ServerConfig {
         }
         if self.header_read_timeout.is_zero() {
             return invalid("server.header_read_timeout", "must be more than 0");
+        }
+        if self.idle_timeout.is_zero() {
+            return invalid("server.idle_timeout", "must be more than 0");
         }
         if self.http2_keep_alive_timeout.is_zero() {
             return invalid("server.http2_keep_alive_timeout", "must be more than 0");

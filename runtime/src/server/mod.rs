@@ -3,6 +3,8 @@
 //! with their timeouts and header limits, and graceful shutdown.
 //! Layer: the top; calls `http`, `router` and `plugin`.
 
+mod connections;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -12,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tower_http::compression::CompressionLayer;
 
+use self::connections::{Activity, Drain};
 use crate::alerts::{Alerts, Notifier};
 use crate::backend::sql::Leader;
 use crate::clock::now_ms;
@@ -78,6 +80,8 @@ pub struct Server {
     shutdown_grace: Duration,
     /// Time the listener stays open with readiness 503 once shutdown begins.
     drain_delay: Duration,
+    /// A connection with no request in flight for this long is closed.
+    idle_timeout: Duration,
     /// The plugin host, kept alive as long as the server.
     host: PluginHost,
     /// The alert evaluation task, stopped with the server.
@@ -189,6 +193,7 @@ impl Server {
             builder: connection_builder(&config.server),
             compression: compression::layer(&config.compression),
             shutdown_grace: config.server.shutdown_grace,
+            idle_timeout: config.server.idle_timeout,
             drain_delay: config.server.drain_delay,
             host,
         })
@@ -217,24 +222,24 @@ impl Server {
     /// the job leader's connection (and so its lead) goes, this node leaves
     /// the plugin store's node list, and queued spans are flushed.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        let graceful = GracefulShutdown::new();
-        self.serve_until(shutdown, &graceful).await;
+        let drain = Drain::new();
+        self.serve_until(shutdown, &drain).await;
         self.app.drain();
         tracing::info!(
             drain_delay_ms = self.drain_delay.as_millis() as u64,
             "draining: readiness is 503"
         );
-        self.serve_until(tokio::time::sleep(self.drain_delay), &graceful)
+        self.serve_until(tokio::time::sleep(self.drain_delay), &drain)
             .await;
         drop(self.listener);
         // The job leader's connection goes with it: another node leads.
         self.maintenance = None;
-        let open = graceful.count();
+        let open = drain.count();
         tracing::info!(open_connections = open, "shutting down");
         let grace = self.shutdown_grace;
         let connections = async {
             tokio::select! {
-                () = graceful.shutdown() => tracing::info!("all connections closed"),
+                () = drain.shutdown() => tracing::info!("all connections closed"),
                 () = tokio::time::sleep(grace) => {
                     tracing::warn!("grace period over; cutting the remaining connections");
                 }
@@ -261,7 +266,7 @@ impl Server {
     }
 
     /// Accepts and serves connections until `until` completes.
-    async fn serve_until(&self, until: impl Future<Output = ()>, graceful: &GracefulShutdown) {
+    async fn serve_until(&self, until: impl Future<Output = ()>, drain: &Drain) {
         tokio::pin!(until);
         loop {
             let accepted = tokio::select! {
@@ -269,7 +274,7 @@ impl Server {
                 accepted = self.accept() => accepted,
             };
             if let Some((stream, permit)) = accepted {
-                self.serve_connection(stream, permit, graceful);
+                self.serve_connection(stream, permit, drain);
             }
         }
     }
@@ -305,33 +310,57 @@ impl Server {
         }
     }
 
-    fn serve_connection(
-        &self,
-        stream: TcpStream,
-        permit: OwnedSemaphorePermit,
-        graceful: &GracefulShutdown,
-    ) {
+    fn serve_connection(&self, stream: TcpStream, permit: OwnedSemaphorePermit, drain: &Drain) {
         let app = self.app.clone();
         let metrics = self.host.metrics().clone();
         metrics.connection(1);
+        let activity = Activity::new();
         let service = tower::ServiceBuilder::new()
             .map_response(compression::weaken_etag)
             .layer(self.compression.clone())
-            .service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.serve(request).await) }
+            .service_fn({
+                let activity = activity.clone();
+                move |request: http::Request<hyper::body::Incoming>| {
+                    let app = app.clone();
+                    let in_flight = activity.request();
+                    async move {
+                        let response = app.serve(request).await;
+                        drop(in_flight);
+                        Ok::<_, Infallible>(response)
+                    }
+                }
             });
         let service = TowerToHyperService::new(service);
         let connection = self
             .builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        let connection = graceful.watch(connection);
+        let (open, mut finish) = drain.enter();
+        let idle_timeout = self.idle_timeout;
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%err, "connection ended with an error");
+            let mut connection = std::pin::pin!(connection);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(err) = result {
+                            tracing::debug!(%err, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = finish.wait_for(|finish| *finish), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    () = activity.idle(idle_timeout), if !closing => {
+                        tracing::debug!("closing an idle connection");
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
             }
             metrics.connection(-1);
+            drop(open);
             drop(permit);
         });
     }

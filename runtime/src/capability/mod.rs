@@ -247,14 +247,16 @@ macro_rules! capabilities {
 
             /// Runs every capability's [`Capability::before_call`].
             pub async fn before_call(&self, state: &mut HostState, call: &Call<'_>) {
-                let context = state.plugin.clone();
-                $(self.$field.before_call(&context, &mut state.instance.$field, call).await;)*
+                // Disjoint fields: the plugin is read while its instance
+                // state is written, with no clone of the `Arc` per call.
+                let HostState { plugin, instance, .. } = state;
+                $(self.$field.before_call(plugin, &mut instance.$field, call).await;)*
             }
 
             /// Runs every capability's [`Capability::after_call`].
             pub async fn after_call(&self, state: &mut HostState, call: &Call<'_>, answered: bool) {
-                let context = state.plugin.clone();
-                $(self.$field.after_call(&context, &mut state.instance.$field, call, answered).await;)*
+                let HostState { plugin, instance, .. } = state;
+                $(self.$field.after_call(plugin, &mut instance.$field, call, answered).await;)*
             }
 
             /// Runs every capability's [`Capability::annotate`].

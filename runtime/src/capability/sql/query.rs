@@ -24,14 +24,7 @@ impl HostState {
     /// are stale; later reads of this request, and the client's next
     /// requests (through the response header), must see it.
     pub(super) async fn wrote(&mut self, db: &PluginDb, statements: &[String]) {
-        for statement in statements {
-            self.plugin
-                .capabilities
-                .sql
-                .query_cache
-                .wrote(&self.plugin.name, statement)
-                .await;
-        }
+        self.plugin.forget_cached(statements).await;
         if let Some(lsn) = db.write_position().await {
             self.instance.sql.seen.min_lsn =
                 Some(self.instance.sql.seen.min_lsn.map_or(lsn, |m| m.max(lsn)));

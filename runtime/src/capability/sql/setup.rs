@@ -285,20 +285,25 @@ impl Sql {
 /// query results over the tables `written` wrote are stale, and jobs
 /// enqueued in it (`enqueued`) move from SQLite's outbox to the queue.
 pub async fn committed(plugin: &Arc<PluginContext>, written: &[String], enqueued: bool) {
-    for statement in written {
-        plugin
-            .capabilities
-            .sql
-            .query_cache
-            .wrote(&plugin.name, statement)
-            .await;
-    }
+    plugin.forget_cached(written).await;
     if enqueued {
         crate::capability::jobs::forward_outbox(plugin.clone()).await;
     }
 }
 
 impl PluginContext {
+    /// Cached query results over the tables `statements` write are stale:
+    /// the query cache forgets them (on every node, through its tags).
+    pub(crate) async fn forget_cached(&self, statements: &[String]) {
+        for statement in statements {
+            self.capabilities
+                .sql
+                .query_cache
+                .wrote(&self.name, statement)
+                .await;
+        }
+    }
+
     /// Its database, when it uses `sql`.
     pub fn database(&self) -> Option<&PluginDb> {
         self.capabilities.sql.db.as_ref()

@@ -78,16 +78,11 @@ impl HostState {
         this: &Resource<SqlTransaction>,
         statement: &str,
     ) -> wasmtime::Result<()> {
+        let statement = statement.to_string();
         self.plugin
-            .capabilities
-            .sql
-            .query_cache
-            .wrote(&self.plugin.name, statement)
+            .forget_cached(std::slice::from_ref(&statement))
             .await;
-        self.table
-            .get_mut(this)?
-            .written
-            .push(statement.to_string());
+        self.table.get_mut(this)?.written.push(statement);
         Ok(())
     }
 }

@@ -52,6 +52,23 @@ pub enum ApiError {
     /// The client took too long to send the request body.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    /// The client started a request but did not finish its head (request
+    /// line and headers) within `server.header_read_timeout`.
+    #[error("the request headers did not arrive within {}", humantime::format_duration(*limit))]
+    HeaderTimeout {
+        /// The timeout.
+        limit: Duration,
+    },
+    /// The request head (request line and headers) is over
+    /// `server.max_header_bytes`, or has more than 100 headers.
+    #[error("the request line and headers are over the limit of {limit} bytes or 100 headers")]
+    HeadersTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The request target is longer than the server parses.
+    #[error("the request target is too long")]
+    UriTooLong,
     /// The plugin already runs its maximum of instances.
     #[error("plugin `{plugin}` is at its limit of {limit} concurrent requests")]
     Overloaded {
@@ -141,7 +158,9 @@ impl ApiError {
             ApiError::TooManyOperations { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BodyTimeout | ApiError::HeaderTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::UnknownJob(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -169,7 +188,9 @@ impl ApiError {
             ApiError::TooManyOperations { .. } => "too_many_operations",
             ApiError::NotImplemented(_) => "not_implemented",
             ApiError::UnsupportedEncoding(_) => "unsupported_content_encoding",
-            ApiError::BodyTimeout => "request_timeout",
+            ApiError::BodyTimeout | ApiError::HeaderTimeout { .. } => "request_timeout",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
+            ApiError::UriTooLong => "uri_too_long",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::DeadlineExceeded { .. } => "deadline_exceeded",
             ApiError::MemoryLimit { .. } => "memory_limit",
@@ -187,8 +208,8 @@ impl ApiError {
         }
     }
 
-    /// The problem+json response, with `request_id` in body and header.
-    pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
+    /// The problem+json body (RFC 9457), carrying `request_id`.
+    pub fn problem(&self, request_id: &str) -> Bytes {
         let status = self.status();
         let body = serde_json::json!({
             "type": "about:blank",
@@ -198,7 +219,14 @@ impl ApiError {
             "code": self.code(),
             "request_id": request_id,
         });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        Bytes::from(body.to_string())
+    }
+
+    /// The problem+json response, with `request_id` in the body (the
+    /// pipeline adds the header).
+    pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let mut response = Response::new(Full::new(self.problem(request_id)));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(

@@ -109,24 +109,61 @@ async fn truncated_and_garbage_requests_do_not_hurt_the_server() {
     server.shutdown().await;
 }
 
+/// The status, headers and JSON body of a raw HTTP/1.1 answer that must be
+/// problem+json carrying the request id of its header.
+fn problem(answer: &str, status: u16) -> serde_json::Value {
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status} ")),
+        "expected {status}: {answer:.300}"
+    );
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    let json: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(json["status"], status, "{json}");
+    let id = json["request_id"].as_str().expect("a request id");
+    assert!(head.contains(&format!("x-request-id: {id}")), "{head}");
+    json
+}
+
+/// What hyper refuses before a request reaches the pipeline is answered
+/// like everything else: problem+json with a request id. A 1 MB header or
+/// query, 10,000 `?fields=` entries, a raw `0xff` in the path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_header_is_431() {
+async fn requests_hyper_refuses_get_problem_json() {
     let server = TestServer::start("").await;
-    let big = "a".repeat(32 * 1024);
-    let request = format!("GET /hello HTTP/1.1\r\nHost: x\r\nx-big: {big}\r\n\r\n");
-    let answer = raw_exchange(server.addr(), request.as_bytes(), Duration::from_secs(5)).await;
-    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let wait = Duration::from_secs(10);
+    let big = "a".repeat(1 << 20);
+    let header = format!("GET /hello HTTP/1.1\r\nHost: x\r\nx-big: {big}\r\n\r\n");
+    let query = format!("GET /hello?q={big} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let fields = format!(
+        "GET /notes?fields={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        vec!["a"; 10_000].join(",")
+    );
+    for request in [header, query, fields] {
+        let answer = raw_exchange(server.addr(), request.as_bytes(), wait).await;
+        let json = problem(&answer, 431);
+        assert_eq!(json["code"], "headers_too_large", "{json}");
+        assert!(json["detail"].as_str().is_some_and(|d| d.contains("16384")), "{json}");
+    }
+    let answer = raw_exchange(server.addr(), b"GET /hel\xfflo HTTP/1.1\r\nHost: x\r\n\r\n", wait).await;
+    assert_eq!(problem(&answer, 400)["code"], "bad_request");
+    let answer = raw_exchange(server.addr(), b"GET /hello HTTP/1.1\r\nHost x\r\n\r\n", wait).await;
+    problem(&answer, 400);
     assert_eq!(server.get("/hello").await.status, 200);
     server.shutdown().await;
 }
 
+/// A client that starts a request and does not finish its headers in
+/// time gets a 408 and the connection is closed, well before the client
+/// would give up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_headers_are_cut_off() {
+async fn slow_headers_are_cut_off_with_408() {
     let server = TestServer::start("[server]\nheader_read_timeout = \"300ms\"\n").await;
     let started = Instant::now();
-    // Never finishes its headers: the server must close the connection
-    // itself, well before the client would give up.
-    let _ = raw_exchange(
+    let answer = raw_exchange(
         server.addr(),
         b"GET /hello HTTP/1.1\r\nHost: x\r\n",
         Duration::from_secs(30),
@@ -136,6 +173,75 @@ async fn slow_headers_are_cut_off() {
         started.elapsed() < Duration::from_secs(20),
         "connection was held open"
     );
+    let json = problem(&answer, 408);
+    assert_eq!(json["code"], "request_timeout", "{json}");
+    assert_eq!(server.get("/hello").await.status, 200);
+    server.shutdown().await;
+}
+
+/// An HTTP/1.1 client that asks for a large response and stops reading
+/// does not hold the connection: once the socket has taken no bytes for
+/// `server.send_timeout`, the server closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BYTES: usize = 24 << 20;
+    let server = TestServer::start(&format!(
+        "[server]\nsend_timeout = \"1s\"\n\
+         [plugins.misbehave]\npath = {:?}\ngrants = [\"config\", \"sql\"]\n\
+         [plugins.misbehave.limits]\nmemory = \"128MiB\"\nmax_response_body = \"32MiB\"\n",
+        trellis_tests::guest("misbehave")
+    ))
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+    let mut stream = socket.connect(server.addr()).await.expect("connected");
+    let request = format!("GET /misbehave/big?bytes={BYTES} HTTP/1.1\r\nHost: x\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sent");
+    // Read nothing for well over the send timeout...
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // ...then the server has given up: what it had written, then the end.
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "the connection was held open");
+    assert!(
+        received.len() < BYTES,
+        "the whole response arrived: {} bytes",
+        received.len()
+    );
+    assert!(received.starts_with(b"HTTP/1.1 200"), "{:?}", &received[..received.len().min(100)]);
+    assert_eq!(server.get("/hello").await.status, 200);
+    server.shutdown().await;
+}
+
+/// An HTTP/2 stream whose client keeps its flow-control window shut is
+/// reset after `server.send_timeout` once its response is ready; the
+/// connection and the server serve on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_with_a_shut_window_is_reset() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let server = TestServer::start("[server]\nsend_timeout = \"1s\"\n").await;
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.expect("connected");
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(0)
+        .handshake::<_, http_body_util::Empty<bytes::Bytes>>(TokioIo::new(tcp))
+        .await
+        .expect("an HTTP/2 connection");
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/hello", server.addr()))
+        .body(http_body_util::Empty::new())
+        .expect("a request");
+    let response = sender.send_request(request).await.expect("response headers");
+    assert_eq!(response.status(), 200);
+    let started = Instant::now();
+    let body = tokio::time::timeout(Duration::from_secs(20), response.into_body().collect()).await;
+    let after = started.elapsed();
+    let err = body.expect("the stream was held open").expect_err("no body can arrive");
+    assert!(format!("{err:?}").contains("CANCEL"), "{err:?}");
+    assert!(after >= Duration::from_millis(800), "reset after {after:?}");
+    // The connection itself is still up.
+    assert!(!connection.is_finished(), "the connection was closed");
     assert_eq!(server.get("/hello").await.status, 200);
     server.shutdown().await;
 }

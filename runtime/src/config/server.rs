@@ -39,6 +39,11 @@ pub struct ServerConfig {
     /// after `header_read_timeout`.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A response that makes no progress for this long is given up: an
+    /// HTTP/1.1 connection whose client takes no bytes is closed, an
+    /// HTTP/2 stream whose flow-control window stays shut is reset.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
     /// How often an HTTP/2 connection is pinged to see that the client is
     /// still there; `0s` sends no pings.
     #[serde(with = "humantime_serde")]
@@ -63,6 +68,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(30),
             http2_keep_alive_interval: Duration::from_secs(20),
             http2_keep_alive_timeout: Duration::from_secs(20),
             http2_max_concurrent_streams: 256,
@@ -165,6 +171,9 @@ impl ServerConfig {
         }
         if self.idle_timeout.is_zero() {
             return invalid("server.idle_timeout", "must be more than 0");
+        }
+        if self.send_timeout.is_zero() {
+            return invalid("server.send_timeout", "must be more than 0");
         }
         if self.http2_keep_alive_timeout.is_zero() {
             return invalid("server.http2_keep_alive_timeout", "must be more than 0");

@@ -17,7 +17,12 @@ pub fn from_headers(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|id| acceptable(id))
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+        .unwrap_or_else(new)
+}
+
+/// A new request id.
+pub fn new() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 fn acceptable(id: &str) -> bool {

@@ -4,6 +4,8 @@
 //! Layer: the top; calls `http`, `router` and `plugin`.
 
 mod connections;
+mod streams;
+mod wire;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
@@ -21,6 +23,8 @@ use tokio::task::JoinHandle;
 use tower_http::compression::CompressionLayer;
 
 use self::connections::{Activity, Drain};
+use self::streams::Streams;
+use self::wire::{HeadTimedOut, Limits, Wire};
 use crate::alerts::{Alerts, Notifier};
 use crate::backend::sql::Leader;
 use crate::clock::now_ms;
@@ -73,7 +77,7 @@ pub struct Server {
     /// The request pipeline shared by every connection.
     app: Arc<App>,
     /// hyper's connection builder: HTTP/1.1 and HTTP/2, timeouts, limits.
-    builder: auto::Builder<TokioExecutor>,
+    builder: auto::Builder<Streams>,
     /// Response compression around the pipeline.
     compression: CompressionLayer<Compressible>,
     /// Time in-flight requests get on shutdown.
@@ -82,6 +86,8 @@ pub struct Server {
     drain_delay: Duration,
     /// A connection with no request in flight for this long is closed.
     idle_timeout: Duration,
+    /// Limits named in the answers to requests hyper refuses.
+    limits: Limits,
     /// The plugin host, kept alive as long as the server.
     host: PluginHost,
     /// The alert evaluation task, stopped with the server.
@@ -194,6 +200,11 @@ impl Server {
             compression: compression::layer(&config.compression),
             shutdown_grace: config.server.shutdown_grace,
             idle_timeout: config.server.idle_timeout,
+            limits: Limits {
+                max_header_bytes: config.server.max_header_bytes.as_u64(),
+                header_read_timeout: config.server.header_read_timeout,
+                send_timeout: config.server.send_timeout,
+            },
             drain_delay: config.server.drain_delay,
             host,
         })
@@ -325,15 +336,18 @@ impl Server {
                     let in_flight = activity.request();
                     async move {
                         let response = app.serve(request).await;
+                        streams::responded();
                         drop(in_flight);
                         Ok::<_, Infallible>(response)
                     }
                 }
             });
         let service = TowerToHyperService::new(service);
+        let timed_out = HeadTimedOut::default();
+        let wire = Wire::new(stream, self.limits, timed_out.clone());
         let connection = self
             .builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(wire), service)
             .into_owned();
         let (open, mut finish) = drain.enter();
         let idle_timeout = self.idle_timeout;
@@ -344,7 +358,9 @@ impl Server {
                 tokio::select! {
                     result = connection.as_mut() => {
                         if let Err(err) = result {
-                            tracing::debug!(%err, "connection ended with an error");
+                            if !timed_out.record(&*err) {
+                                tracing::debug!(%err, "connection ended with an error");
+                            }
                         }
                         break;
                     }
@@ -395,9 +411,11 @@ impl Drop for ServerHandle {
     }
 }
 
-fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+fn connection_builder(config: &ServerConfig) -> auto::Builder<Streams> {
     let max_header = usize::try_from(config.max_header_bytes.as_u64()).unwrap_or(usize::MAX);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(Streams {
+        send_timeout: config.send_timeout,
+    });
     builder
         .http1()
         .timer(TokioTimer::new())

@@ -357,10 +357,10 @@ impl Server {
             loop {
                 tokio::select! {
                     result = connection.as_mut() => {
-                        if let Err(err) = result {
-                            if !timed_out.record(&*err) {
-                                tracing::debug!(%err, "connection ended with an error");
-                            }
+                        if let Err(err) = result
+                            && !timed_out.record(&*err)
+                        {
+                            tracing::debug!(%err, "connection ended with an error");
                         }
                         break;
                     }

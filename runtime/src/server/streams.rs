@@ -126,41 +126,41 @@ mod tests {
     use super::*;
     use hyper::rt::Executor;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_stream_without_progress_after_its_response_is_dropped() {
         let streams = Streams {
-            send_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_millis(300),
         };
         let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
         let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
         streams.execute(async move {
             let _dropped = dropped_tx;
             responded();
-            // Progress every 4 s keeps the stream, then it stalls.
+            // Progress every 200 ms keeps the stream; then it stalls.
             while wake_rx.recv().await.is_some() {}
-            std::future::pending::<()>().await;
         });
         for _ in 0..3 {
-            tokio::time::sleep(Duration::from_secs(4)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
             wake_tx.send(()).await.expect("the stream is alive");
         }
         let started = Instant::now();
         let _ = dropped_rx.await;
         let after = started.elapsed();
         assert!(
-            after >= Duration::from_secs(4) && after <= Duration::from_secs(6),
+            after >= Duration::from_millis(250) && after <= Duration::from_secs(3),
             "{after:?}"
         );
+        drop(wake_tx);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_stream_is_not_watched_before_its_response() {
         let streams = Streams {
-            send_timeout: Duration::from_secs(1),
+            send_timeout: Duration::from_millis(50),
         };
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         streams.execute(async move {
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
             let _ = done_tx.send(());
         });
         assert!(done_rx.await.is_ok(), "the handler was cut off");

@@ -147,10 +147,11 @@ impl Wire {
         len: usize,
         write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        if self.refusal.is_none() && first.starts_with(b"HTTP/1.1 4") {
-            if let Some(error) = self.answer_for(first) {
-                self.refusal = Some((render(&error), 0));
-            }
+        if self.refusal.is_none()
+            && first.starts_with(b"HTTP/1.1 4")
+            && let Some(error) = self.answer_for(first)
+        {
+            self.refusal = Some((render(&error), 0));
         }
         if self.refusal.is_some() {
             // What hyper writes after its refusal is dropped with it.
@@ -245,9 +246,8 @@ impl Drop for Wire {
         let Some(stream) = self.stream.take() else {
             return;
         };
-        let timed_out = self.timed_out.0.load(Ordering::Acquire)
-            && self.reading
-            && self.http2 == Some(false);
+        let timed_out =
+            self.timed_out.0.load(Ordering::Acquire) && self.reading && self.http2 == Some(false);
         let answer = timed_out.then(|| {
             render(&ApiError::HeaderTimeout {
                 limit: self.limits.header_read_timeout,
@@ -293,7 +293,9 @@ fn bare_refusal(head: &[u8]) -> Option<StatusCode> {
     let status = StatusCode::from_bytes(head.get(9..12)?).ok()?;
     if !matches!(
         status,
-        StatusCode::BAD_REQUEST | StatusCode::URI_TOO_LONG | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        StatusCode::BAD_REQUEST
+            | StatusCode::URI_TOO_LONG
+            | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
     ) {
         return None;
     }
@@ -337,7 +339,8 @@ mod tests {
 
     #[test]
     fn only_hypers_own_refusals_are_replaced() {
-        let hyper = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let hyper =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
         assert_eq!(
             bare_refusal(hyper),
             Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)

@@ -39,6 +39,13 @@ load scenario="hello" url="http://127.0.0.1:8080" *args="":
 soak duration="600s":
     benches/soak.sh {{duration}}
 
+# Line and branch coverage of the runtime (the whole suite) and the SDK
+# (its native tests) with cargo-llvm-cov, installed if missing; `--html`
+# also writes target/coverage/html/. Not in CI: it rebuilds everything
+# instrumented.
+coverage *args="":
+    tests/scripts/coverage.sh {{args}}
+
 # Overload and the scenario smoke (also part of `just test`).
 stress:
     cargo test -p trellis-tests --test integration stress

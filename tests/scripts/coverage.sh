@@ -26,7 +26,9 @@ ignore='(tests/|benches/|/cargo/registry/|plugins/)'
 
 echo "== runtime: the whole suite, instrumented"
 cargo llvm-cov clean --workspace
-cargo llvm-cov --workspace --branch --no-report
+# A failing test still leaves its coverage; say so and report what ran.
+cargo llvm-cov --workspace --branch --no-report --no-fail-fast \
+    || echo "coverage: some tests failed (above); the figures are from what ran" >&2
 cargo llvm-cov report --branch --ignore-filename-regex "$ignore" >"$out/runtime-summary.txt"
 if [ "$html" = "--html" ]; then
     cargo llvm-cov report --branch --ignore-filename-regex "$ignore" --html --output-dir "$out/html"

@@ -1,4 +1,5 @@
-//! Chaos: a worker killed with SIGKILL mid-batch, a private PostgreSQL
+//! Chaos: a worker killed with SIGKILL mid-batch, SIGTERM with requests
+//! and jobs in flight on a shared queue, a private PostgreSQL
 //! stopped and started under HTTP requests that use SQL, and a private
 //! Redis stopped and then frozen with SIGSTOP under cache, response-cache
 //! and lock requests. Each asserts what the operator is promised: no job
@@ -151,6 +152,108 @@ async fn kill_9_of_a_busy_worker_loses_no_job_and_the_handler_sees_the_redeliver
         assert_eq!(attempts, vec![json!(1), json!(2)], "job {id}");
     }
     rescuer.shutdown().await;
+    ns.drop_all().await;
+}
+
+/// SIGTERM to a node with 8 jobs running (every worker busy), 100 jobs
+/// waiting and 50 slow requests in flight, on a queue another node shares:
+/// the requests are answered, the running jobs finish within the grace,
+/// the node claims nothing more and exits 0; the other node runs the
+/// waiting jobs. Each of the 108 jobs runs exactly once, as attempt 1:
+/// none lost, none repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_requests_and_jobs_in_flight_loses_and_repeats_no_job() {
+    let ns = Namespace::new().await;
+    let toml = format!(
+        "{}\n[plugins.misbehave]\npath = {:?}\ngrants = [\"config\", \"sql\"]\n\n\
+         [plugins.misbehave.limits]\nmax_concurrency = 64\ndeadline = \"20s\"\n",
+        tasks_toml(&format!(
+            "{}\n[server]\ndrain_delay = \"500ms\"\nshutdown_grace = \"30s\"\n\n\
+             [engine]\nmax_instances = 128\n",
+            ns.toml()
+        )),
+        trellis_tests::guest("misbehave"),
+    );
+    let mut stopping = ChildNode::start("chaos::node_child", &toml);
+    let addr = stopping.server.addr();
+    let mut running = Vec::new();
+    for _ in 0..8 {
+        // Long enough to still run when the signal comes.
+        running.push(enqueue(&stopping.server, "spin", "", json!({"ms": 8000})).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in &running {
+        while runs_of(&stopping.server, id).await.is_empty() {
+            assert!(Instant::now() < deadline, "job {id} never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut waiting = Vec::new();
+    for _ in 0..100 {
+        let body = json!({"plugin": "tasks", "kind": "record"}).to_string();
+        let reply = stopping
+            .server
+            .send(http::Method::POST, "/api/v1/jobs", &[], body)
+            .await;
+        assert_eq!(reply.status, 202, "{}", reply.text());
+        waiting.push(reply.json()["id"].as_str().expect("id").to_string());
+    }
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let client = TestServer::at(addr);
+        slow.push(tokio::spawn(async move {
+            client.get("/misbehave/sleep?ms=2000").await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let signalled_ms = trellis::clock::now_ms();
+    stopping.signal("TERM");
+    for request in slow {
+        let reply = request.await.expect("joined");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.text(), "slept");
+    }
+    let (status, _stopping) = tokio::task::spawn_blocking(move || {
+        let status = stopping.wait_exit(Duration::from_secs(60));
+        (status, stopping)
+    })
+    .await
+    .expect("joined");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status: {status:?}"
+    );
+    let exited_ms = trellis::clock::now_ms();
+
+    let other = TestServer::start(&toml).await;
+    for id in &running {
+        let shown = job(&other, id).await;
+        assert_eq!(
+            shown["state"], "completed",
+            "finished within the grace: {shown}"
+        );
+        assert_eq!(shown["attempt"], 1, "{shown}");
+    }
+    recovers(Duration::from_secs(60), "the waiting jobs", || async {
+        let completed = listed(&other, "completed").await.len();
+        (completed == 108).then_some(())
+    })
+    .await;
+    let runs = other.get("/tasks/runs").await.json();
+    assert_eq!(runs["jobs"], 108, "{runs}");
+    assert_eq!(runs["runs"], 108, "a job ran twice: {runs}");
+    // After the signal the stopping node claimed no waiting job: each ran
+    // before the signal or after the node had exited.
+    for id in &waiting {
+        let runs = runs_of(&other, id).await;
+        assert_eq!(runs.len(), 1, "job {id}: {runs:?}");
+        let finished = runs[0]["finished"].as_u64().unwrap_or_default();
+        assert!(
+            finished <= signalled_ms || finished >= exited_ms,
+            "job {id} was claimed while the node was stopping: {runs:?}"
+        );
+    }
+    other.shutdown().await;
     ns.drop_all().await;
 }
 

@@ -266,13 +266,17 @@ const PG_DOWN_BOUND: Duration = Duration::from_secs(9);
 /// database) stopped under a serving node: requests that need it answer
 /// within a bound with a 503 problem+json carrying the request id (the
 /// plugin's SQL, its enqueue, its transaction, the job API, readiness),
-/// and once it is started again the same requests succeed and a new job
-/// runs, without restarting Trellis.
+/// and once it is started again the same requests succeed, a new job runs
+/// and the leader's schedule ticks again, without restarting Trellis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_gets_503s_with_request_ids_then_recovers() {
     let pair = Pair::start(25452);
+    // A schedule every second shows the leader's work (elected through
+    // PostgreSQL) going on after the restart too.
     let toml = tasks_toml(&format!(
-        "[sql.postgres]\nurl = {:?}\nnamespace = \"chaos\"\n",
+        "[sql.postgres]\nurl = {:?}\nnamespace = \"chaos\"\n\n\
+         [[jobs.schedules]]\nplugin = \"tasks\"\nname = \"tick\"\ncron = \"* * * * * *\"\n\
+         kind = \"noop\"\n",
         pair.url(pair.primary_port)
     ));
     let server = TestServer::start(&toml).await;
@@ -308,6 +312,7 @@ async fn a_postgres_outage_gets_503s_with_request_ids_then_recovers() {
     assert_eq!(live.status, 200, "{}", live.text());
 
     pair.run("start-primary");
+    let restarted_ms = trellis::clock::now_ms();
     recovers(Duration::from_secs(30), "SQL reads", || async {
         let reply = server.get("/tasks/runs").await;
         (reply.status == 200).then_some(())
@@ -320,6 +325,16 @@ async fn a_postgres_outage_gets_503s_with_request_ids_then_recovers() {
     let committed = tx.json()["id"].as_str().expect("id").to_string();
     wait_state(&server, &committed, "completed").await;
     assert_eq!(server.get("/readyz").await.status, 200);
+    recovers(Duration::from_secs(30), "the schedule", || async {
+        let reply = server.get("/api/v1/jobs?kind=noop&limit=500").await;
+        let jobs = reply.json()["jobs"].as_array().cloned().unwrap_or_default();
+        let ticks = jobs.iter().filter_map(|j| {
+            let key = j["unique_key"].as_str()?;
+            key.rsplit(':').next()?.parse::<u64>().ok()
+        });
+        ticks.into_iter().any(|t| t > restarted_ms).then_some(())
+    })
+    .await;
     // The enqueue refused during the outage left no job behind.
     assert_eq!(server.get("/tasks/runs").await.json()["jobs"], 3);
     server.shutdown().await;

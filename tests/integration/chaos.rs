@@ -71,6 +71,36 @@ async fn listed(server: &TestServer, state: &str) -> Vec<Value> {
     reply.json()["jobs"].as_array().cloned().unwrap_or_default()
 }
 
+/// Enqueues `n` `record` jobs through the job API, 8 at a time; their ids.
+/// The host alone answers the job API, so a node whose CPU goes to
+/// spinning jobs does not push these past a plugin's deadline.
+async fn backlog(server: &TestServer, n: usize) -> Vec<String> {
+    let started = Instant::now();
+    let mut enqueuers = Vec::new();
+    for part in 0..8 {
+        let client = TestServer::at(server.addr());
+        let count = n / 8 + usize::from(part < n % 8);
+        enqueuers.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(count);
+            for _ in 0..count {
+                let body = json!({"plugin": "tasks", "kind": "record"}).to_string();
+                let reply = client
+                    .send(http::Method::POST, "/api/v1/jobs", &[], body)
+                    .await;
+                assert_eq!(reply.status, 202, "{}", reply.text());
+                ids.push(reply.json()["id"].as_str().expect("id").to_string());
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for enqueuer in enqueuers {
+        ids.extend(enqueuer.await.expect("joined"));
+    }
+    eprintln!("{n} jobs enqueued in {:?}", started.elapsed());
+    ids
+}
+
 /// SIGKILL of a node whose every worker is mid-job (8 jobs running) with
 /// 200 more waiting: another node rescues the 8 and runs the rest. No job
 /// is lost (all 208 complete, none discarded), and each rescued job's
@@ -94,24 +124,7 @@ async fn kill_9_of_a_busy_worker_loses_no_job_and_the_handler_sees_the_redeliver
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    // The backlog, through the job API: the host alone answers, so the
-    // node's CPU, spent spinning, does not push it past a plugin deadline.
-    let mut enqueuers = Vec::new();
-    for _ in 0..8 {
-        let client = TestServer::at(busy.server.addr());
-        enqueuers.push(tokio::spawn(async move {
-            for _ in 0..25 {
-                let body = json!({"plugin": "tasks", "kind": "record"}).to_string();
-                let reply = client
-                    .send(http::Method::POST, "/api/v1/jobs", &[], body)
-                    .await;
-                assert_eq!(reply.status, 202, "{}", reply.text());
-            }
-        }));
-    }
-    for enqueuer in enqueuers {
-        enqueuer.await.expect("joined");
-    }
+    backlog(&busy.server, 200).await;
     busy.signal("KILL");
     drop(busy);
 
@@ -179,7 +192,7 @@ async fn sigterm_with_requests_and_jobs_in_flight_loses_and_repeats_no_job() {
     let mut running = Vec::new();
     for _ in 0..8 {
         // Long enough to still run when the signal comes.
-        running.push(enqueue(&stopping.server, "spin", "", json!({"ms": 8000})).await);
+        running.push(enqueue(&stopping.server, "spin", "", json!({"ms": 10_000})).await);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     for id in &running {
@@ -188,16 +201,7 @@ async fn sigterm_with_requests_and_jobs_in_flight_loses_and_repeats_no_job() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let mut waiting = Vec::new();
-    for _ in 0..100 {
-        let body = json!({"plugin": "tasks", "kind": "record"}).to_string();
-        let reply = stopping
-            .server
-            .send(http::Method::POST, "/api/v1/jobs", &[], body)
-            .await;
-        assert_eq!(reply.status, 202, "{}", reply.text());
-        waiting.push(reply.json()["id"].as_str().expect("id").to_string());
-    }
+    let waiting = backlog(&stopping.server, 100).await;
     let mut slow = Vec::new();
     for _ in 0..50 {
         let client = TestServer::at(addr);
@@ -242,15 +246,27 @@ async fn sigterm_with_requests_and_jobs_in_flight_loses_and_repeats_no_job() {
     let runs = other.get("/tasks/runs").await.json();
     assert_eq!(runs["jobs"], 108, "{runs}");
     assert_eq!(runs["runs"], 108, "a job ran twice: {runs}");
-    // After the signal the stopping node claimed no waiting job: each ran
-    // before the signal or after the node had exited.
+    // Were all 8 workers still busy when the signal came (the 8 jobs
+    // finished after it)? Then the stopping node had no waiting job in
+    // hand, and one it ran after the signal it claimed while stopping.
+    let mut busy_at_signal = true;
+    for id in &running {
+        let finished = runs_of(&other, id).await[0]["finished"].as_u64();
+        busy_at_signal &= finished.is_some_and(|f| f > signalled_ms);
+    }
     for id in &waiting {
         let runs = runs_of(&other, id).await;
         assert_eq!(runs.len(), 1, "job {id}: {runs:?}");
         let finished = runs[0]["finished"].as_u64().unwrap_or_default();
         assert!(
-            finished <= signalled_ms || finished >= exited_ms,
+            !busy_at_signal || finished <= signalled_ms || finished >= exited_ms,
             "job {id} was claimed while the node was stopping: {runs:?}"
+        );
+    }
+    if !busy_at_signal {
+        eprintln!(
+            "notice: the running jobs ended before the signal (a slow machine); \
+             whether the stopping node claims jobs was not checked"
         );
     }
     other.shutdown().await;

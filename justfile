@@ -50,6 +50,18 @@ coverage *args="":
 stress:
     cargo test -p trellis-tests --test integration stress
 
+# The chaos tests: a worker killed with SIGKILL mid-job, PostgreSQL stopped
+# and started (a private cluster), Redis stopped and frozen (a private
+# redis-server), SIGTERM with requests and jobs in flight. They are
+# tests/integration/chaos.rs and the ones that live with their area, named
+# here. None is ignored (each takes well under a minute), so CI runs them as
+# part of the test command; this runs only them.
+chaos:
+    cargo test --workspace --test integration -- --test-threads=2 \
+        chaos:: shutdown:: a_job_of_a_killed_worker_is_rescued survive_the_leader \
+        a_postgres_restart_loses_no_job shutdown_interrupts_and_returns_unfinished_jobs \
+        a_frozen_ redis_stopped_mid_run
+
 # Format host and guest code.
 fmt:
     cargo fmt --all

@@ -5,22 +5,10 @@
 use std::time::{Duration, Instant};
 
 use http::Method;
+use trellis_tests::kv::{kv_toml, metric, post};
 use trellis_tests::node::ChildNode;
 use trellis_tests::redis::{self, PrivateRedis};
-use trellis_tests::{Reply, TestServer, guest};
-
-/// A server with the `kv` test plugin, and `extra` config.
-pub fn kv_toml(extra: &str) -> String {
-    format!(
-        "{extra}\n[plugins.kv]\npath = {:?}\ngrants = [\"cache\", \"lock\", \"sql\"]\n",
-        guest("kv")
-    )
-}
-
-/// `POST path` with no body.
-pub async fn post(server: &TestServer, path: &str) -> Reply {
-    server.send(Method::POST, path, &[], "").await
-}
+use trellis_tests::{Reply, TestServer};
 
 async fn put(server: &TestServer, key: &str, value: &str, query: &str) -> Reply {
     server
@@ -37,17 +25,6 @@ async fn value(server: &TestServer, key: &str) -> serde_json::Value {
     let reply = server.get(&format!("/kv/{key}")).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.json()["value"].clone()
-}
-
-/// The value of a counter or gauge line of `/metrics`, summed over labels
-/// that contain `labels`.
-pub async fn metric(server: &TestServer, name: &str, labels: &str) -> f64 {
-    let text = server.get("/metrics").await.text();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter(|l| l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use trellis_tests::node::ChildNode;
 use trellis_tests::pg::Namespace;
 use trellis_tests::redis;
 
-use crate::cache::{kv_toml, post};
+use trellis_tests::kv::{kv_toml, post};
 
 /// Runs `per_client` increments of counter `name` from each of `clients`,
 /// 8 tasks per client, and checks that no update was lost and that the

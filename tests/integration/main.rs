@@ -4,6 +4,7 @@
 mod alerts;
 mod batch;
 mod cache;
+mod chaos;
 mod compression;
 mod config;
 mod dashboard;

@@ -4,7 +4,7 @@
 use http::Method;
 use trellis_tests::TestServer;
 
-use crate::cache::{kv_toml, metric};
+use trellis_tests::kv::{kv_toml, metric};
 
 #[tokio::test]
 async fn notes_reads_are_cached_and_writes_invalidate_them() {

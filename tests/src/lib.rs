@@ -12,10 +12,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use trellis::{Config, Server, ServerHandle};
 
+pub mod kv;
 pub mod node;
 pub mod otlp;
 pub mod pg;
 pub mod redis;
+pub mod tasks;
 pub mod webhook;
 pub mod wit_doc;
 

@@ -27,7 +27,12 @@ fn uuid_like() -> u64 {
 
 /// The `[redis]` table for `url` and `namespace`.
 pub fn toml(url: &str, namespace: &str) -> String {
-    format!("[redis]\nurl = {url:?}\nnamespace = {namespace:?}\ncommand_timeout = \"2s\"\n")
+    toml_with_timeout(url, namespace, "2s")
+}
+
+/// As [`toml`], with `redis.command_timeout` = `timeout` (`"300ms"`).
+pub fn toml_with_timeout(url: &str, namespace: &str, timeout: &str) -> String {
+    format!("[redis]\nurl = {url:?}\nnamespace = {namespace:?}\ncommand_timeout = {timeout:?}\n")
 }
 
 /// A `redis-server` of the test's own on a free loopback port; stopped
@@ -46,6 +51,41 @@ impl PrivateRedis {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
+        PrivateRedis::start_on(port)
+    }
+
+    /// Starts one on `port` and waits until it answers. Pick a port below
+    /// the kernel's ephemeral range (32768 and up) that no other test uses,
+    /// so nothing else can take it while it is stopped.
+    pub fn start_on(port: u16) -> PrivateRedis {
+        assert_ne!(port, 6379, "the machine's Redis is not a test's to stop");
+        // A run that died (SIGKILL) may have left its redis-server here:
+        // ask it to shut down (bounded, in case it was left frozen).
+        let held = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if held() {
+            let _ = Command::new("timeout")
+                .args([
+                    "2",
+                    "redis-cli",
+                    "-p",
+                    &port.to_string(),
+                    "shutdown",
+                    "nosave",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            for _ in 0..40 {
+                if !held() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(
+                !held(),
+                "port {port} is held by a process this test did not start"
+            );
+        }
         let mut redis = PrivateRedis { port, child: None };
         redis.restart();
         redis

@@ -8,7 +8,9 @@ use crate::config::{LogConfig, LogFormat};
 /// `TRELLIS_LOG` holds no valid log filter: a start with it would log
 /// other than the operator asked, so it does not start.
 #[derive(Debug, thiserror::Error)]
-#[error("TRELLIS_LOG={value:?} is not a valid log filter ({reason}); e.g. `info` or `info,trellis=debug`")]
+#[error(
+    "TRELLIS_LOG={value:?} is not a valid log filter ({reason}); e.g. `info` or `info,trellis=debug`"
+)]
 pub struct InvalidLogFilter {
     value: String,
     reason: String,

@@ -23,7 +23,10 @@ fn serve(env: &[(&str, &str)]) -> Command {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("TRELLIS_SERVER__LISTEN", "\"127.0.0.1:0\"")
-        .env("TRELLIS_DATA_DIR", format!("{:?}", data.display().to_string()))
+        .env(
+            "TRELLIS_DATA_DIR",
+            format!("{:?}", data.display().to_string()),
+        )
         .env(
             "TRELLIS_ENGINE__CACHE_DIR",
             format!("{:?}", cache.display().to_string()),

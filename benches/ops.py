@@ -137,13 +137,21 @@ with open(toml, "w") as f:
     )
 versions = [open(guest("hello_next"), "rb").read(), open(guest("hello"), "rb").read()]
 proc, _ = start(toml, os.path.join(work, "data-reload"), os.path.join(work, "cache-reload"))
+# No admin.tokens: uploads take the node's own token from its data directory.
+with open(os.path.join(work, "data-reload", "admin-token")) as f:
+    admin_token = f.read().strip()
 swaps = []
 try:
     for i in range(20 * rounds):
         body = versions[i % 2]
         expect_next = i % 2 == 0
         began = time.perf_counter()
-        request = urllib.request.Request(BASE + "/admin/plugins/hello", data=body, method="PUT")
+        request = urllib.request.Request(
+            BASE + "/admin/plugins/hello",
+            data=body,
+            method="PUT",
+            headers={"authorization": f"Bearer {admin_token}"},
+        )
         with urllib.request.urlopen(request, timeout=30) as r:
             assert r.status == 200, r.status
         for _ in range(1000):

@@ -5,13 +5,28 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// `TRELLIS_LOG` holds no valid log filter: a start with it would log
+/// other than the operator asked, so it does not start.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "TRELLIS_LOG={value:?} is not a valid log filter ({reason}); e.g. `info` or `info,trellis=debug`"
+)]
+pub struct InvalidLogFilter {
+    value: String,
+    reason: String,
+}
+
 /// Installs the global subscriber. Call once, at the binary's start; later
-/// calls (tests starting several servers) are ignored.
-pub fn init(config: &LogConfig) {
-    let filter = std::env::var("TRELLIS_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(&config.level));
+/// calls (tests starting several servers) are ignored. `TRELLIS_LOG`, when
+/// set, replaces `[log] level` and must parse.
+pub fn init(config: &LogConfig) -> Result<(), InvalidLogFilter> {
+    let filter = match std::env::var("TRELLIS_LOG") {
+        Ok(value) => EnvFilter::try_new(&value).map_err(|err| InvalidLogFilter {
+            reason: err.to_string(),
+            value,
+        })?,
+        Err(_) => EnvFilter::new(&config.level),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -19,4 +34,5 @@ pub fn init(config: &LogConfig) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
+    Ok(())
 }

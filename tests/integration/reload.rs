@@ -431,3 +431,42 @@ async fn load_errors_say_what_is_wrong_and_how_to_fix_it() {
     assert_eq!(server.get("/hello").await.status, 200);
     server.shutdown().await;
 }
+
+/// With no `admin.tokens`, nothing unauthenticated deploys code: an upload
+/// without a token is refused even on loopback, and succeeds with the
+/// node's own token from `<data_dir>/admin-token`; reads stay open on
+/// loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_without_the_node_token_is_refused() {
+    let mut server = TestServer::start(&hello_toml()).await;
+    let token = server.take_admin_token().expect("the node made a token");
+    assert!(token.len() >= 32, "{token}");
+    let refused = upload(&server, "hello", next_bytes()).await;
+    refused.assert_problem(401, "unauthorized");
+    assert_eq!(version_of(&server.get("/hello").await), None);
+    let wrong = server
+        .send(
+            Method::PUT,
+            "/admin/plugins/hello",
+            &[("authorization", "Bearer not-the-node-token-at-all")],
+            next_bytes(),
+        )
+        .await;
+    wrong.assert_problem(401, "unauthorized");
+    let bearer = format!("Bearer {token}");
+    let deployed = server
+        .send(
+            Method::PUT,
+            "/admin/plugins/hello",
+            &[("authorization", bearer.as_str())],
+            next_bytes(),
+        )
+        .await;
+    assert_eq!(deployed.status, 200, "{}", deployed.text());
+    assert_eq!(
+        version_of(&server.get("/hello").await).as_deref(),
+        Some(NEXT)
+    );
+    assert_eq!(server.get("/admin/plugins").await.status, 200);
+    server.shutdown().await;
+}

@@ -26,6 +26,9 @@ pub mod wit_doc;
 pub struct TestServer {
     handle: Option<ServerHandle>,
     addr: SocketAddr,
+    /// The node's own admin token (no `admin.tokens` configured), sent with
+    /// admin writes that carry no `authorization` of their own.
+    admin_token: Option<String>,
     http1: Client<HttpConnector, Full<Bytes>>,
     http2: Client<HttpConnector, Full<Bytes>>,
 }
@@ -150,6 +153,10 @@ impl TestServer {
         let handle = server.spawn().expect("server has an address");
         let mut client = TestServer::at(handle.addr());
         client.handle = Some(handle);
+        if config.admin.tokens.is_empty() {
+            let path = trellis::http::auth::node_token_path(&config.data_dir);
+            client.admin_token = std::fs::read_to_string(path).ok();
+        }
         client
     }
 
@@ -158,6 +165,7 @@ impl TestServer {
         TestServer {
             handle: None,
             addr,
+            admin_token: None,
             http1: Client::builder(TokioExecutor::new()).build_http(),
             http2: Client::builder(TokioExecutor::new())
                 .http2_only(true)
@@ -212,11 +220,23 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Reply {
+        let token = self
+            .admin_token
+            .as_ref()
+            .filter(|_| method != Method::GET && method != Method::HEAD)
+            .filter(|_| {
+                !headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            });
         let mut request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr()));
         for (name, value) in headers {
             request = request.header(*name, *value);
+        }
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
         }
         let request = request.body(Full::new(body)).expect("valid request");
         let response = client.request(request).await.expect("server answers");
@@ -227,6 +247,11 @@ impl TestServer {
             headers: parts.headers,
             body,
         }
+    }
+
+    /// The node's own admin token, which this client stops sending.
+    pub fn take_admin_token(&mut self) -> Option<String> {
+        self.admin_token.take()
     }
 
     /// Stops the server gracefully.

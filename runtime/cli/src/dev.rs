@@ -238,7 +238,7 @@ async fn start(
 ) -> Result<(ServerHandle, Arc<Deployer>, Vec<String>), String> {
     let mut config = Config::load(Some(config_path)).map_err(|e| e.to_string())?;
     if !*log_ready {
-        telemetry::init(&config.log);
+        telemetry::init(&config.log).map_err(|e| e.to_string())?;
         *log_ready = true;
     }
     if config.data_dir.is_relative() {

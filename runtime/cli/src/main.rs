@@ -95,7 +95,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config, role } => {
             let config = Config::load(config.as_deref())?;
-            telemetry::init(&config.log);
+            telemetry::init(&config.log)?;
             let server = Server::start_as(&config, role).await?;
             server.run(trellis::server::shutdown_signal()).await;
             Ok(())

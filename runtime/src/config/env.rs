@@ -1,6 +1,19 @@
-//! The `TRELLIS_*` environment overrides: `TRELLIS_<KEY>` with `__`
-//! between nesting levels, applied to the file's TOML table before it is
-//! read into [`Config`]; a schema error names the variable behind it.
+//! The `TRELLIS_*` environment overrides, applied to the file's TOML table
+//! before it is read into [`Config`]; a schema error names the variable
+//! behind it.
+//!
+//! Which variables are overrides, so that a pod starts beside a Kubernetes
+//! Service named `trellis` (which injects `TRELLIS_PORT`,
+//! `TRELLIS_SERVICE_HOST`, ...) and a mistyped setting is still caught:
+//!
+//! - `TRELLIS_CONFIG`, `TRELLIS_LOG` and `TRELLIS_ROLE` are the command's
+//!   own, not overrides.
+//! - A name with `__` between levels (`TRELLIS_SERVER__LISTEN`), or one
+//!   naming a top-level key (`TRELLIS_DATA_DIR`), is an override; a key that
+//!   does not exist is an error naming the variable.
+//! - Any other `TRELLIS_*` name is not a setting and is left alone, unless
+//!   it spells a setting with single underscores (`TRELLIS_SERVER_LISTEN`):
+//!   that is an error naming the right spelling.
 //!
 //! Layer: config, the bottom. It uses nothing of the crate but the config
 //! module's own types.
@@ -18,7 +31,7 @@ pub(super) fn overridden(
     env: impl IntoIterator<Item = (String, String)>,
     parse_error: impl Fn(toml::de::Error) -> ConfigError,
 ) -> Result<Option<Config>, ConfigError> {
-    let overrides = env_overrides(env);
+    let overrides = env_overrides(env)?;
     if overrides.is_empty() {
         return Ok(None);
     }
@@ -35,21 +48,78 @@ pub(super) fn overridden(
         })
 }
 
-/// `TRELLIS_A__B_C=v` → (["a", "b_c"], v), for every override variable.
+/// `TRELLIS_A__B_C=v` → (["a", "b_c"], v), for every override variable
+/// (the rule is in the module's documentation).
 fn env_overrides(
     env: impl IntoIterator<Item = (String, String)>,
-) -> Vec<(Vec<String>, toml::Value)> {
-    let mut overrides: Vec<_> = env
-        .into_iter()
-        .filter(|(k, _)| !NOT_OVERRIDES.contains(&k.as_str()))
-        .filter_map(|(k, v)| {
-            let rest = k.strip_prefix("TRELLIS_")?;
-            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-            Some((path, parse_env_value(&v)))
-        })
-        .collect();
+) -> Result<Vec<(Vec<String>, toml::Value)>, ConfigError> {
+    let mut overrides = Vec::new();
+    for (name, raw) in env {
+        if NOT_OVERRIDES.contains(&name.as_str()) {
+            continue;
+        }
+        let Some(rest) = name.strip_prefix("TRELLIS_") else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let value = parse_env_value(&raw);
+        if path.len() > 1 || names_a_key(&path, &value) {
+            overrides.push((path, value));
+        } else if let Some(meant) = single_underscore_spelling(&path[0], &value) {
+            return Err(ConfigError::Env {
+                key: name,
+                message: format!(
+                    "is not a setting; levels are joined with `__`: did you mean \
+                     TRELLIS_{}?",
+                    meant.join("__").to_ascii_uppercase()
+                ),
+            });
+        } else {
+            tracing::debug!(variable = %name, "not a Trellis setting; ignored");
+        }
+    }
     overrides.sort_by(|a, b| a.0.cmp(&b.0));
-    overrides
+    Ok(overrides)
+}
+
+/// Whether `path` is a key of the config: a config with only it set to
+/// `value` is refused for no unknown field (a wrong type is still a key).
+fn names_a_key(path: &[String], value: &toml::Value) -> bool {
+    let mut table = toml::Table::new();
+    if apply_override(&mut table, path, value.clone()).is_err() {
+        return false;
+    }
+    match serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(table)) {
+        Ok(_) => true,
+        Err(err) => !err.inner().to_string().starts_with("unknown field"),
+    }
+}
+
+/// The key `name` (single underscores, lower case) spells when some of its
+/// underscores are level separators, if any: `server_listen` →
+/// `server.listen`. Up to three levels.
+fn single_underscore_spelling(name: &str, value: &toml::Value) -> Option<Vec<String>> {
+    let parts: Vec<&str> = name.split('_').collect();
+    let gaps = parts.len().checked_sub(1)?;
+    if gaps == 0 || gaps > 8 {
+        return None;
+    }
+    // Each bit of `cuts` says whether a gap between parts is a level break.
+    (1u32..(1 << gaps))
+        .filter(|cuts| cuts.count_ones() <= 2)
+        .map(|cuts| {
+            let mut path = vec![parts[0].to_string()];
+            for (gap, part) in parts[1..].iter().enumerate() {
+                if cuts & (1 << gap) != 0 {
+                    path.push((*part).to_string());
+                } else if let Some(last) = path.last_mut() {
+                    last.push('_');
+                    last.push_str(part);
+                }
+            }
+            path
+        })
+        .find(|path| names_a_key(path, value))
 }
 
 fn parse_env_value(raw: &str) -> toml::Value {

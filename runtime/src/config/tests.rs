@@ -61,6 +61,51 @@ fn env_overrides_apply_and_name_the_variable() {
     assert!(msg.contains("TRELLIS_SERVER__MAX_CONECTIONS"), "{msg}");
 }
 
+/// Kubernetes injects `TRELLIS_PORT`, `TRELLIS_SERVICE_HOST`, ... into the
+/// pods of a namespace with a Service named `trellis`; they, and tools'
+/// own `TRELLIS_*` variables, are not settings and must not stop a start.
+#[test]
+fn variables_that_are_not_settings_are_left_alone() {
+    let config = parse(
+        "",
+        &[
+            ("TRELLIS_PORT", "tcp://10.0.0.1:8080"),
+            ("TRELLIS_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+            ("TRELLIS_PORT_8080_TCP_ADDR", "10.0.0.1"),
+            ("TRELLIS_PORT_8080_TCP_PORT", "8080"),
+            ("TRELLIS_PORT_8080_TCP_PROTO", "tcp"),
+            ("TRELLIS_SERVICE_HOST", "10.0.0.1"),
+            ("TRELLIS_SERVICE_PORT", "8080"),
+            ("TRELLIS_SERVICE_PORT_HTTP", "8080"),
+            ("TRELLIS_TEST_PG_URL", "postgres://x"),
+            ("TRELLIS_PYTHON_VENV", "/tmp/venv"),
+            ("TRELLIS_DATA_DIR", "/tmp/trellis-data"),
+        ],
+    )
+    .expect("a start beside a Kubernetes Service named trellis");
+    assert_eq!(config.server.listen.port(), 8080);
+    assert_eq!(config.data_dir, Path::new("/tmp/trellis-data"));
+}
+
+/// A setting spelled with single underscores is caught, with the right
+/// spelling; so is a mistyped section.
+#[test]
+fn a_mistyped_override_is_still_an_error() {
+    let msg = parse("", &[("TRELLIS_SERVER_LISTEN", "127.0.0.1:1")])
+        .expect_err("single underscores")
+        .to_string();
+    assert!(msg.contains("TRELLIS_SERVER_LISTEN"), "{msg}");
+    assert!(msg.contains("TRELLIS_SERVER__LISTEN"), "{msg}");
+    let msg = parse("", &[("TRELLIS_SQL_POOL_MAX_CONNECTIONS", "3")])
+        .expect_err("single underscores, three levels")
+        .to_string();
+    assert!(msg.contains("TRELLIS_SQL__POOL__MAX_CONNECTIONS"), "{msg}");
+    let msg = parse("", &[("TRELLIS_SEVER__LISTEN", "127.0.0.1:1")])
+        .expect_err("an unknown section")
+        .to_string();
+    assert!(msg.contains("TRELLIS_SEVER__LISTEN"), "{msg}");
+}
+
 #[test]
 fn plugin_needs_exactly_one_source() {
     let msg = parse("[plugins.x]\ngrants = []\n", &[])

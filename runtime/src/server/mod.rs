@@ -31,7 +31,7 @@ use crate::clock::now_ms;
 use crate::config::{Config, ServerConfig};
 use crate::deploy::Deployer;
 use crate::http::compression::{self, Compressible};
-use crate::http::{AdminAuth, App};
+use crate::http::{AdminAuth, App, auth};
 use crate::jobs::{Roles, Workers};
 use crate::monitor::otlp_metrics::MetricsExporter;
 use crate::plugin::{HostError, LoadError, PluginHost};
@@ -56,6 +56,14 @@ pub enum StartError {
     /// The live plugins could not be loaded.
     #[error(transparent)]
     Deploy(#[from] crate::deploy::StartupError),
+    /// The node's own admin token could not be read or written.
+    #[error("cannot keep the admin token in {path}: {source}")]
+    AdminToken {
+        /// `<data_dir>/admin-token`.
+        path: std::path::PathBuf,
+        /// Why.
+        source: io::Error,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -178,6 +186,7 @@ impl Server {
             )))
         });
         let running_jobs = workers.as_ref().map(Workers::canceller);
+        let admin = admin_auth(config, addr.ip().is_loopback())?;
         let following = AbortOnDrop(deploy.follow());
         Ok(Server {
             _following: following,
@@ -190,7 +199,7 @@ impl Server {
             app: Arc::new(App::new(
                 deploy,
                 host.clone(),
-                AdminAuth::new(&config.admin, addr.ip().is_loopback()),
+                admin,
                 alerts,
                 config.batch.clone(),
                 Compressible::new(&config.compression),
@@ -409,6 +418,25 @@ impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Who may call admin endpoints: the configured tokens, or else the node's
+/// own token (made on first start; its path is logged).
+fn admin_auth(config: &Config, loopback: bool) -> Result<AdminAuth, StartError> {
+    if !config.admin.tokens.is_empty() {
+        return Ok(AdminAuth::new(&config.admin, loopback, None));
+    }
+    let path = auth::node_token_path(&config.data_dir);
+    let token = auth::node_token(&config.data_dir).map_err(|source| StartError::AdminToken {
+        path: path.clone(),
+        source,
+    })?;
+    tracing::info!(
+        path = %path.display(),
+        reads_open = loopback,
+        "no admin.tokens configured: admin writes need the token in this file"
+    );
+    Ok(AdminAuth::new(&config.admin, loopback, Some(&token)))
 }
 
 fn connection_builder(config: &ServerConfig) -> auto::Builder<Streams> {

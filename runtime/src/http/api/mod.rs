@@ -51,14 +51,23 @@ pub(super) enum Access {
 
 impl Access {
     /// Ok when a request with `headers` may call the endpoint.
-    fn check(self, auth: &AdminAuth, headers: &http::HeaderMap) -> Result<(), ApiError> {
+    fn check(
+        self,
+        auth: &AdminAuth,
+        method: &http::Method,
+        headers: &http::HeaderMap,
+    ) -> Result<(), ApiError> {
         let public = match self {
             Access::Public => true,
             Access::Health => auth.public_health,
             Access::Metrics => auth.public_metrics,
             Access::Admin => false,
         };
-        if public { Ok(()) } else { auth.check(headers) }
+        if public {
+            Ok(())
+        } else {
+            auth.check(method, headers)
+        }
     }
 }
 
@@ -206,7 +215,9 @@ where
     } else {
         None
     };
-    endpoint.access.check(&app.admin, &parts.headers)?;
+    endpoint
+        .access
+        .check(&app.admin, &parts.method, &parts.headers)?;
     let call = Call {
         app,
         parts,

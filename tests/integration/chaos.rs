@@ -78,7 +78,7 @@ async fn backlog(server: &TestServer, n: usize) -> Vec<String> {
     let started = Instant::now();
     let mut enqueuers = Vec::new();
     for part in 0..8 {
-        let client = TestServer::at(server.addr());
+        let client = server.client();
         let count = n / 8 + usize::from(part < n % 8);
         enqueuers.push(tokio::spawn(async move {
             let mut ids = Vec::with_capacity(count);

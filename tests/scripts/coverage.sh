@@ -36,8 +36,8 @@ fi
 
 echo "== SDK: its native tests"
 host=$(rustc -vV | sed -n 's/^host: //p')
-(cd plugins && cargo llvm-cov -p trellis-sdk --branch --target "$host" \
-    --target-dir ../target/coverage/sdk-target \
+(cd plugins && CARGO_TARGET_DIR=../target/coverage/sdk-target \
+    cargo llvm-cov -p trellis-sdk --branch --target "$host" \
     --ignore-filename-regex '(/cargo/registry/|/tests/)' >"../$out/sdk-summary.txt")
 
 echo "== totals (lines, branches)"

@@ -139,6 +139,9 @@ pub fn config_in(toml: &str, data_dir: &Path) -> Config {
         .unwrap_or_else(|e| panic!("test config is invalid: {e}"))
 }
 
+/// Where the admin writes are that get the node's own token.
+const ADMIN_PATHS: &[&str] = &["/admin/", "/api/v1/jobs", "/api/v1/monitoring/"];
+
 impl TestServer {
     /// Starts a server for `toml` (see [`config`]).
     pub async fn start(toml: &str) -> TestServer {
@@ -224,6 +227,7 @@ impl TestServer {
             .admin_token
             .as_ref()
             .filter(|_| method != Method::GET && method != Method::HEAD)
+            .filter(|_| ADMIN_PATHS.iter().any(|p| path.starts_with(p)))
             .filter(|_| {
                 !headers
                     .iter()
@@ -247,6 +251,13 @@ impl TestServer {
             headers: parts.headers,
             body,
         }
+    }
+
+    /// Another client of the same server, with the same admin token.
+    pub fn client(&self) -> TestServer {
+        let mut client = TestServer::at(self.addr);
+        client.admin_token = self.admin_token.clone();
+        client
     }
 
     /// The node's own admin token, which this client stops sending.

@@ -43,22 +43,27 @@ impl ChildNode {
             .expect("the test binary runs");
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
-        let addr: SocketAddr = loop {
+        let (addr, admin_token): (SocketAddr, Option<String>) = loop {
             let line = lines
                 .next()
                 .unwrap_or_else(|| panic!("the child node exited before serving"))
                 .expect("child output");
-            // The harness prints `test <name> ... ` on the same line.
-            if let Some((_, addr)) = line.split_once(ADDR_LINE) {
-                break addr.trim().parse().expect("an address");
+            // The harness prints `test <name> ... ` on the same line; the
+            // node's own admin token (if it made one) follows the address.
+            if let Some((_, rest)) = line.split_once(ADDR_LINE) {
+                let mut words = rest.split_whitespace();
+                let addr = words
+                    .next()
+                    .and_then(|a| a.parse().ok())
+                    .expect("an address");
+                break (addr, words.next().map(str::to_string));
             }
         };
         // Keep draining its stdout so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.by_ref() {});
-        ChildNode {
-            child,
-            server: TestServer::at(addr),
-        }
+        let mut server = TestServer::at(addr);
+        server.admin_token = admin_token;
+        ChildNode { child, server }
     }
 
     /// The child's process id (for signals).
@@ -111,9 +116,16 @@ pub async fn serve_child() {
         // Run directly (not as a child): nothing to do.
         return;
     };
-    let server = trellis::Server::start(&crate::config(&toml))
+    let config = crate::config(&toml);
+    let server = trellis::Server::start(&config)
         .await
         .unwrap_or_else(|e| panic!("server did not start: {e}"));
-    println!("{ADDR_LINE}{}", server.local_addr().expect("bound"));
+    let token = std::fs::read_to_string(trellis::http::auth::node_token_path(&config.data_dir))
+        .unwrap_or_default();
+    println!(
+        "{ADDR_LINE}{} {}",
+        server.local_addr().expect("bound"),
+        token.trim()
+    );
     server.run(trellis::server::shutdown_signal()).await;
 }

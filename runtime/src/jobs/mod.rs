@@ -60,3 +60,21 @@ impl std::str::FromStr for Roles {
         Ok(roles)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Roles;
+
+    #[test]
+    fn roles_parse_from_a_list_and_name_the_valid_ones() {
+        let roles: Roles = "worker, scheduler".parse().expect("valid roles");
+        assert!(!roles.api && roles.worker && roles.scheduler);
+        let roles: Roles = "api".parse().expect("a valid role");
+        assert!(roles.api && !roles.worker && !roles.scheduler);
+        let err = "api,cron".parse::<Roles>().expect_err("an unknown role");
+        assert!(
+            err.contains("`cron`") && err.contains("api, worker and scheduler"),
+            "{err}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ mod cache;
 mod compression;
 mod config;
 mod dashboard;
+mod deploy;
 mod dev;
 mod docs;
 mod examples;

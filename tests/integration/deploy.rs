@@ -109,8 +109,7 @@ fn flag<'a>(args: &[&'a str], flag: &str) -> &'a str {
         .iter()
         .position(|a| *a == flag)
         .unwrap_or_else(|| panic!("{flag} in {args:?}"));
-    *args
-        .get(at + 1)
+    args.get(at + 1)
         .unwrap_or_else(|| panic!("a value after {flag}"))
 }
 

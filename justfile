@@ -46,6 +46,15 @@ soak duration="600s":
 coverage *args="":
     tests/scripts/coverage.sh {{args}}
 
+# Lint examples/deploy/: the Kubernetes manifests against their schemas,
+# the Dockerfile with hadolint, the systemd unit (as CI does).
+deploy-check:
+    examples/deploy/check.sh
+
+# Build the container image (podman or docker) from the repository root.
+image tag="trellis:dev" tool="podman":
+    {{tool}} build -f examples/deploy/Dockerfile -t {{tag}} .
+
 # Overload and the scenario smoke (also part of `just test`).
 stress:
     cargo test -p trellis-tests --test integration stress

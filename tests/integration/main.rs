@@ -8,6 +8,7 @@ mod chaos;
 mod compression;
 mod config;
 mod dashboard;
+mod deploy;
 mod dev;
 mod docs;
 mod examples;

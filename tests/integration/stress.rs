@@ -128,6 +128,15 @@ mount = "/wasi"
     }
     // The wasi:http hello too, as the head-to-head loads it.
     scenarios.push(("the wasi:http hello".into(), Scenario::get("/wasi")));
+    // The job API is an admin write: the node's own token goes along.
+    let headers: Vec<(http::HeaderName, http::HeaderValue)> = server
+        .admin_token()
+        .map(|token| {
+            let value = format!("Bearer {token}").parse().expect("a header value");
+            (http::header::AUTHORIZATION, value)
+        })
+        .into_iter()
+        .collect();
     for (name, scenario) in scenarios {
         for http2 in [false, true] {
             let options = Options {
@@ -140,7 +149,7 @@ mount = "/wasi"
                 http2,
                 rate: None,
                 timeout: Duration::from_secs(10),
-                headers: Vec::new(),
+                headers: headers.clone(),
             };
             let report = run(&options)
                 .await

@@ -253,6 +253,11 @@ impl TestServer {
         }
     }
 
+    /// The node's own admin token, when it made one.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
     /// Another client of the same server, with the same admin token.
     pub fn client(&self) -> TestServer {
         let mut client = TestServer::at(self.addr);

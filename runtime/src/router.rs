@@ -42,7 +42,7 @@ pub struct Router {
 /// Path patterns and, per pattern, a value by method: the routing table,
 /// or (with plugin names as values) a dry run that only finds conflicts.
 #[derive(Debug)]
-struct Table<V> {
+pub(crate) struct Table<V> {
     paths: matchit::Router<usize>,
     /// Per path pattern: the pattern and its values by method.
     entries: Vec<(String, BTreeMap<String, V>)>,
@@ -60,7 +60,7 @@ impl<V> Default for Table<V> {
 }
 
 /// The plugin a table value belongs to, for conflict messages.
-trait Owner {
+pub(crate) trait Owner {
     fn owner(&self) -> &str;
 }
 
@@ -76,13 +76,13 @@ impl Owner for String {
     }
 }
 
-/// The outcome of a lookup.
+/// The outcome of a lookup (in the routing table, `V` is a [`Target`]).
 #[derive(Debug)]
-pub enum Lookup<'a> {
+pub enum Lookup<'a, V = Target> {
     /// A route matched.
     Found {
         /// Where to send the request.
-        target: &'a Target,
+        target: &'a V,
         /// `{param}` values in pattern order.
         params: Vec<(String, String)>,
     },
@@ -104,7 +104,7 @@ pub struct RouteConflict {
 
 impl<V: Owner> Table<V> {
     /// Adds `method` `path` of `plugin`, or says what it conflicts with.
-    fn add(
+    pub(crate) fn add(
         &mut self,
         method: &str,
         path: &str,
@@ -164,6 +164,30 @@ impl<V: Owner> Table<V> {
     }
 }
 
+impl<V> Table<V> {
+    /// The value of `method` `path`. `HEAD` falls back to `GET`.
+    pub(crate) fn lookup(&self, method: &str, path: &str) -> Lookup<'_, V> {
+        let Ok(matched) = self.paths.at(path) else {
+            return Lookup::NotFound;
+        };
+        let methods = &self.entries[*matched.value].1;
+        let target = methods
+            .get(method)
+            .or_else(|| (method == "HEAD").then(|| methods.get("GET")).flatten());
+        match target {
+            Some(target) => Lookup::Found {
+                target,
+                params: matched
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            },
+            None => Lookup::MethodNotAllowed(allow(methods)),
+        }
+    }
+}
+
 impl Router {
     /// Builds the table from every route of every plugin.
     pub fn build(plugins: &[Arc<LoadedPlugin>]) -> Result<Router, RouteConflict> {
@@ -207,24 +231,7 @@ impl Router {
 
     /// Finds the target of `method` `path`. `HEAD` falls back to `GET`.
     pub fn lookup(&self, method: &str, path: &str) -> Lookup<'_> {
-        let Ok(matched) = self.table.paths.at(path) else {
-            return Lookup::NotFound;
-        };
-        let methods = &self.table.entries[*matched.value].1;
-        let target = methods
-            .get(method)
-            .or_else(|| (method == "HEAD").then(|| methods.get("GET")).flatten());
-        match target {
-            Some(target) => Lookup::Found {
-                target,
-                params: matched
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            },
-            None => Lookup::MethodNotAllowed(allow(methods)),
-        }
+        self.table.lookup(method, path)
     }
 
     /// The plugins with at least one route, by name.
@@ -257,7 +264,7 @@ fn describe(method: &str, path: &str, plugin: &str) -> String {
     format!("{method} {path} (plugin {plugin})")
 }
 
-fn allow(methods: &BTreeMap<String, Target>) -> String {
+fn allow<V>(methods: &BTreeMap<String, V>) -> String {
     let mut allowed: Vec<&str> = methods.keys().map(String::as_str).collect();
     if methods.contains_key("GET") && !methods.contains_key("HEAD") {
         allowed.push("HEAD");

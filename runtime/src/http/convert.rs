@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 
 use crate::error::ApiError;
-use crate::plugin::GuestResponse;
+use crate::plugin::{GuestRequest, GuestResponse};
 
 /// Headers a guest may not set: the connection's business, not the plugin's.
 const HOP_BY_HOP: &[&str] = &[
@@ -143,6 +143,32 @@ pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The guest's view of a request to route `route`: its head as strings,
+/// the `{param}` values, and the body [`read_body`] returned.
+pub fn guest_view(
+    route: u32,
+    params: Vec<(String, String)>,
+    parts: &http::request::Parts,
+    body: Vec<u8>,
+    request_id: &str,
+) -> GuestRequest {
+    let mut headers = header_pairs(&parts.headers);
+    if was_encoded(&parts.headers) {
+        // A decoded body no longer has its coding or length.
+        headers.retain(|(name, _)| name != "content-encoding" && name != "content-length");
+    }
+    GuestRequest {
+        route,
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        params,
+        query: query_pairs(parts.uri.query()),
+        headers,
+        body,
+        request_id: request_id.to_string(),
+    }
+}
+
 /// The guest's response as a hyper response; an invalid header is the
 /// plugin's fault (500), hop-by-hop headers are dropped.
 pub fn into_http(plugin: &str, guest: GuestResponse) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -166,3 +192,4 @@ pub fn into_http(plugin: &str, guest: GuestResponse) -> Result<Response<Full<Byt
     }
     Ok(response)
 }
+

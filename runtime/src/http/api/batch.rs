@@ -48,17 +48,19 @@ pub const PATH: &str = "/api/v1/batch";
 /// Longest time to receive the batch body.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A batch body, read.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Batch {
-    operations: Vec<Operation>,
+pub(crate) struct Batch {
+    pub(crate) operations: Vec<Operation>,
     #[serde(default)]
-    atomic: bool,
+    pub(crate) atomic: bool,
 }
 
+/// One operation of a batch, as the client wrote it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Operation {
+pub(crate) struct Operation {
     /// The caller's name for it, echoed in its result.
     #[serde(default)]
     id: Option<String>,
@@ -86,13 +88,7 @@ pub(super) async fn serve(call: Call<'_>) -> Result<Response<Full<Bytes>>, ApiEr
     let config = app.batch.clone();
     let bytes =
         convert::read_body(body, &parts.headers, config.max_body.as_u64(), BODY_TIMEOUT).await?;
-    let batch: Batch = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid batch: {e}")))?;
-    if batch.operations.len() > config.max_operations {
-        return Err(ApiError::TooManyOperations {
-            limit: config.max_operations,
-        });
-    }
+    let batch = parse(&bytes, config.max_operations)?;
     if batch.atomic {
         return atomic(app, batch.operations, request_id).await;
     }
@@ -111,6 +107,18 @@ pub(super) async fn serve(call: Call<'_>) -> Result<Response<Full<Bytes>>, ApiEr
         StatusCode::OK,
         &json!({ "results": results }),
     ))
+}
+
+/// The batch of body `bytes`, of at most `max_operations` operations.
+pub(crate) fn parse(bytes: &[u8], max_operations: usize) -> Result<Batch, ApiError> {
+    let batch: Batch = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid batch: {e}")))?;
+    if batch.operations.len() > max_operations {
+        return Err(ApiError::TooManyOperations {
+            limit: max_operations,
+        });
+    }
+    Ok(batch)
 }
 
 /// An operation, read and named: its position, its id, its own request id
@@ -505,7 +513,9 @@ fn through_pipeline(
     Box::pin(app.serve(request))
 }
 
-fn request(op: Operation, sub_id: &str) -> Result<Request<Full<Bytes>>, ApiError> {
+/// The request of operation `op`, with request id `sub_id`; a malformed
+/// one (or a batch inside the batch) is a 400.
+pub(crate) fn request(op: Operation, sub_id: &str) -> Result<Request<Full<Bytes>>, ApiError> {
     let method = Method::from_bytes(op.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| ApiError::BadRequest(format!("`{}` is not an HTTP method", op.method)))?;
     if !op.path.starts_with('/') {
@@ -544,3 +554,4 @@ fn request(op: Operation, sub_id: &str) -> Result<Request<Full<Bytes>>, ApiError
         .body(Full::new(body))
         .map_err(|e| ApiError::BadRequest(format!("invalid operation: {e}")))
 }
+

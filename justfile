@@ -39,6 +39,10 @@ load scenario="hello" url="http://127.0.0.1:8080" *args="":
 soak duration="600s":
     benches/soak.sh {{duration}}
 
+# The cargo-fuzz targets (fuzz/README.md), each for `seconds`; fails on a crash.
+fuzz seconds="600":
+    fuzz/run.sh {{seconds}}
+
 # Overload and the scenario smoke (also part of `just test`).
 stress:
     cargo test -p trellis-tests --test integration stress

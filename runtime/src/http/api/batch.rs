@@ -110,9 +110,24 @@ pub(super) async fn serve(call: Call<'_>) -> Result<Response<Full<Bytes>>, ApiEr
 }
 
 /// The batch of body `bytes`, of at most `max_operations` operations.
+/// The batch and each operation are JSON objects: serde would also read a
+/// struct from an array of its fields in order (`[[...], true]`), a form
+/// the API does not have.
 pub(crate) fn parse(bytes: &[u8], max_operations: usize) -> Result<Batch, ApiError> {
-    let batch: Batch = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid batch: {e}")))?;
+    let invalid = |e: serde_json::Error| ApiError::BadRequest(format!("invalid batch: {e}"));
+    let value: Value = serde_json::from_slice(bytes).map_err(invalid)?;
+    let objects = value
+        .as_object()
+        .is_some_and(|batch| match batch.get("operations") {
+            Some(Value::Array(operations)) => operations.iter().all(Value::is_object),
+            _ => true,
+        });
+    if !objects {
+        return Err(ApiError::BadRequest(
+            "invalid batch: the batch and each of its operations are JSON objects".into(),
+        ));
+    }
+    let batch: Batch = serde_json::from_value(value).map_err(invalid)?;
     if batch.operations.len() > max_operations {
         return Err(ApiError::TooManyOperations {
             limit: max_operations,
@@ -555,3 +570,34 @@ pub(crate) fn request(op: Operation, sub_id: &str) -> Result<Request<Full<Bytes>
         .map_err(|e| ApiError::BadRequest(format!("invalid operation: {e}")))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `batch` fuzz target: serde read `[[]]` as a batch (a
+    /// struct from an array of its fields).
+    #[test]
+    fn a_batch_and_its_operations_are_objects() {
+        for body in [
+            "[[]]",
+            r#"[[{"method": "GET", "path": "/x"}], true]"#,
+            r#"{"operations": [[null, "GET", "/x"]]}"#,
+        ] {
+            assert!(
+                matches!(parse(body.as_bytes(), 10), Err(ApiError::BadRequest(_))),
+                "{body} was read"
+            );
+        }
+        let batch = parse(
+            br#"{"atomic": true, "operations": [{"method": "GET", "path": "/x"}]}"#,
+            10,
+        )
+        .expect("a batch");
+        assert!(batch.atomic);
+        assert_eq!(batch.operations.len(), 1);
+        assert!(matches!(
+            parse(br#"{"operations": [{"method": "GET", "path": "/x"}, {"method": "GET", "path": "/y"}]}"#, 1),
+            Err(ApiError::TooManyOperations { limit: 1 })
+        ));
+    }
+}

@@ -176,8 +176,11 @@ pub fn into_http(plugin: &str, guest: GuestResponse) -> Result<Response<Full<Byt
         plugin: plugin.to_string(),
         reason,
     };
+    // `from_u16` takes 100..=999; the WIT allows 100..=599.
     let status = StatusCode::from_u16(guest.status)
-        .map_err(|_| invalid(format!("status {} is not an HTTP status", guest.status)))?;
+        .ok()
+        .filter(|_| (100..=599).contains(&guest.status))
+        .ok_or_else(|| invalid(format!("status {} is not an HTTP status", guest.status)))?;
     let mut response = Response::new(Full::new(Bytes::from(guest.body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -193,3 +196,38 @@ pub fn into_http(plugin: &str, guest: GuestResponse) -> Result<Response<Full<Byt
     Ok(response)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest(status: u16, headers: &[(&str, &str)]) -> GuestResponse {
+        GuestResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: b"brotli fodye".to_vec(),
+        }
+    }
+
+    /// Found by the `convert` fuzz target: status 760 was sent, though the
+    /// WIT allows 100..=599 (`StatusCode::from_u16` takes up to 999).
+    #[test]
+    fn a_status_outside_the_wit_range_is_the_plugins_fault() {
+        let headers = [("location", "/b/1"), ("connection", "close")];
+        for status in [760, 600, 999, 99, 1000] {
+            assert!(
+                matches!(
+                    into_http("p", guest(status, &headers)),
+                    Err(ApiError::InvalidResponse { .. })
+                ),
+                "{status} accepted"
+            );
+        }
+        let response = into_http("p", guest(599, &headers)).expect("599 is a status");
+        assert_eq!(response.status().as_u16(), 599);
+        assert_eq!(response.headers()["location"], "/b/1");
+        assert!(!response.headers().contains_key("connection"));
+    }
+}

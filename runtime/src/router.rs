@@ -142,12 +142,10 @@ impl<V: Owner> Table<V> {
     }
 
     fn insert_path(&mut self, path: &str, entry: usize, plugin: &str) -> Result<(), RouteConflict> {
-        if !whole_segments(path) {
+        if let Some(problem) = pattern_problem(path) {
             return Err(RouteConflict {
                 first: format!("{path} (plugin {plugin})"),
-                second: "the pattern is invalid: `{name}` and `{*name}` stand for whole \
-                         segments, with no other text in theirs"
-                    .into(),
+                second: format!("the pattern is invalid: {problem}"),
             });
         }
         self.paths.insert(path, entry).map_err(|err| {
@@ -268,12 +266,20 @@ impl Router {
     }
 }
 
-/// Whether every parameter of `pattern` is a whole segment, as the WIT
-/// says (`{name}` matches one segment, `{*name}` the rest). matchit also
-/// takes one beside static text in its segment (`/{name}.json`, `/v{n}`),
-/// and then misses routes: with `/a/{x}0/c` beside `/a/{x}/b`, `/a/v0/b`
-/// was not found (the suffix `0` is tried, and the other route never is).
-fn whole_segments(pattern: &str) -> bool {
+/// Most `{name}` parameters (catch-alls aside) one pattern may have:
+/// matchit names them `a` to `z` while inserting and panics at the 26th.
+const MAX_PARAMS: usize = 25;
+
+/// What is wrong with `pattern` that matchit would not refuse (or would
+/// panic on), if anything:
+///
+/// - a parameter that is not a whole segment. The WIT says `{name}`
+///   matches one segment, `{*name}` the rest; matchit also takes one beside
+///   static text (`/{name}.json`, `/v{n}`), and then misses routes: with
+///   `/a/{x}0/c` beside `/a/{x}/b`, `/a/v0/b` was not found (the suffix
+///   `0` is tried, and the other route never is);
+/// - more than [`MAX_PARAMS`] parameters.
+fn pattern_problem(pattern: &str) -> Option<String> {
     // The bytes with `{{` and `}}` read as literal braces, left to right,
     // as matchit reads them: (byte, is an unescaped brace).
     let mut bytes = Vec::with_capacity(pattern.len());
@@ -283,15 +289,26 @@ fn whole_segments(pattern: &str) -> bool {
         bytes.push((b, matches!(b, b'{' | b'}') && !escaped));
         rest = if escaped { &after[1..] } else { after };
     }
-    bytes.split(|&(b, _)| b == b'/').all(|segment| {
+    let mut params = 0;
+    for segment in bytes.split(|&(b, _)| b == b'/') {
         let braces = segment.iter().filter(|(_, brace)| *brace).count();
-        braces == 0
-            || (braces == 2
-                && segment
-                    .first()
-                    .is_some_and(|&(b, brace)| b == b'{' && brace)
-                && segment.last().is_some_and(|&(b, brace)| b == b'}' && brace))
-    })
+        if braces == 0 {
+            continue;
+        }
+        let whole = braces == 2
+            && segment.first() == Some(&(b'{', true))
+            && segment.last() == Some(&(b'}', true));
+        if !whole {
+            return Some(
+                "`{name}` and `{*name}` stand for whole segments, with no other text in theirs"
+                    .into(),
+            );
+        }
+        if segment.get(1) != Some(&(b'*', false)) {
+            params += 1;
+        }
+    }
+    (params > MAX_PARAMS).then(|| format!("more than {MAX_PARAMS} parameters"))
 }
 
 fn describe(method: &str, path: &str, plugin: &str) -> String {
@@ -335,7 +352,7 @@ mod tests {
             other => panic!("/a/v0/b: {other:?}"),
         }
         for pattern in ["/{name}.json", "/v{n}", "/a/{x}:", "/a/{x}-{y}", "/a{E}/b"] {
-            assert!(!whole_segments(pattern), "{pattern}");
+            assert!(pattern_problem(pattern).is_some(), "{pattern}");
         }
         for pattern in [
             "/",
@@ -345,7 +362,25 @@ mod tests {
             "/lit/{{x}}",
             "/{x}}}",
         ] {
-            assert!(whole_segments(pattern), "{pattern}");
+            assert_eq!(pattern_problem(pattern), None, "{pattern}");
         }
+    }
+
+    /// Found by the `routes` fuzz target: matchit panicked ("Too many route
+    /// parameters") inserting a pattern with 26 of them.
+    #[test]
+    fn too_many_parameters_are_refused_not_a_panic() {
+        let pattern = |n: usize| -> String { (0..n).map(|i| format!("/{{p{i}}}")).collect() };
+        let catch_all = format!("{}/{{*rest}}", pattern(MAX_PARAMS));
+        let (table, added) = table(&[
+            ("GET", &pattern(MAX_PARAMS)),
+            ("POST", &pattern(MAX_PARAMS + 1)),
+            ("PUT", &catch_all),
+        ]);
+        assert!(added[0].is_ok());
+        assert!(added[1].is_err(), "26 parameters taken");
+        assert!(added[2].is_ok(), "a catch-all is not one of the 25");
+        let path: String = (0..MAX_PARAMS).map(|i| format!("/v{i}")).collect();
+        assert!(matches!(table.lookup("GET", &path), Lookup::Found { .. }));
     }
 }

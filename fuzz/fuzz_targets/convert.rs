@@ -238,17 +238,40 @@ fn guest_response(message: &Message) {
     }
 }
 
+/// The runtime the encoders run on, made once.
+static COMPRESSOR: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime")
+});
+
 /// `body` compressed with `coding`, as a client would send it.
 fn compress(coding: &str, body: &[u8]) -> Option<Vec<u8>> {
+    use async_compression::Level;
     use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZlibEncoder, ZstdEncoder};
     let mut out = Vec::new();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().ok()?;
-    runtime.block_on(async {
+    COMPRESSOR.block_on(async {
         match coding {
-            "gzip" => GzipEncoder::new(body).read_to_end(&mut out).await,
-            "br" => BrotliEncoder::new(body).read_to_end(&mut out).await,
-            "zstd" => ZstdEncoder::new(body).read_to_end(&mut out).await,
-            "deflate" => ZlibEncoder::new(body).read_to_end(&mut out).await,
+            "gzip" => {
+                GzipEncoder::with_quality(body, Level::Fastest)
+                    .read_to_end(&mut out)
+                    .await
+            }
+            "br" => {
+                BrotliEncoder::with_quality(body, Level::Fastest)
+                    .read_to_end(&mut out)
+                    .await
+            }
+            "zstd" => {
+                ZstdEncoder::with_quality(body, Level::Fastest)
+                    .read_to_end(&mut out)
+                    .await
+            }
+            "deflate" => {
+                ZlibEncoder::with_quality(body, Level::Fastest)
+                    .read_to_end(&mut out)
+                    .await
+            }
             _ => return None,
         }
         .ok()

@@ -93,10 +93,20 @@ async fn decode(body: Bytes, headers: &HeaderMap, limit: u64) -> Result<Vec<u8>,
 }
 
 /// The request's one content coding: `None` for none or `identity`, an
-/// error naming it when there are several.
+/// error naming it when there are several (on one line or over several:
+/// they are one list) or one that is not text.
 fn content_encoding(headers: &HeaderMap) -> Option<Result<&'static str, String>> {
-    let value = headers.get(header::CONTENT_ENCODING)?;
-    let text = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    let values: Vec<String> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    let text = values.join(", ");
     Some(match text.as_str() {
         "" | "identity" => return None,
         "gzip" => Ok("gzip"),
@@ -199,6 +209,47 @@ pub fn into_http(plugin: &str, guest: GuestResponse) -> Result<Response<Full<Byt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `convert` fuzz target: with two `Content-Encoding`
+    /// lines only the first was read, and a value that is not text read as
+    /// none, so a body still coded reached the guest as if it were not.
+    #[tokio::test]
+    async fn codings_over_several_lines_or_not_text_are_refused() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            (&b"coentnt5encoding"[..], &b"-tidentityxt'p/n:"[..]),
+            (&b"coentnt5encoding"[..], &b"-tidentityxt'p/n:"[..]),
+            (&b"content-encoding"[..], &b"t\xd6\x8flaiST xz"[..]),
+            (&b"content-encoding"[..], &b"t\xd6\x8flan"[..]),
+        ] {
+            headers.append(
+                HeaderName::from_bytes(name).expect("a name"),
+                HeaderValue::from_bytes(value).expect("a value"),
+            );
+        }
+        let body = Full::new(Bytes::from_static(b"hell~~\xa0fodye"));
+        let read = read_body(body, &headers, 64 * 1024, Duration::from_secs(5)).await;
+        assert!(
+            matches!(read, Err(ApiError::UnsupportedEncoding(_))),
+            "{read:?}"
+        );
+
+        let lines = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_str(value).expect("a value"),
+                );
+            }
+            content_encoding(&headers)
+        };
+        assert_eq!(lines(&["gzip", "gzip"]), Some(Err("gzip, gzip".into())));
+        assert_eq!(lines(&["gzip, br"]), Some(Err("gzip, br".into())));
+        assert_eq!(lines(&["gzip", ""]), Some(Ok("gzip")));
+        assert_eq!(lines(&[" Identity "]), None);
+        assert_eq!(lines(&[]), None);
+    }
 
     fn guest(status: u16, headers: &[(&str, &str)]) -> GuestResponse {
         GuestResponse {

@@ -30,6 +30,9 @@ pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod examples;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod jobs;
 pub mod monitor;

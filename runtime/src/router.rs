@@ -42,7 +42,7 @@ pub struct Router {
 /// Path patterns and, per pattern, a value by method: the routing table,
 /// or (with plugin names as values) a dry run that only finds conflicts.
 #[derive(Debug)]
-struct Table<V> {
+pub(crate) struct Table<V> {
     paths: matchit::Router<usize>,
     /// Per path pattern: the pattern and its values by method.
     entries: Vec<(String, BTreeMap<String, V>)>,
@@ -60,7 +60,7 @@ impl<V> Default for Table<V> {
 }
 
 /// The plugin a table value belongs to, for conflict messages.
-trait Owner {
+pub(crate) trait Owner {
     fn owner(&self) -> &str;
 }
 
@@ -76,13 +76,13 @@ impl Owner for String {
     }
 }
 
-/// The outcome of a lookup.
+/// The outcome of a lookup (in the routing table, `V` is a [`Target`]).
 #[derive(Debug)]
-pub enum Lookup<'a> {
+pub enum Lookup<'a, V = Target> {
     /// A route matched.
     Found {
         /// Where to send the request.
-        target: &'a Target,
+        target: &'a V,
         /// `{param}` values in pattern order.
         params: Vec<(String, String)>,
     },
@@ -104,7 +104,7 @@ pub struct RouteConflict {
 
 impl<V: Owner> Table<V> {
     /// Adds `method` `path` of `plugin`, or says what it conflicts with.
-    fn add(
+    pub(crate) fn add(
         &mut self,
         method: &str,
         path: &str,
@@ -142,6 +142,12 @@ impl<V: Owner> Table<V> {
     }
 
     fn insert_path(&mut self, path: &str, entry: usize, plugin: &str) -> Result<(), RouteConflict> {
+        if let Some(problem) = pattern_problem(path) {
+            return Err(RouteConflict {
+                first: format!("{path} (plugin {plugin})"),
+                second: format!("the pattern is invalid: {problem}"),
+            });
+        }
         self.paths.insert(path, entry).map_err(|err| {
             let second = match &err {
                 matchit::InsertError::Conflict { with } => {
@@ -161,6 +167,30 @@ impl<V: Owner> Table<V> {
                 second,
             }
         })
+    }
+}
+
+impl<V> Table<V> {
+    /// The value of `method` `path`. `HEAD` falls back to `GET`.
+    pub(crate) fn lookup(&self, method: &str, path: &str) -> Lookup<'_, V> {
+        let Ok(matched) = self.paths.at(path) else {
+            return Lookup::NotFound;
+        };
+        let methods = &self.entries[*matched.value].1;
+        let target = methods
+            .get(method)
+            .or_else(|| (method == "HEAD").then(|| methods.get("GET")).flatten());
+        match target {
+            Some(target) => Lookup::Found {
+                target,
+                params: matched
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            },
+            None => Lookup::MethodNotAllowed(allow(methods)),
+        }
     }
 }
 
@@ -207,24 +237,7 @@ impl Router {
 
     /// Finds the target of `method` `path`. `HEAD` falls back to `GET`.
     pub fn lookup(&self, method: &str, path: &str) -> Lookup<'_> {
-        let Ok(matched) = self.table.paths.at(path) else {
-            return Lookup::NotFound;
-        };
-        let methods = &self.table.entries[*matched.value].1;
-        let target = methods
-            .get(method)
-            .or_else(|| (method == "HEAD").then(|| methods.get("GET")).flatten());
-        match target {
-            Some(target) => Lookup::Found {
-                target,
-                params: matched
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            },
-            None => Lookup::MethodNotAllowed(allow(methods)),
-        }
+        self.table.lookup(method, path)
     }
 
     /// The plugins with at least one route, by name.
@@ -253,14 +266,121 @@ impl Router {
     }
 }
 
+/// Most `{name}` parameters (catch-alls aside) one pattern may have:
+/// matchit names them `a` to `z` while inserting and panics at the 26th.
+const MAX_PARAMS: usize = 25;
+
+/// What is wrong with `pattern` that matchit would not refuse (or would
+/// panic on), if anything:
+///
+/// - a parameter that is not a whole segment. The WIT says `{name}`
+///   matches one segment, `{*name}` the rest; matchit also takes one beside
+///   static text (`/{name}.json`, `/v{n}`), and then misses routes: with
+///   `/a/{x}0/c` beside `/a/{x}/b`, `/a/v0/b` was not found (the suffix
+///   `0` is tried, and the other route never is);
+/// - more than [`MAX_PARAMS`] parameters.
+fn pattern_problem(pattern: &str) -> Option<String> {
+    // The bytes with `{{` and `}}` read as literal braces, left to right,
+    // as matchit reads them: (byte, is an unescaped brace).
+    let mut bytes = Vec::with_capacity(pattern.len());
+    let mut rest = pattern.as_bytes();
+    while let Some((&b, after)) = rest.split_first() {
+        let escaped = matches!(b, b'{' | b'}') && after.first() == Some(&b);
+        bytes.push((b, matches!(b, b'{' | b'}') && !escaped));
+        rest = if escaped { &after[1..] } else { after };
+    }
+    let mut params = 0;
+    for segment in bytes.split(|&(b, _)| b == b'/') {
+        let braces = segment.iter().filter(|(_, brace)| *brace).count();
+        if braces == 0 {
+            continue;
+        }
+        let whole = braces == 2
+            && segment.first() == Some(&(b'{', true))
+            && segment.last() == Some(&(b'}', true));
+        if !whole {
+            return Some(
+                "`{name}` and `{*name}` stand for whole segments, with no other text in theirs"
+                    .into(),
+            );
+        }
+        if segment.get(1) != Some(&(b'*', false)) {
+            params += 1;
+        }
+    }
+    (params > MAX_PARAMS).then(|| format!("more than {MAX_PARAMS} parameters"))
+}
+
 fn describe(method: &str, path: &str, plugin: &str) -> String {
     format!("{method} {path} (plugin {plugin})")
 }
 
-fn allow(methods: &BTreeMap<String, Target>) -> String {
+fn allow<V>(methods: &BTreeMap<String, V>) -> String {
     let mut allowed: Vec<&str> = methods.keys().map(String::as_str).collect();
     if methods.contains_key("GET") && !methods.contains_key("HEAD") {
         allowed.push("HEAD");
     }
     allowed.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(routes: &[(&str, &str)]) -> (Table<String>, Vec<Result<(), RouteConflict>>) {
+        let mut table = Table::default();
+        let added = routes
+            .iter()
+            .enumerate()
+            .map(|(i, (method, path))| table.add(method, path, &format!("p{i}"), format!("p{i}")))
+            .collect();
+        (table, added)
+    }
+
+    /// Found by the `routes` fuzz target: beside `/a/{x}0/c`, a request
+    /// for `/a/v0/b` missed `/a/{x}/b` (matchit's parameter suffixes).
+    #[test]
+    fn a_parameter_is_a_whole_segment() {
+        let (table, added) = table(&[("GET", "/a/{x}/b"), ("POST", "/a/{x}0/c")]);
+        assert!(added[0].is_ok());
+        assert!(added[1].is_err(), "a parameter with a suffix was taken");
+        match table.lookup("GET", "/a/v0/b") {
+            Lookup::Found { target, params } => {
+                assert_eq!(target, "p0");
+                assert_eq!(params, [("x".to_string(), "v0".to_string())]);
+            }
+            other => panic!("/a/v0/b: {other:?}"),
+        }
+        for pattern in ["/{name}.json", "/v{n}", "/a/{x}:", "/a/{x}-{y}", "/a{E}/b"] {
+            assert!(pattern_problem(pattern).is_some(), "{pattern}");
+        }
+        for pattern in [
+            "/",
+            "/a/{x}",
+            "/f/{*rest}",
+            "/{a}/{b}/c",
+            "/lit/{{x}}",
+            "/{x}}}",
+        ] {
+            assert_eq!(pattern_problem(pattern), None, "{pattern}");
+        }
+    }
+
+    /// Found by the `routes` fuzz target: matchit panicked ("Too many route
+    /// parameters") inserting a pattern with 26 of them.
+    #[test]
+    fn too_many_parameters_are_refused_not_a_panic() {
+        let pattern = |n: usize| -> String { (0..n).map(|i| format!("/{{p{i}}}")).collect() };
+        let catch_all = format!("{}/{{*rest}}", pattern(MAX_PARAMS));
+        let (table, added) = table(&[
+            ("GET", &pattern(MAX_PARAMS)),
+            ("POST", &pattern(MAX_PARAMS + 1)),
+            ("PUT", &catch_all),
+        ]);
+        assert!(added[0].is_ok());
+        assert!(added[1].is_err(), "26 parameters taken");
+        assert!(added[2].is_ok(), "a catch-all is not one of the 25");
+        let path: String = (0..MAX_PARAMS).map(|i| format!("/v{i}")).collect();
+        assert!(matches!(table.lookup("GET", &path), Lookup::Found { .. }));
+    }
 }

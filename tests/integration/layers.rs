@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 /// The layers, top to bottom. A module may use the modules of the layers
 /// below its own, never those of its own layer or above.
 const LAYERS: &[&[&str]] = &[
+    // The fuzz targets' entry points (feature `fuzzing`): they may call
+    // into any layer.
+    &["fuzz"],
     // Listener, connections, start-up and shutdown.
     &["server"],
     // The per-request pipeline and the built-in endpoints.

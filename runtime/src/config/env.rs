@@ -122,7 +122,10 @@ fn single_underscore_spelling(name: &str, value: &toml::Value) -> Option<Vec<Str
         .find(|path| names_a_key(path, value))
 }
 
-fn parse_env_value(raw: &str) -> toml::Value {
+/// The value of an override variable: a TOML value when `raw` is one
+/// (number, boolean, quoted string, array, inline table), else `raw` as a
+/// string.
+pub(crate) fn parse_env_value(raw: &str) -> toml::Value {
     toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))

@@ -28,7 +28,7 @@ pub mod alert_rule;
 pub mod cache;
 pub mod deploy;
 pub mod engine;
-mod env;
+pub(crate) mod env;
 pub mod jobs;
 pub mod paths;
 pub mod plugins;

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 
 use crate::error::ApiError;
-use crate::plugin::GuestResponse;
+use crate::plugin::{GuestRequest, GuestResponse};
 
 /// Headers a guest may not set: the connection's business, not the plugin's.
 const HOP_BY_HOP: &[&str] = &[
@@ -93,10 +93,20 @@ async fn decode(body: Bytes, headers: &HeaderMap, limit: u64) -> Result<Vec<u8>,
 }
 
 /// The request's one content coding: `None` for none or `identity`, an
-/// error naming it when there are several.
+/// error naming it when there are several (on one line or over several:
+/// they are one list) or one that is not text.
 fn content_encoding(headers: &HeaderMap) -> Option<Result<&'static str, String>> {
-    let value = headers.get(header::CONTENT_ENCODING)?;
-    let text = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    let values: Vec<String> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    let text = values.join(", ");
     Some(match text.as_str() {
         "" | "identity" => return None,
         "gzip" => Ok("gzip"),
@@ -143,6 +153,32 @@ pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The guest's view of a request to route `route`: its head as strings,
+/// the `{param}` values, and the body [`read_body`] returned.
+pub fn guest_view(
+    route: u32,
+    params: Vec<(String, String)>,
+    parts: &http::request::Parts,
+    body: Vec<u8>,
+    request_id: &str,
+) -> GuestRequest {
+    let mut headers = header_pairs(&parts.headers);
+    if was_encoded(&parts.headers) {
+        // A decoded body no longer has its coding or length.
+        headers.retain(|(name, _)| name != "content-encoding" && name != "content-length");
+    }
+    GuestRequest {
+        route,
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        params,
+        query: query_pairs(parts.uri.query()),
+        headers,
+        body,
+        request_id: request_id.to_string(),
+    }
+}
+
 /// The guest's response as a hyper response; an invalid header is the
 /// plugin's fault (500), hop-by-hop headers are dropped.
 pub fn into_http(plugin: &str, guest: GuestResponse) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -150,8 +186,11 @@ pub fn into_http(plugin: &str, guest: GuestResponse) -> Result<Response<Full<Byt
         plugin: plugin.to_string(),
         reason,
     };
+    // `from_u16` takes 100..=999; the WIT allows 100..=599.
     let status = StatusCode::from_u16(guest.status)
-        .map_err(|_| invalid(format!("status {} is not an HTTP status", guest.status)))?;
+        .ok()
+        .filter(|_| (100..=599).contains(&guest.status))
+        .ok_or_else(|| invalid(format!("status {} is not an HTTP status", guest.status)))?;
     let mut response = Response::new(Full::new(Bytes::from(guest.body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -165,4 +204,81 @@ pub fn into_http(plugin: &str, guest: GuestResponse) -> Result<Response<Full<Byt
         }
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `convert` fuzz target: with two `Content-Encoding`
+    /// lines only the first was read, and a value that is not text read as
+    /// none, so a body still coded reached the guest as if it were not.
+    #[tokio::test]
+    async fn codings_over_several_lines_or_not_text_are_refused() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            (&b"coentnt5encoding"[..], &b"-tidentityxt'p/n:"[..]),
+            (&b"coentnt5encoding"[..], &b"-tidentityxt'p/n:"[..]),
+            (&b"content-encoding"[..], &b"t\xd6\x8flaiST xz"[..]),
+            (&b"content-encoding"[..], &b"t\xd6\x8flan"[..]),
+        ] {
+            headers.append(
+                HeaderName::from_bytes(name).expect("a name"),
+                HeaderValue::from_bytes(value).expect("a value"),
+            );
+        }
+        let body = Full::new(Bytes::from_static(b"hell~~\xa0fodye"));
+        let read = read_body(body, &headers, 64 * 1024, Duration::from_secs(5)).await;
+        assert!(
+            matches!(read, Err(ApiError::UnsupportedEncoding(_))),
+            "{read:?}"
+        );
+
+        let lines = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_str(value).expect("a value"),
+                );
+            }
+            content_encoding(&headers)
+        };
+        assert_eq!(lines(&["gzip", "gzip"]), Some(Err("gzip, gzip".into())));
+        assert_eq!(lines(&["gzip, br"]), Some(Err("gzip, br".into())));
+        assert_eq!(lines(&["gzip", ""]), Some(Ok("gzip")));
+        assert_eq!(lines(&[" Identity "]), None);
+        assert_eq!(lines(&[]), None);
+    }
+
+    fn guest(status: u16, headers: &[(&str, &str)]) -> GuestResponse {
+        GuestResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: b"brotli fodye".to_vec(),
+        }
+    }
+
+    /// Found by the `convert` fuzz target: status 760 was sent, though the
+    /// WIT allows 100..=599 (`StatusCode::from_u16` takes up to 999).
+    #[test]
+    fn a_status_outside_the_wit_range_is_the_plugins_fault() {
+        let headers = [("location", "/b/1"), ("connection", "close")];
+        for status in [760, 600, 999, 99, 1000] {
+            assert!(
+                matches!(
+                    into_http("p", guest(status, &headers)),
+                    Err(ApiError::InvalidResponse { .. })
+                ),
+                "{status} accepted"
+            );
+        }
+        let response = into_http("p", guest(599, &headers)).expect("599 is a status");
+        assert_eq!(response.status().as_u16(), 599);
+        assert_eq!(response.headers()["location"], "/b/1");
+        assert!(!response.headers().contains_key("connection"));
+    }
 }

@@ -111,6 +111,21 @@ impl Selection {
         Ok(root)
     }
 
+    /// The path from the root to every node of the selection (branches and
+    /// leaves), as its member names.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn paths(&self) -> Vec<Vec<String>> {
+        let mut paths = Vec::new();
+        for (name, child) in &self.children {
+            paths.push(vec![name.clone()]);
+            for mut below in child.paths() {
+                below.insert(0, name.clone());
+                paths.push(below);
+            }
+        }
+        paths
+    }
+
     /// `value` with only the selected members; `Err(path)` names the first
     /// selected path it does not have (never when `lenient`).
     pub fn apply(&self, value: Value, lenient: bool) -> Result<Value, String> {

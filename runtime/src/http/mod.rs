@@ -7,7 +7,7 @@
 //! Layer: below `server`; above `jobs`, `deploy`, `router`, `plugin` and
 //! what they stand on.
 
-mod api;
+pub(crate) mod api;
 pub mod auth;
 pub mod compression;
 pub mod convert;
@@ -379,23 +379,7 @@ where
         limits.deadline,
     )
     .await?;
-    let guest = GuestRequest {
-        route: target.route,
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
-        params,
-        query: convert::query_pairs(parts.uri.query()),
-        headers: {
-            // A decoded body no longer has its coding or length.
-            let mut headers = convert::header_pairs(&parts.headers);
-            if convert::was_encoded(&parts.headers) {
-                headers.retain(|(name, _)| name != "content-encoding" && name != "content-length");
-            }
-            headers
-        },
-        body,
-        request_id: request_id.to_string(),
-    };
+    let guest = convert::guest_view(target.route, params, parts, body, request_id);
     Ok((guest, selection))
 }
 

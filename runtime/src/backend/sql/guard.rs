@@ -29,7 +29,8 @@ pub fn check_statement(sql: &str, multi: bool) -> Result<(), SqlError> {
     VERDICTS.get_with((sql.to_string(), multi), || check_uncached(sql, multi))
 }
 
-fn check_uncached(sql: &str, multi: bool) -> Result<(), SqlError> {
+/// [`check_statement`] without the verdict cache.
+pub(crate) fn check_uncached(sql: &str, multi: bool) -> Result<(), SqlError> {
     if let Some(word) = leading_keyword(sql)
         && REFUSED.contains(&word.to_ascii_uppercase().as_str())
     {
@@ -77,7 +78,9 @@ fn check_uncached(sql: &str, multi: bool) -> Result<(), SqlError> {
     }
 }
 
-fn leading_keyword(sql: &str) -> Option<&str> {
+/// The first word of `sql` after blanks and comments, when it starts with
+/// a letter.
+pub(crate) fn leading_keyword(sql: &str) -> Option<&str> {
     let mut rest = sql.trim_start();
     loop {
         if let Some(after) = rest.strip_prefix("--") {

@@ -13,12 +13,12 @@
 
 mod cache;
 mod db;
-mod guard;
+pub(crate) mod guard;
 mod pool;
 mod postgres;
 mod replica;
 mod service;
-mod shape;
+pub(crate) mod shape;
 mod sqlite;
 mod transaction;
 mod value;

@@ -17,7 +17,8 @@ pub fn shape(sql: &str) -> String {
     SHAPES.get_with(sql.to_string(), || shape_uncached(sql))
 }
 
-fn shape_uncached(sql: &str) -> String {
+/// [`shape`] without the cache.
+pub(crate) fn shape_uncached(sql: &str) -> String {
     let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
         return cut(sql.split_whitespace().collect::<Vec<_>>().join(" "));
     };

@@ -48,17 +48,19 @@ pub const PATH: &str = "/api/v1/batch";
 /// Longest time to receive the batch body.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A batch body, read.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Batch {
-    operations: Vec<Operation>,
+pub(crate) struct Batch {
+    pub(crate) operations: Vec<Operation>,
     #[serde(default)]
-    atomic: bool,
+    pub(crate) atomic: bool,
 }
 
+/// One operation of a batch, as the client wrote it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Operation {
+pub(crate) struct Operation {
     /// The caller's name for it, echoed in its result.
     #[serde(default)]
     id: Option<String>,
@@ -86,13 +88,7 @@ pub(super) async fn serve(call: Call<'_>) -> Result<Response<Full<Bytes>>, ApiEr
     let config = app.batch.clone();
     let bytes =
         convert::read_body(body, &parts.headers, config.max_body.as_u64(), BODY_TIMEOUT).await?;
-    let batch: Batch = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid batch: {e}")))?;
-    if batch.operations.len() > config.max_operations {
-        return Err(ApiError::TooManyOperations {
-            limit: config.max_operations,
-        });
-    }
+    let batch = parse(&bytes, config.max_operations)?;
     if batch.atomic {
         return atomic(app, batch.operations, request_id).await;
     }
@@ -111,6 +107,33 @@ pub(super) async fn serve(call: Call<'_>) -> Result<Response<Full<Bytes>>, ApiEr
         StatusCode::OK,
         &json!({ "results": results }),
     ))
+}
+
+/// The batch of body `bytes`, of at most `max_operations` operations.
+/// The batch and each operation are JSON objects: serde would also read a
+/// struct from an array of its fields in order (`[[...], true]`), a form
+/// the API does not have.
+pub(crate) fn parse(bytes: &[u8], max_operations: usize) -> Result<Batch, ApiError> {
+    let invalid = |e: serde_json::Error| ApiError::BadRequest(format!("invalid batch: {e}"));
+    let value: Value = serde_json::from_slice(bytes).map_err(invalid)?;
+    let objects = value
+        .as_object()
+        .is_some_and(|batch| match batch.get("operations") {
+            Some(Value::Array(operations)) => operations.iter().all(Value::is_object),
+            _ => true,
+        });
+    if !objects {
+        return Err(ApiError::BadRequest(
+            "invalid batch: the batch and each of its operations are JSON objects".into(),
+        ));
+    }
+    let batch: Batch = serde_json::from_value(value).map_err(invalid)?;
+    if batch.operations.len() > max_operations {
+        return Err(ApiError::TooManyOperations {
+            limit: max_operations,
+        });
+    }
+    Ok(batch)
 }
 
 /// An operation, read and named: its position, its id, its own request id
@@ -505,7 +528,9 @@ fn through_pipeline(
     Box::pin(app.serve(request))
 }
 
-fn request(op: Operation, sub_id: &str) -> Result<Request<Full<Bytes>>, ApiError> {
+/// The request of operation `op`, with request id `sub_id`; a malformed
+/// one (or a batch inside the batch) is a 400.
+pub(crate) fn request(op: Operation, sub_id: &str) -> Result<Request<Full<Bytes>>, ApiError> {
     let method = Method::from_bytes(op.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| ApiError::BadRequest(format!("`{}` is not an HTTP method", op.method)))?;
     if !op.path.starts_with('/') {
@@ -514,12 +539,18 @@ fn request(op: Operation, sub_id: &str) -> Result<Request<Full<Bytes>>, ApiError
             op.path
         )));
     }
-    if op.path == PATH || op.path.starts_with(&format!("{PATH}?")) {
+    let uri: http::Uri = op
+        .path
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("invalid operation: {e}")))?;
+    // The path as the pipeline routes it, without `?…` or a `#…` (which
+    // the URI parser drops).
+    if uri.path() == PATH {
         return Err(ApiError::BadRequest(
             "a batch cannot contain a batch".into(),
         ));
     }
-    let mut builder = Request::builder().method(method).uri(&op.path);
+    let mut builder = Request::builder().method(method).uri(uri);
     let mut has_type = false;
     for (name, value) in &op.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
@@ -543,4 +574,65 @@ fn request(op: Operation, sub_id: &str) -> Result<Request<Full<Bytes>>, ApiError
         .header(request_id::HEADER, sub_id)
         .body(Full::new(body))
         .map_err(|e| ApiError::BadRequest(format!("invalid operation: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `batch` fuzz target: serde read `[[]]` as a batch (a
+    /// struct from an array of its fields).
+    #[test]
+    fn a_batch_and_its_operations_are_objects() {
+        for body in [
+            "[[]]",
+            r#"[[{"method": "GET", "path": "/x"}], true]"#,
+            r#"{"operations": [[null, "GET", "/x"]]}"#,
+        ] {
+            assert!(
+                matches!(parse(body.as_bytes(), 10), Err(ApiError::BadRequest(_))),
+                "{body} was read"
+            );
+        }
+        let batch = parse(
+            br#"{"atomic": true, "operations": [{"method": "GET", "path": "/x"}]}"#,
+            10,
+        )
+        .expect("a batch");
+        assert!(batch.atomic);
+        assert_eq!(batch.operations.len(), 1);
+        assert!(matches!(
+            parse(br#"{"operations": [{"method": "GET", "path": "/x"}, {"method": "GET", "path": "/y"}]}"#, 1),
+            Err(ApiError::TooManyOperations { limit: 1 })
+        ));
+    }
+
+    /// Found by review of the `batch` fuzz target's invariant (a request
+    /// never goes to the batch endpoint): `/api/v1/batch#` passed the
+    /// check, and the URI parser drops the fragment, so the operation was
+    /// a batch.
+    #[test]
+    fn a_batch_cannot_contain_a_batch_however_spelled() {
+        let op = |path: &str| Operation {
+            id: None,
+            method: "POST".into(),
+            path: path.into(),
+            headers: Default::default(),
+            body: Some(json!({"operations": []})),
+        };
+        for path in [
+            "/api/v1/batch",
+            "/api/v1/batch?x=1",
+            "/api/v1/batch#",
+            "/api/v1/batch#x",
+        ] {
+            assert!(
+                matches!(request(op(path), "b-0"), Err(ApiError::BadRequest(_))),
+                "{path} was let through"
+            );
+        }
+        for path in ["/api/v1/batch/", "/api/v1/batchx", "/notes#top"] {
+            assert!(request(op(path), "b-0").is_ok(), "{path} was refused");
+        }
+    }
 }

@@ -13,7 +13,7 @@
 //! through the [`App`].
 
 mod admin;
-pub(super) mod batch;
+pub(crate) mod batch;
 mod dashboard;
 mod health;
 mod jobs;

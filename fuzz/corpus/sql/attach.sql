@@ -1,0 +1,2 @@
+  /* comment */ -- another
+ attach database '/tmp/x.db' as x

@@ -1,0 +1,1 @@
+SELECT x'00ff', 1.5e3, N'nat', "quoted ident", [bracket] FROM other.notes

@@ -27,18 +27,8 @@ use http_body_util::Full;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::AsyncReadExt;
 use trellis::error::ApiError;
+use trellis::http::convert::HOP_BY_HOP;
 use trellis::plugin::GuestResponse;
-
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "keep-alive",
-    "proxy-connection",
-];
 
 struct Message {
     method: String,

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::plugin::{GuestRequest, GuestResponse};
 
 /// Headers a guest may not set: the connection's business, not the plugin's.
-const HOP_BY_HOP: &[&str] = &[
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "content-length",
     "transfer-encoding",

@@ -436,3 +436,64 @@ async fn an_idle_http2_connection_gets_goaway() {
     assert!(ended.1 < Duration::from_secs(10), "{ended:?}");
     server.shutdown().await;
 }
+
+/// A request answered before its body is read — an upload without a token
+/// (401), a body over `limits.max_request_body` (413) — is answered while
+/// the client is still sending, with `connection: close` so that a pooling
+/// client does not send its next request on a connection that is closing;
+/// the server reads and drops the rest rather than resetting the
+/// connection under its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_closes_the_connection_cleanly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start("").await;
+    let length = 8 << 20;
+    let heads = [
+        (401, "PUT /admin/plugins/hello HTTP/1.1\r\nHost: x\r\n"),
+        (413, "POST /echo/x HTTP/1.1\r\nHost: x\r\n"),
+    ];
+    for (status, head) in heads {
+        let stream = tokio::net::TcpStream::connect(server.addr())
+            .await
+            .expect("connect");
+        let (mut read, mut write) = stream.into_split();
+        let request = format!("{head}content-length: {length}\r\n\r\nfirst bytes");
+        write
+            .write_all(request.as_bytes())
+            .await
+            .expect("head sent");
+        // The answer comes while most of the body is still to be sent.
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("\"request_id\"") {
+            let n = tokio::time::timeout(Duration::from_secs(10), read.read(&mut chunk))
+                .await
+                .expect("answered before the body was sent")
+                .expect("read");
+            assert!(n > 0, "closed before answering: {answer:?}");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        problem(&text, status);
+        assert!(text.contains("connection: close"), "{text:.400}");
+        // The rest of the body is taken and dropped; then the server
+        // closes the connection without a reset.
+        let writer = tokio::spawn(async move {
+            let body = vec![b'x'; 64 << 10];
+            let mut sent = 0;
+            while sent < length {
+                if write.write_all(&body).await.is_err() {
+                    break;
+                }
+                sent += body.len();
+            }
+        });
+        let rest = tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection");
+        assert!(rest.is_ok(), "{rest:?}");
+        writer.abort();
+    }
+    assert_eq!(server.get("/hello").await.status, 200);
+    server.shutdown().await;
+}

@@ -6,12 +6,17 @@
 //! Either ending is graceful: HTTP/2 gets GOAWAY and its open streams
 //! finish; HTTP/1.1 finishes the response it is writing, then closes.
 //!
-//! Layer: inside `server`; uses nothing of the crate.
+//! Layer: inside `server`; reads `config`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::streams::Streams;
+use crate::config::ServerConfig;
+
+use hyper_util::rt::TokioTimer;
+use hyper_util::server::conn::auto;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -135,6 +140,30 @@ impl Drop for InFlight {
         self.0.last_ms.store(now, Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// hyper's connection settings from `[server]`.
+pub(super) fn builder(config: &ServerConfig) -> auto::Builder<Streams> {
+    let max_header = usize::try_from(config.max_header_bytes.as_u64()).unwrap_or(usize::MAX);
+    let mut builder = auto::Builder::new(Streams {
+        send_timeout: config.send_timeout,
+    });
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(max_header);
+    let ping = Some(config.http2_keep_alive_interval).filter(|d| !d.is_zero());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+        .keep_alive_interval(ping)
+        .keep_alive_timeout(config.http2_keep_alive_timeout)
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(Some(config.http2_max_pending_accept_reset_streams));
+    builder
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 mod connections;
 mod streams;
+mod unread;
 mod wire;
 
 use std::convert::Infallible;
@@ -14,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
@@ -28,7 +29,7 @@ use self::wire::{HeadTimedOut, Limits, Wire};
 use crate::alerts::{Alerts, Notifier};
 use crate::backend::sql::Leader;
 use crate::clock::now_ms;
-use crate::config::{Config, ServerConfig};
+use crate::config::Config;
 use crate::deploy::Deployer;
 use crate::http::compression::{self, Compressible};
 use crate::http::{AdminAuth, App, auth};
@@ -205,7 +206,7 @@ impl Server {
                 Compressible::new(&config.compression),
                 running_jobs,
             )),
-            builder: connection_builder(&config.server),
+            builder: connections::builder(&config.server),
             compression: compression::layer(&config.compression),
             shutdown_grace: config.server.shutdown_grace,
             idle_timeout: config.server.idle_timeout,
@@ -344,7 +345,9 @@ impl Server {
                     let app = app.clone();
                     let in_flight = activity.request();
                     async move {
-                        let response = app.serve(request).await;
+                        let (request, unread) = unread::track(request);
+                        let mut response = app.serve(request).await;
+                        unread.close_if_unread(&mut response);
                         streams::responded();
                         drop(in_flight);
                         Ok::<_, Infallible>(response)
@@ -437,29 +440,6 @@ fn admin_auth(config: &Config, loopback: bool) -> Result<AdminAuth, StartError> 
         "no admin.tokens configured: admin writes need the token in this file"
     );
     Ok(AdminAuth::new(&config.admin, loopback, Some(&token)))
-}
-
-fn connection_builder(config: &ServerConfig) -> auto::Builder<Streams> {
-    let max_header = usize::try_from(config.max_header_bytes.as_u64()).unwrap_or(usize::MAX);
-    let mut builder = auto::Builder::new(Streams {
-        send_timeout: config.send_timeout,
-    });
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(config.header_read_timeout)
-        .max_buf_size(max_header);
-    let ping = Some(config.http2_keep_alive_interval).filter(|d| !d.is_zero());
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
-        .keep_alive_interval(ping)
-        .keep_alive_timeout(config.http2_keep_alive_timeout)
-        .max_concurrent_streams(config.http2_max_concurrent_streams)
-        .max_pending_accept_reset_streams(Some(config.http2_max_pending_accept_reset_streams));
-    builder
 }
 
 /// The OTLP metrics exporter and its task, when `[telemetry]` has an

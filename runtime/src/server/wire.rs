@@ -6,10 +6,12 @@
 //! answer in their place: the same status as `application/problem+json`
 //! with a request id (logged too), and a `408` for a client that had
 //! started a request when its time ran out (an idle keep-alive connection
-//! is closed silently, as the protocol asks). After such an answer the
-//! connection closes lingering: our side is shut down, and what the client
-//! is still sending is read and dropped for a bounded time, so the answer
-//! reaches it rather than being lost to a reset.
+//! is closed silently, as the protocol asks). After such an answer, and
+//! whenever an HTTP/1.1 connection closes before the client has finished
+//! sending (a request answered before its body was read), the connection
+//! closes lingering: our side is shut down, and what the client is still
+//! sending is read and dropped for a bounded time, so the answer reaches it
+//! rather than being lost to a reset.
 //!
 //! A client that stops reading does not hold its connection either: a
 //! write the socket takes no byte of for `server.send_timeout` fails, and
@@ -84,6 +86,8 @@ pub(super) struct Wire {
     refusal: Option<(Vec<u8>, usize)>,
     /// Set while the socket takes no bytes: when the write is given up.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// The client closed its side: nothing is left to read.
+    ended: bool,
 }
 
 impl Wire {
@@ -96,6 +100,7 @@ impl Wire {
             reading: false,
             refusal: None,
             stalled: None,
+            ended: false,
         }
     }
 
@@ -192,6 +197,9 @@ impl AsyncRead for Wire {
         let before = buf.filled().len();
         let poll = this.stream().poll_read(cx, buf);
         let read = &buf.filled()[before..];
+        if matches!(poll, Poll::Ready(Ok(()))) && read.is_empty() && buf.remaining() > 0 {
+            this.ended = true;
+        }
         if !read.is_empty() {
             this.reading = true;
             if this.http2.is_none() {
@@ -253,7 +261,12 @@ impl Drop for Wire {
                 limit: self.limits.header_read_timeout,
             })
         });
-        if answer.is_none() && self.refusal.is_none() {
+        // An HTTP/1.1 connection we close while the client may still be
+        // sending (a request answered before its body was read: a 401 for
+        // an upload, a 413) lingers too; closing a socket with unread
+        // bytes resets it, and the reset can destroy the answer in flight.
+        let unread = self.http2 == Some(false) && !self.ended;
+        if answer.is_none() && self.refusal.is_none() && !unread {
             return;
         }
         // Outside a runtime (never, in the server) the socket just closes.

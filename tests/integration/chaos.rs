@@ -303,6 +303,7 @@ async fn a_postgres_outage_gets_503s_with_request_ids_then_recovers() {
     pair.run("stop-primary");
     // Concurrently, as traffic would come.
     let job_path = format!("/api/v1/jobs/{before}");
+    let outage = Instant::now();
     let (read, enqueued, tx, api, ready, live) = tokio::join!(
         within(PG_DOWN_BOUND, "a SQL read", server.get("/tasks/runs")),
         within(
@@ -326,6 +327,32 @@ async fn a_postgres_outage_gets_503s_with_request_ids_then_recovers() {
     api.assert_problem(503, "unavailable");
     ready.assert_problem(503, "not_ready");
     assert_eq!(live.status, 200, "{}", live.text());
+    eprintln!(
+        "the first answers after the stop: all within {:?}",
+        outage.elapsed()
+    );
+    // Once found down, the breaker answers at once: no request waits for
+    // the pool's acquire timeout (5 s), and readiness names the database.
+    let mut took = Vec::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        let ready = server.get("/readyz").await;
+        took.push(started.elapsed());
+        let body = ready.assert_problem(503, "not_ready");
+        let named = format!("PostgreSQL 127.0.0.1:{}", pair.primary_port);
+        assert!(body.to_string().contains(&named), "{body}");
+        let started = Instant::now();
+        let read = server.get("/tasks/runs").await;
+        took.push(started.elapsed());
+        read.assert_problem(503, "sql_unavailable");
+    }
+    took.sort();
+    eprintln!(
+        "answers while PostgreSQL is down: median {:?}, max {:?}",
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    assert!(took[took.len() - 1] < Duration::from_secs(1), "{took:?}");
 
     pair.run("start-primary");
     let restarted_ms = trellis::clock::now_ms();

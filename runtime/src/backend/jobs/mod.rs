@@ -57,7 +57,7 @@ macro_rules! dispatch {
     ($self:ident, $q:ident => $call:expr) => {
         match $self {
             JobStore::Sqlite($q) => $call,
-            JobStore::Postgres($q) => $call,
+            JobStore::Postgres($q) => $q.breaker.guard_sql(async { $call }).await,
         }
     };
 }
@@ -80,9 +80,11 @@ impl JobStore {
         namespace: &str,
         connections: u32,
         acquire_timeout: std::time::Duration,
+        breaker: crate::backend::sql::Breaker,
     ) -> Result<Self, SqlError> {
         Ok(JobStore::Postgres(Arc::new(
-            postgres::Queue::open(options, namespace, connections, acquire_timeout).await?,
+            postgres::Queue::open(options, namespace, connections, acquire_timeout, breaker)
+                .await?,
         )))
     }
 

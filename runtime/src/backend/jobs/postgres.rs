@@ -17,12 +17,14 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool, Postgres};
 
 use super::{COLUMNS, FINISHED, WAITING};
-use crate::backend::sql::{SqlError, postgres_error as map_error};
+use crate::backend::sql::{Breaker, SqlError, postgres_error as map_error};
 
 /// The queue's pool and names.
 #[derive(Debug)]
 pub struct Queue {
     pool: PgPool,
+    /// The primary's breaker: every operation fails fast while it is down.
+    pub(super) breaker: Breaker,
     /// `<namespace>.jobs`.
     jobs: String,
     /// `<namespace>.job_workers`.
@@ -159,6 +161,7 @@ impl Queue {
         ns: &str,
         connections: u32,
         acquire_timeout: Duration,
+        breaker: Breaker,
     ) -> Result<Queue, SqlError> {
         let pool = PgPoolOptions::new()
             .max_connections(connections)
@@ -168,6 +171,7 @@ impl Queue {
             .map_err(map_error)?;
         Ok(Queue {
             pool,
+            breaker,
             jobs: format!("{ns}.jobs"),
             workers: format!("{ns}.job_workers"),
             channel: format!("{ns}_jobs"),

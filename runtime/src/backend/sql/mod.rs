@@ -9,8 +9,10 @@
 //! cluster roles), `db` (a plugin's database handle), `transaction`
 //! (transactions and the SQLite outbox), `pool` (what both engines share
 //! around one statement), then the engines (`sqlite`, `postgres`,
-//! `replica`), the statement `guard`, `shape` and the query `cache`.
+//! `replica`), the `breaker` that fails fast while PostgreSQL is down,
+//! the statement `guard`, `shape` and the query `cache`.
 
+mod breaker;
 mod cache;
 mod db;
 pub(crate) mod guard;
@@ -23,6 +25,7 @@ mod sqlite;
 mod transaction;
 mod value;
 
+pub use breaker::Breaker;
 pub use cache::{QueryCache, ReadSet};
 pub use db::PluginDb;
 pub use guard::check_statement;

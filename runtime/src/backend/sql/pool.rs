@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use super::breaker::Breaker;
 use super::{Migration, Rows, SqlError, Value};
 
 /// What each backend supplies: running one statement on a connection and
@@ -51,6 +52,8 @@ pub(super) trait Dialect: sqlx::Database {
 pub(super) struct Pooled<DB: sqlx::Database> {
     pub(super) pool: sqlx::Pool<DB>,
     pub(super) limits: Limits,
+    /// Refuses work at once while the server is down.
+    pub(super) breaker: Breaker,
 }
 
 impl<DB: sqlx::Database> Clone for Pooled<DB> {
@@ -58,24 +61,37 @@ impl<DB: sqlx::Database> Clone for Pooled<DB> {
         Pooled {
             pool: self.pool.clone(),
             limits: self.limits,
+            breaker: self.breaker.clone(),
         }
     }
 }
 
 impl<DB: Dialect> Pooled<DB> {
+    /// A connection, unless the breaker says the server is down.
+    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<DB>, SqlError> {
+        self.breaker
+            .guard(self.pool.acquire())
+            .await?
+            .map_err(DB::map_error)
+    }
+
     pub(super) async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
-        let mut conn = self.pool.acquire().await.map_err(DB::map_error)?;
+        let mut conn = self.acquire().await?;
         let max_rows = self.limits.max_rows;
         timed(self.limits, DB::query_on(&mut conn, sql, params, max_rows)).await
     }
 
     pub(super) async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
-        let mut conn = self.pool.acquire().await.map_err(DB::map_error)?;
+        let mut conn = self.acquire().await?;
         timed(self.limits, DB::execute_on(&mut conn, sql, params)).await
     }
 
     pub(super) async fn begin(&self) -> Result<Tx<DB>, SqlError> {
-        let tx = self.pool.begin().await.map_err(DB::map_error)?;
+        let tx = self
+            .breaker
+            .guard(self.pool.begin())
+            .await?
+            .map_err(DB::map_error)?;
         Ok(Tx {
             tx,
             max_rows: self.limits.max_rows,

@@ -96,6 +96,7 @@ impl Service {
         Ok(Db {
             pooled: Pooled {
                 pool,
+                breaker: super::breaker::Breaker::off(),
                 limits: Limits {
                     max_rows: self.pool.max_rows,
                     statement_timeout: self.pool.statement_timeout,

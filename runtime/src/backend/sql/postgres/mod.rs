@@ -27,6 +27,7 @@ use sqlx::{
 };
 
 use self::schema::{create_runtime_schema, lock, role_secret, run, update_queue_schema};
+use super::breaker::Breaker;
 use super::pool::{Dialect, Limits, Pooled, collect_rows, timed};
 use super::replica::{ReplicaStats, Replicas, parse_lsn};
 use super::{Migration, Rows, SqlError, Value, ident};
@@ -43,6 +44,8 @@ pub struct Service {
     namespace: String,
     /// Read replicas and their sampled lag.
     replicas: Arc<Replicas>,
+    /// Fails work on the primary fast while it is down.
+    breaker: Breaker,
 }
 
 /// A plugin's pool, logged in as its role.
@@ -78,7 +81,9 @@ impl Service {
         let secret = role_secret(&mut tx, ns).await?;
         tx.commit().await.map_err(map_error)?;
         let replicas = Replicas::start(config, admin.clone()).map_err(SqlError::Invalid)?;
+        let name = format!("PostgreSQL {}:{}", options.get_host(), options.get_port());
         Ok(Service {
+            breaker: Breaker::new(name, options.clone()),
             admin,
             options,
             pool: pool.clone(),
@@ -129,15 +134,16 @@ impl Service {
             &self.namespace,
             connections,
             self.pool.acquire_timeout,
+            self.breaker.clone(),
         )
         .await
     }
 
     /// Round trip to the primary over the admin pool.
     pub(super) async fn ping(&self) -> Result<(), SqlError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.admin)
-            .await
+        self.breaker
+            .guard(sqlx::query("SELECT 1").execute(&self.admin))
+            .await?
             .map(drop)
             .map_err(map_error)
     }
@@ -152,6 +158,7 @@ impl Service {
         Ok(Db {
             pooled: Pooled {
                 pool,
+                breaker: self.breaker.clone(),
                 limits: Limits {
                     max_rows: self.pool.max_rows,
                     statement_timeout: self.pool.statement_timeout,

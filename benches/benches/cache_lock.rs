@@ -45,6 +45,7 @@ fn cache_lock(c: &mut Criterion) {
         namespace: format!("bench-{}", std::process::id()),
         command_timeout: Duration::from_secs(1),
         required: true,
+        ca_file: None,
     };
     let Ok(redis) = runtime.block_on(Redis::connect(&config)) else {
         eprintln!("no Redis: skipping the L2 and Redis lock benchmarks");

@@ -18,9 +18,12 @@
 //!   PostgreSQL, Redis, the job queue's tables).
 //!
 //! Cross-cutting: [`config`], [`telemetry`] (logs), [`monitor`] (metrics),
-//! [`error`].
+//! [`error`], [`tls`] (the one TLS stack).
 
 #![deny(missing_docs)]
+// The connection task's future (hyper's connection over TLS, the tower
+// stack, the pipeline) nests deeper than the default allows.
+#![recursion_limit = "256"]
 
 pub mod alerts;
 pub mod backend;
@@ -40,6 +43,7 @@ pub mod plugin;
 pub mod router;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{Server, ServerHandle};

@@ -39,7 +39,7 @@ const LAYERS: &[&[&str]] = &[
     // Configuration and the checks of its values.
     &["config"],
     // Leaves: no `crate::` imports at all.
-    &["clock", "error", "examples"],
+    &["clock", "error", "examples", "tls"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

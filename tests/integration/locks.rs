@@ -188,6 +188,7 @@ async fn redis_leases_refuse_a_non_owner() {
         namespace: redis::namespace(),
         command_timeout: Duration::from_millis(500),
         required: true,
+        ca_file: None,
     };
     let client = trellis::backend::redis::Redis::connect(&config)
         .await
@@ -240,6 +241,7 @@ async fn a_frozen_redis_leaves_no_orphaned_lease() {
         namespace: redis::namespace(),
         command_timeout: ms(300),
         required: true,
+        ca_file: None,
     };
     let client = trellis::backend::redis::Redis::connect(&config)
         .await

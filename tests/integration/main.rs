@@ -32,5 +32,6 @@ mod sql;
 mod startup;
 mod stress;
 mod template;
+mod tls;
 mod traces;
 mod wasi_http;

@@ -6,7 +6,9 @@
 #
 # Usage: pg-pair.sh start|stop|pause-replay|resume-replay|stop-primary|start-primary|
 #                   stop-replica|start-replica|status
-# Env: PG_PAIR_DIR (default /tmp/trellis-pg-pair), PG_PAIR_PRIMARY_PORT
+# Env: PG_PAIR_SSL_CERT and PG_PAIR_SSL_KEY (PEM files): serve TLS only
+#      (`ssl = on`, cleartext connections refused), for the TLS tests.
+#      PG_PAIR_DIR (default /tmp/trellis-pg-pair), PG_PAIR_PRIMARY_PORT
 #      (default 25432), PG_PAIR_REPLICA_PORT (default 25433). Keep the ports
 #      below the kernel's ephemeral range (ip_local_port_range, 32768 and up
 #      by default): there a test server bound to port 0 or an outgoing
@@ -42,6 +44,26 @@ max_wal_senders = 5
 hot_standby = on
 fsync = off
 CONF
+    if [ -n "${PG_PAIR_SSL_CERT:-}" ]; then
+        # The server reads its key only if no one else may: mode 0600,
+        # owned by the user it runs as.
+        cp "$PG_PAIR_SSL_CERT" "$dir/$1/server.crt"
+        cp "$PG_PAIR_SSL_KEY" "$dir/$1/server.key"
+        chmod 0600 "$dir/$1/server.crt" "$dir/$1/server.key"
+        [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir/$1/server.crt" "$dir/$1/server.key"
+        cat >>"$dir/$1/postgresql.conf" <<CONF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+CONF
+        cat >"$dir/$1/pg_hba.conf" <<HBA
+local all all trust
+hostssl all all 127.0.0.1/32 trust
+hostssl replication all 127.0.0.1/32 trust
+hostnossl all all 127.0.0.1/32 reject
+HBA
+        return
+    fi
     cat >"$dir/$1/pg_hba.conf" <<HBA
 local all all trust
 host all all 127.0.0.1/32 trust

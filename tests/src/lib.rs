@@ -18,6 +18,7 @@ pub mod otlp;
 pub mod pg;
 pub mod redis;
 pub mod tasks;
+pub mod tls;
 pub mod webhook;
 pub mod wit_doc;
 
@@ -307,6 +308,18 @@ where
     H: Fn(Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
 {
+    serve_loopback_with(None, handler).await
+}
+
+/// As [`serve_loopback`], over TLS with `acceptor` when given.
+pub async fn serve_loopback_with<H, F>(
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    handler: H,
+) -> SocketAddr
+where
+    H: Fn(Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a loopback port");
@@ -314,14 +327,28 @@ where
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let handler = handler.clone();
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let response = handler(request);
                     async move { Ok::<_, std::convert::Infallible>(response.await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+                let http1 = hyper::server::conn::http1::Builder::new();
+                let _ = match acceptor {
+                    None => {
+                        http1
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await
+                    }
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => {
+                            http1
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await
+                        }
+                        Err(_) => return,
+                    },
+                };
             });
         }
     });

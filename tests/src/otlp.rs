@@ -34,6 +34,7 @@ pub struct Received {
 pub struct OtlpReceiver {
     addr: SocketAddr,
     kept: Kept,
+    https: bool,
 }
 
 /// What the receiver keeps.
@@ -50,7 +51,26 @@ impl OtlpReceiver {
         let kept = Kept::default();
         let k = kept.clone();
         let addr = crate::serve_loopback(move |request| receive(k.clone(), request)).await;
-        OtlpReceiver { addr, kept }
+        OtlpReceiver {
+            addr,
+            kept,
+            https: false,
+        }
+    }
+
+    /// One that serves HTTPS with `issued` (see [`crate::tls`]).
+    pub async fn start_tls(issued: &crate::tls::Issued) -> OtlpReceiver {
+        let kept = Kept::default();
+        let k = kept.clone();
+        let acceptor = crate::tls::acceptor(issued);
+        let addr =
+            crate::serve_loopback_with(Some(acceptor), move |request| receive(k.clone(), request))
+                .await;
+        OtlpReceiver {
+            addr,
+            kept,
+            https: true,
+        }
     }
 
     /// Waits (at most `timeout`) until `done` holds for the metric exports
@@ -65,7 +85,8 @@ impl OtlpReceiver {
 
     /// The base URL to configure as `telemetry.otlp_endpoint`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Request paths received so far.

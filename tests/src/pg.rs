@@ -106,6 +106,8 @@ pub struct Pair {
     pub primary_port: u16,
     /// The standby's port (the primary's + 1).
     pub replica_port: u16,
+    /// The certificate and key both serve, when they serve TLS only.
+    ssl: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Pair {
@@ -113,12 +115,26 @@ impl Pair {
     /// the kernel's ephemeral range (32768 and up): a port there may be held
     /// by another test's server or connection.
     pub fn start(primary_port: u16) -> Pair {
+        Pair::start_with(primary_port, None)
+    }
+
+    /// As [`Pair::start`], both serving TLS only with `cert` and `key`
+    /// (cleartext connections are refused).
+    pub fn start_tls(primary_port: u16, cert: &std::path::Path, key: &std::path::Path) -> Pair {
+        Pair::start_with(primary_port, Some((cert.to_path_buf(), key.to_path_buf())))
+    }
+
+    fn start_with(
+        primary_port: u16,
+        ssl: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    ) -> Pair {
         // One directory per port pair: a run that died leaves its clusters
         // there, and the script's `start` stops them before starting anew.
         let pair = Pair {
             dir: std::env::temp_dir().join(format!("trellis-pg-pair-{primary_port}")),
             primary_port,
             replica_port: primary_port + 1,
+            ssl,
         };
         pair.run("start");
         pair
@@ -127,10 +143,16 @@ impl Pair {
     /// Runs a `pg-pair.sh` command (`stop-primary`, `start-primary`,
     /// `pause-replay`, ...); panics when it fails.
     pub fn run(&self, command: &str) {
-        let script =
+        let script_path =
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-pair.sh");
-        let status = std::process::Command::new("bash")
-            .arg(&script)
+        let mut script = std::process::Command::new("bash");
+        if let Some((cert, key)) = &self.ssl {
+            script
+                .env("PG_PAIR_SSL_CERT", cert)
+                .env("PG_PAIR_SSL_KEY", key);
+        }
+        let status = script
+            .arg(&script_path)
             .arg(command)
             .env("PG_PAIR_DIR", &self.dir)
             .env("PG_PAIR_PRIMARY_PORT", self.primary_port.to_string())

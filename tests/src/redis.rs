@@ -42,6 +42,8 @@ pub struct PrivateRedis {
     /// Its port.
     pub port: u16,
     child: Option<Child>,
+    /// `--tls-*` arguments when it serves TLS only.
+    tls: Vec<String>,
 }
 
 impl PrivateRedis {
@@ -86,7 +88,35 @@ impl PrivateRedis {
                 "port {port} is held by a process this test did not start"
             );
         }
-        let mut redis = PrivateRedis { port, child: None };
+        let mut redis = PrivateRedis {
+            port,
+            child: None,
+            tls: Vec::new(),
+        };
+        redis.restart();
+        redis
+    }
+
+    /// One on a free port serving TLS only, with `cert` and `key`; clients
+    /// need no certificate of their own.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> PrivateRedis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let path = |p: &std::path::Path| p.display().to_string();
+        let mut redis = PrivateRedis {
+            port,
+            child: None,
+            tls: vec![
+                "--tls-cert-file".into(),
+                path(cert),
+                "--tls-key-file".into(),
+                path(key),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        };
         redis.restart();
         redis
     }
@@ -126,10 +156,19 @@ impl PrivateRedis {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.stop();
+        // TLS only: the plain port off, the TLS one on ours.
+        let mut tls = self.tls.clone();
+        let port = if tls.is_empty() {
+            self.port
+        } else {
+            tls.extend(["--tls-port".to_string(), self.port.to_string()]);
+            0
+        };
         let child = Command::new("redis-server")
+            .args(&tls)
             .args([
                 "--port",
-                &self.port.to_string(),
+                &port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",

@@ -22,15 +22,25 @@ pub struct Webhook {
 impl Webhook {
     /// Listens on `127.0.0.1:0`; the first `fail_first` requests get 500.
     pub async fn start(fail_first: usize) -> Webhook {
+        Webhook::start_with(fail_first, None).await
+    }
+
+    /// One that serves HTTPS with `issued` (see [`crate::tls`]).
+    pub async fn start_tls(issued: &crate::tls::Issued) -> Webhook {
+        Webhook::start_with(0, Some(crate::tls::acceptor(issued))).await
+    }
+
+    async fn start_with(fail_first: usize, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Webhook {
         let attempts: Arc<AtomicUsize> = Arc::default();
         let accepted: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
         let (a, b) = (attempts.clone(), accepted.clone());
-        let addr = crate::serve_loopback(move |request| {
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        let addr = crate::serve_loopback_with(acceptor, move |request| {
             receive(a.clone(), b.clone(), fail_first, request)
         })
         .await;
         Webhook {
-            url: format!("http://{addr}/hook"),
+            url: format!("{scheme}://{addr}/hook"),
             attempts,
             accepted,
         }

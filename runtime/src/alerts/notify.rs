@@ -1,16 +1,19 @@
 //! Webhook delivery: one JSON POST per transition and webhook, retried with
 //! exponential backoff (100 ms doubling, at most 6 attempts) until a 2xx.
 
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::Notification;
+use crate::tls::{self, TlsError};
 
 /// Attempts per notification and webhook.
 const ATTEMPTS: u32 = 6;
@@ -22,17 +25,18 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Posts notifications to the configured webhooks.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     webhooks: Vec<String>,
 }
 
 impl Notifier {
-    /// A notifier for `webhooks` (`http://` URLs).
-    pub fn new(webhooks: &[String]) -> Notifier {
-        Notifier {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+    /// A notifier for `webhooks` (`http://` or `https://` URLs; the latter
+    /// trust the system's roots and `ca_file`).
+    pub fn new(webhooks: &[String], ca_file: Option<&Path>) -> Result<Notifier, TlsError> {
+        Ok(Notifier {
+            client: Client::builder(TokioExecutor::new()).build(tls::https_connector(ca_file)?),
             webhooks: webhooks.to_vec(),
-        }
+        })
     }
 
     /// Sends each notification to each webhook, in the background.
@@ -56,7 +60,7 @@ impl Notifier {
 }
 
 async fn deliver(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     url: &str,
     body: Bytes,
 ) -> Result<(), String> {

@@ -45,6 +45,11 @@ impl Redis {
     pub async fn connect(config: &RedisConfig) -> Result<Redis, String> {
         let mut fred_config =
             FredConfig::from_url(&config.url).map_err(|e| format!("redis.url: {e}"))?;
+        if fred_config.uses_tls() {
+            let tls = crate::tls::client_config(config.ca_file.as_deref())
+                .map_err(|e| format!("redis.ca_file: {e}"))?;
+            fred_config.tls = Some(fred::types::config::TlsConnector::from(tls).into());
+        }
         // Keep retrying the first connection too; startup does not wait on it.
         fred_config.fail_fast = false;
         let timeout = config.command_timeout;

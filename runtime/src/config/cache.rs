@@ -5,6 +5,7 @@
 //! Layer: config, the bottom. It uses nothing of the crate but the config
 //! module's own error type.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
@@ -16,8 +17,11 @@ use super::{ConfigError, invalid};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS.
     pub url: String,
+    /// With `rediss://`: CA certificates (PEM) trusted besides the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
     /// Prefix of every key and channel, so deployments can share a Redis.
     #[serde(default = "default_redis_namespace")]
     pub namespace: String,

@@ -43,7 +43,7 @@ pub use deploy::DeployConfig;
 pub use engine::{EngineConfig, LimitOverrides, Limits};
 pub use jobs::{JobsConfig, ScheduleConfig};
 pub use plugins::{CAPABILITIES, PluginConfig, PluginSource, SettingValue};
-pub use server::{AdminConfig, BatchConfig, CompressionConfig, ServerConfig};
+pub use server::{AdminConfig, BatchConfig, CompressionConfig, ServerConfig, ServerTlsConfig};
 pub use sql::{PostgresConfig, SqlConfig, SqlPoolConfig};
 pub use telemetry::{AlertRule, AlertsConfig, LogConfig, LogFormat, TelemetryConfig};
 

@@ -6,6 +6,7 @@
 //! module's own error type.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
@@ -56,6 +57,22 @@ pub struct ServerConfig {
     /// Streams a client may open and reset before the server accepted them,
     /// before the connection is closed (the rapid-reset guard).
     pub http2_max_pending_accept_reset_streams: usize,
+    /// `[server.tls]`: serve HTTPS. Absent: cleartext HTTP/1.1 and h2c.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// `[server.tls]`: the listener's certificate, reloaded when its files
+/// change, and optional client certificate verification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// The certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates, PEM: when set, every client must present a
+    /// certificate they issued (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +90,7 @@ impl Default for ServerConfig {
             http2_keep_alive_timeout: Duration::from_secs(20),
             http2_max_concurrent_streams: 256,
             http2_max_pending_accept_reset_streams: 20,
+            tls: None,
         }
     }
 }

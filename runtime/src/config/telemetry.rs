@@ -6,6 +6,7 @@
 //! module's own error type and its sibling `alert_rule`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -70,6 +71,9 @@ pub struct TelemetryConfig {
     /// How often metrics are posted.
     #[serde(with = "humantime_serde")]
     pub metrics_interval: Duration,
+    /// CA certificates (PEM) trusted for an `https://` endpoint besides
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for TelemetryConfig {
@@ -82,6 +86,7 @@ impl Default for TelemetryConfig {
             service_name: "trellis".into(),
             export_metrics: true,
             metrics_interval: Duration::from_secs(30),
+            ca_file: None,
         }
     }
 }
@@ -94,10 +99,14 @@ pub struct AlertsConfig {
     /// How often rules are evaluated.
     #[serde(with = "humantime_serde")]
     pub evaluation_interval: Duration,
-    /// `http://` URLs that receive a JSON POST per transition.
+    /// `http://` or `https://` URLs that receive a JSON POST per
+    /// transition.
     pub webhooks: Vec<String>,
     /// The rules (`[[alerts.rules]]`).
     pub rules: Vec<AlertRule>,
+    /// CA certificates (PEM) trusted for `https://` webhooks besides the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for AlertsConfig {
@@ -106,6 +115,7 @@ impl Default for AlertsConfig {
             evaluation_interval: Duration::from_secs(10),
             webhooks: Vec::new(),
             rules: Vec::new(),
+            ca_file: None,
         }
     }
 }
@@ -139,6 +149,11 @@ fn default_severity() -> String {
     "warning".into()
 }
 
+/// Whether `url` is one the runtime's HTTP clients can post to.
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
 impl LogConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.level) {
@@ -154,11 +169,11 @@ impl TelemetryConfig {
             return invalid("telemetry.sampling_ratio", "must be between 0 and 1");
         }
         if let Some(url) = &self.otlp_endpoint
-            && !url.starts_with("http://")
+            && !is_http_url(url)
         {
             return invalid(
                 "telemetry.otlp_endpoint",
-                "must be an http:// URL (OTLP over HTTP with protobuf; put a collector on the host for TLS)",
+                "must be an http:// or https:// URL (OTLP over HTTP with protobuf)",
             );
         }
         if self.metrics_interval < Duration::from_secs(1) {
@@ -176,8 +191,11 @@ impl AlertsConfig {
         if self.evaluation_interval < Duration::from_millis(50) {
             return invalid("alerts.evaluation_interval", "must be at least 50ms");
         }
-        if let Some(i) = self.webhooks.iter().position(|u| !u.starts_with("http://")) {
-            return invalid(&format!("alerts.webhooks[{i}]"), "must be an http:// URL");
+        if let Some(i) = self.webhooks.iter().position(|u| !is_http_url(u)) {
+            return invalid(
+                &format!("alerts.webhooks[{i}]"),
+                "must be an http:// or https:// URL",
+            );
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, rule) in self.rules.iter().enumerate() {

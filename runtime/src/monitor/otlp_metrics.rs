@@ -10,11 +10,13 @@
 //! formats, and nothing on the request path.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -27,13 +29,15 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+use crate::tls::{self, TlsError};
+
 /// Time one export may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Posts the runtime's metrics to an OTLP/HTTP collector.
 #[derive(Debug, Clone)]
 pub struct MetricsExporter {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     url: String,
     resource: Resource,
     /// When the counters started (ns since the epoch).
@@ -43,9 +47,15 @@ pub struct MetricsExporter {
 impl MetricsExporter {
     /// An exporter to `<endpoint>/v1/metrics` for the resource
     /// `service.name` = `service`, `service.instance.id` = `node`.
-    pub fn new(endpoint: &str, service: &str, node: &str) -> MetricsExporter {
-        MetricsExporter {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+    /// An `https://` endpoint trusts the system's roots and `ca_file`.
+    pub fn new(
+        endpoint: &str,
+        service: &str,
+        node: &str,
+        ca_file: Option<&Path>,
+    ) -> Result<MetricsExporter, TlsError> {
+        Ok(MetricsExporter {
+            client: Client::builder(TokioExecutor::new()).build(tls::https_connector(ca_file)?),
             url: format!("{}/v1/metrics", endpoint.trim_end_matches('/')),
             resource: Resource {
                 attributes: vec![
@@ -56,7 +66,7 @@ impl MetricsExporter {
                 ..Resource::default()
             },
             start: now_ns(),
-        }
+        })
     }
 
     /// Sends `exposition` (the OpenMetrics text of the registry).

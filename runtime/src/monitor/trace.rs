@@ -56,7 +56,7 @@ impl Tracing {
         let (sender, export) = match &config.otlp_endpoint {
             Some(endpoint) => {
                 let (sender, receiver) = mpsc::channel(EXPORT_QUEUE);
-                let exporter = exporter(endpoint, &config.service_name)?;
+                let exporter = exporter(endpoint, &config.service_name, config.ca_file.as_deref())?;
                 (
                     Some(sender),
                     Some(tokio::spawn(export_loop(exporter, receiver))),
@@ -247,11 +247,15 @@ impl SpanProcessor for Collector {
     }
 }
 
-fn exporter(endpoint: &str, service: &str) -> Result<opentelemetry_otlp::SpanExporter, String> {
-    let client = opentelemetry_http::hyper::HyperClient::with_default_connector(
-        Duration::from_secs(10),
-        None,
-    );
+fn exporter(
+    endpoint: &str,
+    service: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    let connector =
+        crate::tls::https_connector(ca_file).map_err(|e| format!("telemetry.ca_file: {e}"))?;
+    let client =
+        opentelemetry_http::hyper::HyperClient::new(connector, Duration::from_secs(10), None);
     let mut exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(client)

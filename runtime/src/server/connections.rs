@@ -6,14 +6,26 @@
 //! Either ending is graceful: HTTP/2 gets GOAWAY and its open streams
 //! finish; HTTP/1.1 finishes the response it is writing, then closes.
 //!
-//! Layer: inside `server`; reads `config`.
+//! Layer: inside `server`; serves requests through `http`'s [`App`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::streams::Streams;
+use std::convert::Infallible;
+
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::OwnedSemaphorePermit;
+use tower_http::compression::CompressionLayer;
+
+use super::streams::{self, Streams};
+use super::unread;
+use super::wire::{HeadTimedOut, Io, Limits, Wire};
 use crate::config::ServerConfig;
+use crate::http::App;
+use crate::http::compression::{self, Compressible};
+use crate::monitor::Metrics;
 
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
@@ -139,6 +151,86 @@ impl Drop for InFlight {
         let now = u64::try_from(self.0.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.0.last_ms.store(now, Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One accepted connection and what serving it takes.
+pub(super) struct Connection {
+    pub(super) app: Arc<App>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) builder: auto::Builder<Streams>,
+    pub(super) compression: CompressionLayer<Compressible>,
+    pub(super) limits: Limits,
+    pub(super) idle_timeout: Duration,
+    /// Counts it among the open connections; the signal to finish.
+    pub(super) drain: (Open, watch::Receiver<bool>),
+    /// Its slot under `server.max_connections`.
+    pub(super) permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    /// Serves `stream` (TCP, or TLS over it) until it ends.
+    pub(super) async fn serve<S: Io>(self, stream: S) {
+        let Connection {
+            app,
+            metrics,
+            builder,
+            compression,
+            limits,
+            idle_timeout,
+            drain: (open, mut finish),
+            permit,
+        } = self;
+        metrics.connection(1);
+        let activity = Activity::new();
+        let service = tower::ServiceBuilder::new()
+            .map_response(compression::weaken_etag)
+            .layer(compression)
+            .service_fn({
+                let activity = activity.clone();
+                move |request: http::Request<hyper::body::Incoming>| {
+                    let app = app.clone();
+                    let in_flight = activity.request();
+                    async move {
+                        let (request, unread) = unread::track(request);
+                        let mut response = app.serve(request).await;
+                        unread.close_if_unread(&mut response);
+                        streams::responded();
+                        drop(in_flight);
+                        Ok::<_, Infallible>(response)
+                    }
+                }
+            });
+        let service = TowerToHyperService::new(service);
+        let timed_out = HeadTimedOut::default();
+        let wire = Wire::new(stream, limits, timed_out.clone());
+        let connection = builder.serve_connection(TokioIo::new(wire), service);
+        let mut connection = std::pin::pin!(connection);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result
+                        && !timed_out.record(&*err)
+                    {
+                        tracing::debug!(%err, "connection ended with an error");
+                    }
+                    break;
+                }
+                _ = finish.wait_for(|finish| *finish), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = activity.idle(idle_timeout), if !closing => {
+                    tracing::debug!("closing an idle connection");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+        metrics.connection(-1);
+        drop(open);
+        drop(permit);
     }
 }
 

@@ -5,27 +5,26 @@
 
 mod connections;
 mod streams;
+mod tls;
 mod unread;
 mod wire;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tower_http::compression::CompressionLayer;
 
-use self::connections::{Activity, Drain};
+use self::connections::{Connection, Drain};
 use self::streams::Streams;
-use self::wire::{HeadTimedOut, Limits, Wire};
+use self::tls::Tls;
+use self::wire::Limits;
 use crate::alerts::{Alerts, Notifier};
 use crate::backend::sql::Leader;
 use crate::clock::now_ms;
@@ -64,6 +63,17 @@ pub enum StartError {
         path: std::path::PathBuf,
         /// Why.
         source: io::Error,
+    },
+    /// `[server.tls]` names files that cannot serve.
+    #[error("server.tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// A CA file for a TLS client cannot be used.
+    #[error("{key}: {source}")]
+    TlsFile {
+        /// The config key naming it.
+        key: &'static str,
+        /// Why.
+        source: crate::tls::TlsError,
     },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -110,6 +120,8 @@ pub struct Server {
     maintenance: Option<AbortOnDrop>,
     /// Follows plugin changes: other nodes', component files.
     _following: AbortOnDrop,
+    /// HTTPS (`[server.tls]`), and the task that reloads its certificate.
+    tls: Option<(Tls, AbortOnDrop)>,
 }
 
 /// A background task that ends when its owner is dropped.
@@ -145,6 +157,8 @@ impl Server {
     /// served.
     pub async fn start_as(config: &Config, roles: Roles) -> Result<Server, StartError> {
         let started = Instant::now();
+        crate::tls::install_default_provider();
+        let tls = config.server.tls.as_ref().map(Tls::load).transpose()?;
         let host = PluginHost::new(config).await?;
         let deploy = Deployer::start(host.clone(), Arc::new(config.clone()), roles.api).await?;
         let registry = deploy.registry().clone();
@@ -166,15 +180,20 @@ impl Server {
             "ready"
         );
         let alerts = Arc::new(Alerts::new(&config.alerts, deploy.store().clone()));
+        let notifier = Notifier::new(&config.alerts.webhooks, config.alerts.ca_file.as_deref())
+            .map_err(|source| StartError::TlsFile {
+                key: "alerts.ca_file",
+                source,
+            })?;
         let alerting = (!alerts.is_empty()).then(|| {
             AbortOnDrop(tokio::spawn(evaluate_alerts(
                 alerts.clone(),
                 host.clone(),
-                Notifier::new(&config.alerts.webhooks),
+                notifier,
                 config.alerts.evaluation_interval,
             )))
         });
-        let metrics_export = metrics_export(config, &host, deploy.node());
+        let metrics_export = metrics_export(config, &host, deploy.node())?;
         let workers = roles
             .worker
             .then(|| Workers::start(host.capabilities().jobs.queue().clone(), registry.clone()));
@@ -189,7 +208,9 @@ impl Server {
         let running_jobs = workers.as_ref().map(Workers::canceller);
         let admin = admin_auth(config, addr.ip().is_loopback())?;
         let following = AbortOnDrop(deploy.follow());
+        let tls = tls.map(|tls| (tls.clone(), AbortOnDrop(tokio::spawn(tls.follow()))));
         Ok(Server {
+            tls,
             _following: following,
             _alerting: alerting,
             metrics_export,
@@ -332,64 +353,30 @@ impl Server {
     }
 
     fn serve_connection(&self, stream: TcpStream, permit: OwnedSemaphorePermit, drain: &Drain) {
-        let app = self.app.clone();
-        let metrics = self.host.metrics().clone();
-        metrics.connection(1);
-        let activity = Activity::new();
-        let service = tower::ServiceBuilder::new()
-            .map_response(compression::weaken_etag)
-            .layer(self.compression.clone())
-            .service_fn({
-                let activity = activity.clone();
-                move |request: http::Request<hyper::body::Incoming>| {
-                    let app = app.clone();
-                    let in_flight = activity.request();
-                    async move {
-                        let (request, unread) = unread::track(request);
-                        let mut response = app.serve(request).await;
-                        unread.close_if_unread(&mut response);
-                        streams::responded();
-                        drop(in_flight);
-                        Ok::<_, Infallible>(response)
-                    }
-                }
-            });
-        let service = TowerToHyperService::new(service);
-        let timed_out = HeadTimedOut::default();
-        let wire = Wire::new(stream, self.limits, timed_out.clone());
-        let connection = self
-            .builder
-            .serve_connection(TokioIo::new(wire), service)
-            .into_owned();
-        let (open, mut finish) = drain.enter();
-        let idle_timeout = self.idle_timeout;
+        let connection = Connection {
+            app: self.app.clone(),
+            metrics: self.host.metrics().clone(),
+            builder: self.builder.clone(),
+            compression: self.compression.clone(),
+            limits: self.limits,
+            idle_timeout: self.idle_timeout,
+            drain: drain.enter(),
+            permit,
+        };
+        let Some((tls, _)) = &self.tls else {
+            tokio::spawn(connection.serve(stream));
+            return;
+        };
+        // The handshake runs on the connection's task, under the time a
+        // client has for its request head.
+        let acceptor = tls.acceptor().clone();
+        let handshake_timeout = self.limits.header_read_timeout;
         tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    result = connection.as_mut() => {
-                        if let Err(err) = result
-                            && !timed_out.record(&*err)
-                        {
-                            tracing::debug!(%err, "connection ended with an error");
-                        }
-                        break;
-                    }
-                    _ = finish.wait_for(|finish| *finish), if !closing => {
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    () = activity.idle(idle_timeout), if !closing => {
-                        tracing::debug!("closing an idle connection");
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                }
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => connection.serve(stream).await,
+                Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
-            metrics.connection(-1);
-            drop(open);
-            drop(permit);
         });
     }
 }
@@ -448,20 +435,31 @@ fn metrics_export(
     config: &Config,
     host: &PluginHost,
     node: &str,
-) -> Option<(MetricsExporter, AbortOnDrop)> {
+) -> Result<Option<(MetricsExporter, AbortOnDrop)>, StartError> {
     let telemetry = &config.telemetry;
-    let endpoint = telemetry.otlp_endpoint.as_deref()?;
+    let Some(endpoint) = telemetry.otlp_endpoint.as_deref() else {
+        return Ok(None);
+    };
     if !telemetry.export_metrics {
-        return None;
+        return Ok(None);
     }
-    let exporter = MetricsExporter::new(endpoint, &telemetry.service_name, node);
+    let exporter = MetricsExporter::new(
+        endpoint,
+        &telemetry.service_name,
+        node,
+        telemetry.ca_file.as_deref(),
+    )
+    .map_err(|source| StartError::TlsFile {
+        key: "telemetry.ca_file",
+        source,
+    })?;
     let host = host.clone();
     let task = tokio::spawn(crate::monitor::otlp_metrics::run(
         exporter.clone(),
         telemetry.metrics_interval,
         move || host.metrics().render(&host.snapshot()),
     ));
-    Some((exporter, AbortOnDrop(task)))
+    Ok(Some((exporter, AbortOnDrop(task))))
 }
 
 /// What alert rules read now (asks the job queue for its depth).

@@ -33,7 +33,6 @@ use std::time::Duration;
 
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::error::ApiError;
@@ -70,11 +69,16 @@ impl HeadTimedOut {
     }
 }
 
+/// What a connection runs on: a TCP stream, or TLS over one.
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for S {}
+
 /// A client connection as hyper reads and writes it.
 #[derive(Debug)]
-pub(super) struct Wire {
+pub(super) struct Wire<S: Io> {
     /// `None` only while dropping.
-    stream: Option<TcpStream>,
+    stream: Option<S>,
     limits: Limits,
     timed_out: HeadTimedOut,
     /// Whether the first bytes were the HTTP/2 preface.
@@ -90,8 +94,8 @@ pub(super) struct Wire {
     ended: bool,
 }
 
-impl Wire {
-    pub(super) fn new(stream: TcpStream, limits: Limits, timed_out: HeadTimedOut) -> Wire {
+impl<S: Io> Wire<S> {
+    pub(super) fn new(stream: S, limits: Limits, timed_out: HeadTimedOut) -> Wire<S> {
         Wire {
             stream: Some(stream),
             limits,
@@ -104,7 +108,7 @@ impl Wire {
         }
     }
 
-    fn stream(&mut self) -> Pin<&mut TcpStream> {
+    fn stream(&mut self) -> Pin<&mut S> {
         Pin::new(self.stream.as_mut().expect("present until dropped"))
     }
 
@@ -150,7 +154,7 @@ impl Wire {
         cx: &mut Context<'_>,
         first: &[u8],
         len: usize,
-        write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+        write: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
         if self.refusal.is_none()
             && first.starts_with(b"HTTP/1.1 4")
@@ -187,7 +191,7 @@ impl Wire {
     }
 }
 
-impl AsyncRead for Wire {
+impl<S: Io> AsyncRead for Wire<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -210,7 +214,7 @@ impl AsyncRead for Wire {
     }
 }
 
-impl AsyncWrite for Wire {
+impl<S: Io> AsyncWrite for Wire<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -249,7 +253,7 @@ impl AsyncWrite for Wire {
     }
 }
 
-impl Drop for Wire {
+impl<S: Io> Drop for Wire<S> {
     fn drop(&mut self) {
         let Some(stream) = self.stream.take() else {
             return;
@@ -278,7 +282,7 @@ impl Drop for Wire {
 
 /// Writes `answer`, shuts our side, and reads what the client still sends
 /// for a bounded time before the socket closes.
-async fn linger(mut stream: TcpStream, answer: Option<Vec<u8>>) {
+async fn linger<S: Io>(mut stream: S, answer: Option<Vec<u8>>) {
     let _ = tokio::time::timeout(LINGER, async {
         if let Some(answer) = answer {
             stream.write_all(&answer).await?;

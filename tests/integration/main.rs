@@ -21,6 +21,7 @@ mod locks;
 mod malformed;
 mod monitoring;
 mod openapi;
+mod outbound;
 mod pagination;
 mod reload;
 mod replica;

@@ -14,6 +14,7 @@ use trellis::{Config, Server, ServerHandle};
 
 pub mod kv;
 pub mod node;
+pub mod origin;
 pub mod otlp;
 pub mod pg;
 pub mod redis;

@@ -13,12 +13,17 @@
 //! - `GET /spin`: loops forever (the deadline must stop it).
 //! - `GET /memory`: allocates until memory runs out.
 //! - `GET /trap`: panics before answering.
+//! - `GET /fetch?url=U`: fetches the percent-encoded URL `U` through
+//!   `wasi:http/outgoing-handler` and answers with its status and body (a
+//!   failed request or body: 502 with the error code).
 //! - anything else: `Hello, world!`
 
 use std::io::Write as _;
 
+use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
 };
 
 wasip2::http::proxy::export!(Hello);
@@ -38,6 +43,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
             (Method::Get, "/spin") => spin(),
             (Method::Get, "/memory") => hoard(),
             (Method::Get, "/trap") => panic!("asked to trap"),
+            (Method::Get, "/fetch") => fetch(out, query),
             _ => respond(out, 200, "text/plain; charset=utf-8", HELLO),
         }
     }
@@ -140,4 +146,91 @@ fn spin() {
     loop {
         n = std::hint::black_box(n.wrapping_add(1));
     }
+}
+
+fn fetch(out: ResponseOutparam, query: &str) {
+    let Some(url) = param(query, "url").map(percent_decode) else {
+        return respond(out, 400, "text/plain", b"missing ?url=");
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return respond(out, 400, "text/plain", b"not an absolute URL");
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.to_string()),
+    };
+    let built = request
+        .set_scheme(Some(&scheme))
+        .and_then(|()| request.set_authority(Some(authority)))
+        .and_then(|()| request.set_path_with_query(Some(path)));
+    if built.is_err() {
+        return respond(out, 400, "text/plain", b"the URL does not make a request");
+    }
+    if let Ok(body) = request.body() {
+        let _ = OutgoingBody::finish(body, None);
+    }
+    let response = match outgoing_handler::handle(request, None) {
+        Ok(future) => {
+            future.subscribe().block();
+            match future.get() {
+                Some(Ok(Ok(response))) => response,
+                Some(Ok(Err(code))) => return failed(out, &format!("{code:?}")),
+                _ => return failed(out, "the response future broke"),
+            }
+        }
+        Err(code) => return failed(out, &format!("{code:?}")),
+    };
+    let status = response.status();
+    let Ok(body) = response.consume() else {
+        return failed(out, "no body");
+    };
+    let Ok(stream) = body.stream() else {
+        return failed(out, "no body stream");
+    };
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(CHUNK as u64) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(wasip2::io::streams::StreamError::Closed) => break,
+            Err(wasip2::io::streams::StreamError::LastOperationFailed(err)) => {
+                let why = wasip2::http::types::http_error_code(&err)
+                    .map_or_else(|| err.to_debug_string(), |code| format!("{code:?}"));
+                drop(stream);
+                return failed(out, &why);
+            }
+        }
+    }
+    drop(stream);
+    respond(out, status, "application/octet-stream", &bytes);
+}
+
+fn failed(out: ResponseOutparam, why: &str) {
+    respond(out, 502, "text/plain", why.as_bytes());
+}
+
+/// `%XX` escapes decoded (the rest kept as it is).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -1,7 +1,7 @@
 //! The capability seam: everything a guest can reach beyond its own
 //! memory. One module per capability (`log`, `config`, `trace`, `sql`,
-//! `cache`, `lock`, `jobs`, and the standard `wasi` and `wasi:http`
-//! interfaces), each implementing [`Capability`] — the host side of its
+//! `cache`, `lock`, `jobs`, `outbound-http`, and the standard `wasi` and
+//! `wasi:http` interfaces), each implementing [`Capability`] — the host side of its
 //! WIT interface, its runtime service, its per-plugin and per-instance
 //! state, and what it adds around a guest call. The list is assembled
 //! once, in the [`capabilities!`] call below; `plugin` drives the phases
@@ -22,6 +22,7 @@ pub mod config;
 pub mod jobs;
 pub mod lock;
 pub mod log;
+pub mod outbound_http;
 pub mod sql;
 mod state;
 pub mod trace;
@@ -273,6 +274,7 @@ macro_rules! capabilities {
 capabilities! {
     wasi: wasi::Wasi,
     wasi_http: wasi_http::WasiHttp,
+    outbound_http: outbound_http::OutboundHttp,
     log: log::Log,
     config: config::Settings,
     trace: trace::Trace,

@@ -1,11 +1,11 @@
 //! `wasi:http` for mounted components (`wasmtime-wasi-http`'s p2 host):
 //! the types and `outgoing-handler` a `wasi:http/proxy` component imports.
-//! Serving one (`incoming-handler`) is `plugin::wasi_http`'s. Plugins make
-//! no outgoing HTTP requests: `outgoing-handler` links, but every request
-//! is denied.
+//! Serving one (`incoming-handler`) is `plugin::wasi_http`'s. What an
+//! outgoing request may do is `outbound_http`'s: its hooks send it (or deny
+//! it, for a plugin without the grant).
 
 use wasmtime::component::Linker;
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::{Capability, HostState, PluginSetup, Runtime};
 use crate::config::Limits;
@@ -18,7 +18,6 @@ pub struct WasiHttp;
 #[allow(missing_debug_implementations)]
 pub struct WasiHttpInstance {
     ctx: WasiHttpCtx,
-    hooks: NoOutgoingHttp,
 }
 
 impl Capability for WasiHttp {
@@ -44,41 +43,18 @@ impl Capability for WasiHttp {
     fn prepare(&self, _plugin: &(), _limits: &Limits) -> WasiHttpInstance {
         WasiHttpInstance {
             ctx: WasiHttpCtx::new(),
-            hooks: NoOutgoingHttp,
         }
     }
 }
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let outbound = &mut self.instance.outbound_http;
+        outbound.attach(&self.plugin, &self.trace);
         WasiHttpCtxView {
             ctx: &mut self.instance.wasi_http.ctx,
             table: &mut self.table,
-            hooks: &mut self.instance.wasi_http.hooks,
+            hooks: outbound,
         }
-    }
-}
-
-/// Denies every outgoing request.
-struct NoOutgoingHttp;
-
-impl WasiHttpHooks for NoOutgoingHttp {
-    fn send_request(
-        &mut self,
-        _request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }

@@ -10,11 +10,20 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::outbound::{AllowedHost, OutboundConfig};
 use super::{ConfigError, LimitOverrides, Limits, invalid, paths};
 use crate::examples;
 
 /// Capabilities a plugin may be granted.
-pub const CAPABILITIES: &[&str] = &["log", "config", "sql", "cache", "lock", "jobs"];
+pub const CAPABILITIES: &[&str] = &[
+    "log",
+    "config",
+    "sql",
+    "cache",
+    "lock",
+    "jobs",
+    "outbound-http",
+];
 
 /// `[plugins.<name>]`: one plugin.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +46,14 @@ pub struct PluginConfig {
     /// (default `/<name>`). It sees paths below the prefix.
     #[serde(default)]
     pub mount: Option<String>,
+    /// With the `outbound-http` grant: the hosts its outgoing requests may
+    /// reach (`https://api.example.com`, `http://127.0.0.1:9000`,
+    /// `https://*.internal.example`); see [`super::outbound`].
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Bounds of its outgoing requests.
+    #[serde(default)]
+    pub outbound: OutboundConfig,
 }
 
 /// A plugin setting: any TOML scalar, handed to the plugin as a string.
@@ -79,6 +96,8 @@ impl PluginConfig {
             limits: LimitOverrides::default(),
             config: BTreeMap::new(),
             mount: None,
+            allowed_outbound_hosts: Vec::new(),
+            outbound: OutboundConfig::default(),
         }
     }
 
@@ -92,7 +111,17 @@ impl PluginConfig {
             limits: LimitOverrides::default(),
             config: BTreeMap::new(),
             mount: None,
+            allowed_outbound_hosts: Vec::new(),
+            outbound: OutboundConfig::default(),
         }
+    }
+
+    /// Its `allowed_outbound_hosts`, parsed (checked at load).
+    pub fn allowed_hosts(&self) -> Vec<AllowedHost> {
+        self.allowed_outbound_hosts
+            .iter()
+            .filter_map(|entry| AllowedHost::parse(entry).ok())
+            .collect()
     }
 }
 
@@ -168,6 +197,26 @@ impl PluginConfig {
                 );
             }
         }
+        for (i, entry) in self.allowed_outbound_hosts.iter().enumerate() {
+            AllowedHost::parse(entry).map_err(|message| ConfigError::Invalid {
+                key: format!("plugins.{name}.allowed_outbound_hosts[{i}]"),
+                message,
+            })?;
+        }
+        if !self.allowed_outbound_hosts.is_empty()
+            && !self.grants.iter().any(|g| g == "outbound-http")
+        {
+            return invalid(
+                &key("allowed_outbound_hosts"),
+                "outgoing requests need the `outbound-http` grant too",
+            );
+        }
+        self.outbound
+            .validate(&key("outbound"))
+            .map_err(|message| ConfigError::Invalid {
+                key: key("outbound"),
+                message,
+            })?;
         if let Some(mount) = &self.mount {
             validate_mount(mount).map_err(|message| ConfigError::Invalid {
                 key: key("mount"),

@@ -45,6 +45,13 @@ pub(super) struct PluginLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct OutboundLabels {
+    pub(super) plugin: String,
+    pub(super) host: String,
+    pub(super) status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct KindLabels {
     pub(super) plugin: String,
     pub(super) kind: String,

@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::Metrics;
-use super::labels::{Histograms, KindLabels, PluginLabels, latency_histogram};
+use super::labels::{Histograms, KindLabels, OutboundLabels, PluginLabels, latency_histogram};
 
 /// The plugin family of the registry.
 #[derive(Debug)]
@@ -27,6 +27,8 @@ pub(super) struct PluginMetrics {
     memory_high_water: Family<PluginLabels, Gauge>,
     sql_duration: Histograms<KindLabels>,
     sql_errors: Family<KindLabels, Counter>,
+    outbound: Family<OutboundLabels, Counter>,
+    outbound_duration: Histograms<PluginLabels>,
 }
 
 impl PluginMetrics {
@@ -39,6 +41,8 @@ impl PluginMetrics {
             memory_high_water: Family::default(),
             sql_duration: Family::new_with_constructor(latency_histogram),
             sql_errors: Family::default(),
+            outbound: Family::default(),
+            outbound_duration: Family::new_with_constructor(latency_histogram),
         };
         r.register(
             "guest_call_duration_seconds",
@@ -69,6 +73,16 @@ impl PluginMetrics {
             "sql_statement_errors",
             "SQL statements that failed, by error kind",
             m.sql_errors.clone(),
+        );
+        r.register(
+            "outbound_requests",
+            "Outgoing HTTP requests of plugins, by host and status (or the error: denied, connect, timeout, ...)",
+            m.outbound.clone(),
+        );
+        r.register(
+            "outbound_request_duration_seconds",
+            "Outgoing HTTP requests of plugins: time to the response's head",
+            m.outbound_duration.clone(),
         );
         m
     }
@@ -124,6 +138,28 @@ pub struct PluginStats {
 }
 
 impl PluginStats {
+    /// An outgoing request of the plugin to `host`: its `status` (or the
+    /// error's kind) and the time to its response's head.
+    pub fn outbound(&self, host: &str, status: &str, elapsed: Option<Duration>) {
+        let plugins = &self.metrics.plugins;
+        plugins
+            .outbound
+            .get_or_create(&OutboundLabels {
+                plugin: self.name.clone(),
+                host: host.into(),
+                status: status.into(),
+            })
+            .inc();
+        if let Some(elapsed) = elapsed {
+            plugins
+                .outbound_duration
+                .get_or_create(&PluginLabels {
+                    plugin: self.name.clone(),
+                })
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
     /// A finished guest call: its time and the memory its instance reached.
     pub fn guest_call(&self, instantiate: Duration, total: Duration, memory: usize) {
         self.instantiate_duration.observe(instantiate.as_secs_f64());

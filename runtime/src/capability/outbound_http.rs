@@ -1,0 +1,524 @@
+//! Outgoing HTTP (`outbound-http`): the `wasi:http/outgoing-handler` of
+//! mounted components, through a pooled client per plugin version.
+//!
+//! - **Who may go where**: a plugin with the `outbound-http` grant reaches
+//!   the hosts of its `allowed_outbound_hosts` and nothing else. A request
+//!   to any other host is refused before a socket opens
+//!   (`HttpRequestDenied` to the guest, a log line naming the plugin and
+//!   the host). Redirects are not followed for the guest: a guest that
+//!   follows one makes a new request, checked like any other.
+//! - **Private addresses** (loopback, RFC 1918, link-local, unique local,
+//!   unspecified) are reachable only through an entry naming that host
+//!   exactly: a name a wildcard entry matches that resolves to one is
+//!   refused (`DestinationIpProhibited`), checked on the addresses the
+//!   connection uses (the client's resolver filters them), so DNS cannot
+//!   smuggle a wildcard entry into the private network.
+//! - **The client**: hyper-util's pooled client (keep-alive, HTTP/2 by
+//!   ALPN over TLS), rustls with the system's roots plus the plugin's
+//!   `outbound.ca_file`. One per plugin version: its connect timeout and
+//!   address policy are the plugin's, and no plugin can hold the
+//!   connections another needs.
+//! - **Bounds** (`[plugins.<name>.outbound]`): connect timeout (the
+//!   connector's), time to the response's head, total time, requests in
+//!   flight (`ConnectionLimitReached` beyond), response body size
+//!   (`HttpResponseBodySize`, the body breaks off). A guest's own
+//!   `request-options` can only shorten them.
+//! - **Seen**: each request carries the guest call's `traceparent` under a
+//!   client span of its own, and is counted in
+//!   `outbound_requests_total{plugin,host,status}` and timed in
+//!   `outbound_request_duration_seconds`.
+//!
+//! Layer: `capability`; it uses `config`, `monitor` and `tls`.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry::KeyValue;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use opentelemetry_http::HeaderInjector;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tokio::sync::Semaphore;
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::{Capability, HostState, PluginContext, PluginSetup, Runtime};
+use crate::config::{AllowedHost, Limits, OutboundConfig, outbound::default_port};
+
+/// The `outbound-http` capability: no service of its own.
+#[derive(Debug)]
+pub struct OutboundHttp;
+
+/// What a plugin version may reach, and its client.
+pub struct Policy {
+    plugin: String,
+    allowed: Vec<AllowedHost>,
+    bounds: OutboundConfig,
+    in_flight: Arc<Semaphore>,
+    client: Client<HttpsConnector<HttpConnector<Resolver>>, WasiBody>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("plugin", &self.plugin)
+            .field("allowed", &self.allowed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One instance's outgoing requests: the `wasi:http` hooks.
+#[allow(missing_debug_implementations)]
+pub struct OutboundInstance {
+    policy: Option<Arc<Policy>>,
+    /// The plugin, for its metrics and tracer (set on first use).
+    plugin: Option<Arc<PluginContext>>,
+    /// The guest call's span: outgoing requests are its children.
+    trace: opentelemetry::Context,
+}
+
+impl Capability for OutboundHttp {
+    const NAME: &'static str = "outbound-http";
+    type Plugin = Option<Arc<Policy>>;
+    type Instance = OutboundInstance;
+
+    async fn start(_runtime: &Runtime<'_>) -> Result<Self, String> {
+        Ok(OutboundHttp)
+    }
+
+    fn link(_linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        // `wasi:http/outgoing-handler` is linked with the rest of
+        // `wasi:http` (`wasi_http`); this capability supplies its hooks.
+        Ok(())
+    }
+
+    async fn configure(&self, plugin: &PluginSetup<'_>) -> Result<Self::Plugin, String> {
+        policy(plugin)
+    }
+
+    fn unconfigured(&self, plugin: &PluginSetup<'_>) -> Self::Plugin {
+        policy(plugin).ok().flatten()
+    }
+
+    fn prepare(&self, policy: &Self::Plugin, _limits: &Limits) -> OutboundInstance {
+        OutboundInstance {
+            policy: policy.clone(),
+            plugin: None,
+            trace: opentelemetry::Context::new(),
+        }
+    }
+}
+
+/// The policy of a plugin granted `outbound-http` with hosts to reach.
+fn policy(plugin: &PluginSetup<'_>) -> Result<Option<Arc<Policy>>, String> {
+    let config = plugin.config;
+    if !config.grants.iter().any(|g| g == OutboundHttp::NAME)
+        || config.allowed_outbound_hosts.is_empty()
+    {
+        return Ok(None);
+    }
+    let allowed = config.allowed_hosts();
+    let bounds = config.outbound.clone();
+    let exact: HashSet<String> = allowed
+        .iter()
+        .filter_map(|a| a.exact_host().map(str::to_ascii_lowercase))
+        .collect();
+    let mut http = HttpConnector::new_with_resolver(Resolver {
+        exact: Arc::new(exact),
+    });
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(bounds.connect_timeout));
+    http.set_nodelay(true);
+    let tls = crate::tls::client_config(bounds.ca_file.as_deref())
+        .map_err(|e| format!("plugins.{}.outbound.ca_file: {e}", plugin.name))?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(bounds.max_concurrent)
+        .build(connector);
+    Ok(Some(Arc::new(Policy {
+        plugin: plugin.name.to_string(),
+        allowed,
+        in_flight: Arc::new(Semaphore::new(bounds.max_concurrent)),
+        bounds,
+        client,
+    })))
+}
+
+impl OutboundInstance {
+    /// Called for each `wasi:http` host call: keeps what an outgoing
+    /// request needs from the instance (only when the plugin may make one).
+    pub(super) fn attach(&mut self, plugin: &Arc<PluginContext>, trace: &opentelemetry::Context) {
+        if self.policy.is_none() {
+            return;
+        }
+        if self.plugin.is_none() {
+            self.plugin = Some(plugin.clone());
+        }
+        self.trace = trace.clone();
+    }
+}
+
+/// What one outgoing request is refused or fails with, and its label.
+fn refuse(plugin: Option<&Arc<PluginContext>>, host: &str, label: &str, err: Error) -> Error {
+    if let Some(plugin) = plugin {
+        plugin.stats.outbound(host, label, None);
+    }
+    err
+}
+
+type Sent = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundInstance {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Sent {
+        let plugin = self.plugin.clone();
+        let uri = request.uri().clone();
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .or_else(|| default_port(&scheme))
+            .unwrap_or(0);
+        let name = plugin.as_ref().map_or("", |p| p.name.as_str()).to_string();
+        let Some(policy) = self.policy.clone() else {
+            tracing::warn!(plugin = %name, %host, "outgoing request denied: the plugin has no `outbound-http` grant with allowed_outbound_hosts");
+            return Box::new(async move {
+                Err(refuse(
+                    plugin.as_ref(),
+                    &host,
+                    "denied",
+                    Error::HttpRequestDenied,
+                ))
+            });
+        };
+        let Some(entry) = policy
+            .allowed
+            .iter()
+            .find(|a| a.allows(&scheme, &host, port))
+        else {
+            tracing::warn!(plugin = %policy.plugin, %scheme, %host, port, "outgoing request denied: not in allowed_outbound_hosts");
+            return Box::new(async move {
+                Err(refuse(
+                    plugin.as_ref(),
+                    &host,
+                    "denied",
+                    Error::HttpRequestDenied,
+                ))
+            });
+        };
+        // An address in the URL is not resolved: check it here.
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            && is_private(ip)
+            && !entry.is_exact()
+        {
+            tracing::warn!(plugin = %policy.plugin, %host, "outgoing request denied: a private address needs an entry naming it");
+            return Box::new(async move {
+                Err(refuse(
+                    plugin.as_ref(),
+                    &host,
+                    "denied",
+                    Error::DestinationIpProhibited,
+                ))
+            });
+        }
+        let Ok(permit) = policy.in_flight.clone().try_acquire_owned() else {
+            return Box::new(async move {
+                Err(refuse(
+                    plugin.as_ref(),
+                    &host,
+                    "limited",
+                    Error::ConnectionLimitReached,
+                ))
+            });
+        };
+        let bounds = &policy.bounds;
+        let shorter =
+            |ours: Duration, theirs: Option<Duration>| theirs.map_or(ours, |t| t.min(ours));
+        let first_byte = shorter(
+            bounds.first_byte_timeout,
+            options.and_then(|o| o.first_byte_timeout),
+        );
+        let between_bytes = options.and_then(|o| o.between_bytes_timeout);
+        let deadline = tokio::time::Instant::now() + bounds.total_timeout;
+        let max_body = bounds.max_response_body.as_u64();
+        let span = plugin.as_ref().map(|p| {
+            crate::monitor::child_span(
+                &p.tracer,
+                &self.trace,
+                request.method().as_str().to_string(),
+                SpanKind::Client,
+                vec![
+                    KeyValue::new("http.request.method", request.method().as_str().to_string()),
+                    KeyValue::new("server.address", host.clone()),
+                    KeyValue::new("server.port", i64::from(port)),
+                    KeyValue::new("url.full", uri.to_string()),
+                    KeyValue::new("trellis.plugin", p.name.clone()),
+                ],
+            )
+        });
+        if let Some(span) = &span {
+            TraceContextPropagator::new()
+                .inject_context(span, &mut HeaderInjector(request.headers_mut()));
+        }
+        let client = policy.client.clone();
+        Box::new(async move {
+            let started = Instant::now();
+            let sent = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + first_byte),
+                client.request(request),
+            )
+            .await;
+            let response = match sent {
+                Ok(Ok(response)) => response,
+                Ok(Err(err)) => {
+                    let (label, error) = client_error(&err);
+                    end(span, Some(&format!("{err:?}")), None);
+                    tracing::debug!(%host, error = ?err, "outgoing request failed");
+                    return Err(refuse(plugin.as_ref(), &host, label, error));
+                }
+                Err(_) => {
+                    end(span, Some("no response in time"), None);
+                    return Err(refuse(
+                        plugin.as_ref(),
+                        &host,
+                        "timeout",
+                        Error::HttpResponseTimeout,
+                    ));
+                }
+            };
+            let status = response.status();
+            if let Some(plugin) = &plugin {
+                plugin
+                    .stats
+                    .outbound(&host, status.as_str(), Some(started.elapsed()));
+            }
+            end(
+                span,
+                status.is_server_error().then_some(status.as_str()),
+                Some(status.as_u16()),
+            );
+            let (parts, body) = response.into_parts();
+            let body = Bounded {
+                inner: body,
+                left: max_body,
+                limit: max_body,
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                between_bytes,
+                idle: None,
+                _permit: permit,
+            };
+            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((http::Response::from_parts(parts, body.boxed_unsync()), done))
+        })
+    }
+}
+
+/// Ends a client span, with the response's status when there is one.
+fn end(span: Option<opentelemetry::Context>, error: Option<&str>, status: Option<u16>) {
+    let Some(cx) = span else { return };
+    let span = cx.span();
+    if let Some(status) = status {
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+    }
+    if let Some(error) = error {
+        span.set_status(Status::error(error.to_string()));
+    }
+    span.end();
+}
+
+/// The guest's error and the metric's label for a failed request.
+fn client_error(err: &hyper_util::client::legacy::Error) -> (&'static str, Error) {
+    let chain = {
+        let mut text = format!("{err}");
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    };
+    if chain.contains("private address") {
+        return ("denied", Error::DestinationIpProhibited);
+    }
+    if err.is_connect() {
+        let error = if chain.contains("certificate") || chain.contains("invalid peer") {
+            Error::TlsCertificateError
+        } else if chain.contains("timed out") {
+            Error::ConnectionTimeout
+        } else if chain.contains("refused") {
+            Error::ConnectionRefused
+        } else if chain.contains("dns") || chain.contains("lookup") {
+            Error::DestinationNotFound
+        } else {
+            Error::DestinationUnavailable
+        };
+        return ("connect", error);
+    }
+    ("error", Error::HttpProtocolError)
+}
+
+/// Whether `ip` is one a wildcard entry may not reach: loopback, private,
+/// link-local, unique local, unspecified, or an IPv4-mapped one of these.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                // 100.64.0.0/10, carrier-grade NAT.
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// The client's resolver: a name resolves only to public addresses,
+/// unless an entry of the plugin names it exactly.
+#[derive(Debug, Clone)]
+struct Resolver {
+    exact: Arc<HashSet<String>>,
+}
+
+impl tower::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let exact = self.exact.contains(&name.as_str().to_ascii_lowercase());
+        Box::pin(async move {
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| exact || !is_private(a.ip()))
+                .collect();
+            if addresses.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{name} resolves to no address but a private address, which only an entry naming it may reach"
+                    ),
+                ));
+            }
+            Ok(addresses.into_iter())
+        })
+    }
+}
+
+/// A response body held to the plugin's bounds: its size, the total
+/// deadline, the guest's time between bytes; the in-flight permit goes
+/// with it.
+struct Bounded {
+    inner: hyper::body::Incoming,
+    left: u64,
+    limit: u64,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    between_bytes: Option<Duration>,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Body for Bounded {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Error::HttpResponseTimeout)));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                if let Some(between) = this.between_bytes {
+                    let idle = this
+                        .idle
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(between)));
+                    if idle.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
+                    }
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle = None;
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > this.left {
+                        return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(
+                            this.limit,
+                        )))));
+                    }
+                    this.left -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(Error::Hyper(err)))),
+            Poll::Ready(None) => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

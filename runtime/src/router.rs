@@ -170,8 +170,13 @@ impl<V: Owner> Table<V> {
     }
 }
 
+/// The method of a route that takes any method no other route of its path
+/// names (a mounted `wasi:http` component's).
+pub const ANY_METHOD: &str = "*";
+
 impl<V> Table<V> {
-    /// The value of `method` `path`. `HEAD` falls back to `GET`.
+    /// The value of `method` `path`. `HEAD` falls back to `GET`, and any
+    /// method to [`ANY_METHOD`].
     pub(crate) fn lookup(&self, method: &str, path: &str) -> Lookup<'_, V> {
         let Ok(matched) = self.paths.at(path) else {
             return Lookup::NotFound;
@@ -179,7 +184,8 @@ impl<V> Table<V> {
         let methods = &self.entries[*matched.value].1;
         let target = methods
             .get(method)
-            .or_else(|| (method == "HEAD").then(|| methods.get("GET")).flatten());
+            .or_else(|| (method == "HEAD").then(|| methods.get("GET")).flatten())
+            .or_else(|| methods.get(ANY_METHOD));
         match target {
             Some(target) => Lookup::Found {
                 target,
@@ -316,7 +322,11 @@ fn describe(method: &str, path: &str, plugin: &str) -> String {
 }
 
 fn allow<V>(methods: &BTreeMap<String, V>) -> String {
-    let mut allowed: Vec<&str> = methods.keys().map(String::as_str).collect();
+    let mut allowed: Vec<&str> = methods
+        .keys()
+        .map(String::as_str)
+        .filter(|m| *m != ANY_METHOD)
+        .collect();
     if methods.contains_key("GET") && !methods.contains_key("HEAD") {
         allowed.push("HEAD");
     }

@@ -394,6 +394,44 @@ fn component_importing(imports: &[&str]) -> Vec<u8> {
     component.finish()
 }
 
+/// A component that imports `import` and exports a
+/// `wasi:http/incoming-handler`: it reads as a wasi:http component, and
+/// linking it fails on `import`.
+fn wasi_http_importing(import: &str) -> Vec<u8> {
+    use wasm_encoder::{
+        Component, ComponentExportKind, ComponentExportSection, ComponentImportSection,
+        ComponentTypeRef, ComponentTypeSection, ComponentValType, InstanceType,
+    };
+    let mut component = Component::new();
+    // `import` has a function, so a linker without it cannot supply it (an
+    // empty instance links against nothing); the empty one stands in for
+    // the handler the component exports.
+    let mut with_function = InstanceType::new();
+    with_function
+        .ty()
+        .function()
+        .params(Vec::<(&str, ComponentValType)>::new())
+        .result(None);
+    with_function.export("get", ComponentTypeRef::Func(0));
+    let mut types = ComponentTypeSection::new();
+    types.instance(&with_function);
+    types.instance(&InstanceType::new());
+    component.section(&types);
+    let mut imports = ComponentImportSection::new();
+    imports.import(import, ComponentTypeRef::Instance(0));
+    imports.import("trellis-test:empty/handler", ComponentTypeRef::Instance(1));
+    component.section(&imports);
+    let mut exports = ComponentExportSection::new();
+    exports.export(
+        "wasi:http/incoming-handler@0.2.0",
+        ComponentExportKind::Instance,
+        1,
+        None,
+    );
+    component.section(&exports);
+    component.finish()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_errors_say_what_is_wrong_and_how_to_fix_it() {
     let server = TestServer::start("").await;
@@ -419,6 +457,22 @@ async fn load_errors_say_what_is_wrong_and_how_to_fix_it() {
             ))
             && future.contains("upgrade the runtime"),
         "{future}"
+    );
+    // A wasi:http component importing what this runtime does not link:
+    // the import is named, with what would serve instead.
+    let keyvalue = detail(
+        upload(
+            &server,
+            "alien",
+            wasi_http_importing("wasi:keyvalue/store@0.2.0-draft"),
+        )
+        .await,
+    );
+    assert!(
+        keyvalue.contains("imports `wasi:keyvalue/store@0.2.0-draft`")
+            && keyvalue.contains("does not provide")
+            && !keyvalue.contains("does not implement"),
+        "{keyvalue}"
     );
     // A capability it uses without a grant: which one, and the line.
     let notes = std::fs::read(guest("notes")).expect("notes is built");

@@ -16,6 +16,10 @@
 //! - `GET /fetch?url=U`: fetches the percent-encoded URL `U` through
 //!   `wasi:http/outgoing-handler` and answers with its status and body (a
 //!   failed request or body: 502 with the error code).
+//! - `GET /env?name=N`: the environment variable `N` (404 without it).
+//! - `GET /print?lines=N&text=T`: writes `T <i>` N times to stdout and
+//!   once to stderr.
+//! - any other method on `/method`: the method's name.
 //! - anything else: `Hello, world!`
 
 use std::io::Write as _;
@@ -44,6 +48,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
             (Method::Get, "/memory") => hoard(),
             (Method::Get, "/trap") => panic!("asked to trap"),
             (Method::Get, "/fetch") => fetch(out, query),
+            (Method::Get, "/env") => env(out, query),
+            (Method::Get, "/print") => print(out, query),
+            (method, "/method") => {
+                let name = match method {
+                    Method::Other(name) => name,
+                    other => format!("{other:?}").to_uppercase(),
+                };
+                respond(out, 200, "text/plain", name.as_bytes())
+            }
             _ => respond(out, 200, "text/plain; charset=utf-8", HELLO),
         }
     }
@@ -233,4 +246,24 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+fn env(out: ResponseOutparam, query: &str) {
+    let name = param(query, "name").unwrap_or_default();
+    match std::env::var(name) {
+        Ok(value) => respond(out, 200, "text/plain", value.as_bytes()),
+        Err(_) => respond(out, 404, "text/plain", b"no such variable"),
+    }
+}
+
+fn print(out: ResponseOutparam, query: &str) {
+    let lines: u32 = param(query, "lines")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let text = param(query, "text").map(percent_decode).unwrap_or_default();
+    for i in 0..lines {
+        println!("{text} {i}");
+    }
+    eprintln!("{text} on stderr");
+    respond(out, 200, "text/plain", b"printed");
 }

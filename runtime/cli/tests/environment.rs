@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// `trellis serve` on an ephemeral loopback port, with a fresh data
@@ -55,6 +56,11 @@ fn run(mut command: Command) -> Output {
 
 /// The address a serving child logged as ready, reading its stderr.
 fn ready_addr(child: &mut Child) -> String {
+    ready_addr_keeping(child).0
+}
+
+/// As [`ready_addr`], with the log lines that follow, as they come.
+fn ready_addr_keeping(child: &mut Child) -> (String, Arc<Mutex<Vec<String>>>) {
     let stderr = child.stderr.take().expect("piped stderr");
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = Vec::new();
@@ -65,8 +71,16 @@ fn ready_addr(child: &mut Child) -> String {
         {
             let addr = rest.split('"').next().unwrap_or_default().to_string();
             // Keep draining stderr so the child never blocks on it.
-            std::thread::spawn(move || lines.for_each(drop));
-            return addr;
+            let kept = Arc::new(Mutex::new(Vec::new()));
+            let keep = kept.clone();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    if let Ok(mut kept) = keep.lock() {
+                        kept.push(line);
+                    }
+                }
+            });
+            return (addr, kept);
         }
         seen.push(line);
     }
@@ -121,4 +135,103 @@ fn a_bad_trellis_log_stops_the_start_and_is_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("TRELLIS_LOG"), "{stderr}");
     assert!(stderr.contains("trellis=loud"), "{stderr}");
+}
+
+/// `GET path` on `addr` over a connection of its own; the whole answer.
+fn get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connected");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .expect("sent");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+/// A mounted component sees the variables of its `env` table (and no
+/// others); what it prints is logged under its name, and a flood is cut to
+/// the rate with the lines it lost counted.
+#[test]
+fn a_component_gets_its_env_and_its_output_is_logged_at_a_bounded_rate() {
+    let config =
+        std::env::temp_dir().join(format!("trellis-cli-guest-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[plugins.wasi_hello]\nbuiltin = \"wasi_hello\"\n\
+         env = { GREETING = \"from the config\" }\n",
+    )
+    .expect("config written");
+    let mut child = serve(&[("TRELLIS_LOG__FORMAT", "\"json\"")])
+        .arg("--config")
+        .arg(&config)
+        .env("HOST_ONLY_SECRET", "not for guests")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the trellis binary runs");
+    let (addr, logs) = ready_addr_keeping(&mut child);
+    let greeting = get(&addr, "/wasi_hello/env?name=GREETING");
+    let secret = get(&addr, "/wasi_hello/env?name=HOST_ONLY_SECRET");
+    let printed = get(&addr, "/wasi_hello/print?lines=1&text=hello-from-the-guest");
+    let flood = get(&addr, "/wasi_hello/print?lines=2000&text=flood");
+    // A fifth of a second refills the budget by ten lines.
+    std::thread::sleep(Duration::from_millis(200));
+    let after = get(&addr, "/wasi_hello/print?lines=1&text=after-the-flood");
+    let purge = {
+        let mut stream = TcpStream::connect(&addr).expect("connected");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a timeout");
+        stream
+            .write_all(
+                b"PROPFIND /wasi_hello/method HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            )
+            .expect("sent");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&config);
+    assert!(greeting.ends_with("from the config"), "{greeting}");
+    assert!(secret.starts_with("HTTP/1.1 404"), "{secret}");
+    assert!(printed.starts_with("HTTP/1.1 200"), "{printed}");
+    assert!(flood.starts_with("HTTP/1.1 200"), "{flood}");
+    assert!(after.starts_with("HTTP/1.1 200"), "{after}");
+    assert!(purge.ends_with("PROPFIND"), "{purge}");
+    let logs = logs.lock().expect("not poisoned").clone();
+    let guest: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains(r#""target":"trellis::guest""#))
+        .collect();
+    let has = |text: &str, stream: &str| {
+        guest.iter().any(|l| {
+            l.contains(text)
+                && l.contains(&format!(r#""stream":"{stream}""#))
+                && l.contains(r#""plugin":"wasi_hello""#)
+        })
+    };
+    assert!(has("hello-from-the-guest 0", "stdout"), "{guest:#?}");
+    assert!(
+        has("hello-from-the-guest on stderr", "stderr"),
+        "{guest:#?}"
+    );
+    let flooded = guest.iter().filter(|l| l.contains("flood ")).count();
+    assert!(
+        (150..=400).contains(&flooded),
+        "{flooded} of 2000 flood lines logged"
+    );
+    // Once the budget refills, the next line says how many were lost.
+    let after = guest
+        .iter()
+        .find(|l| l.contains("after-the-flood 0"))
+        .unwrap_or_else(|| panic!("the line after the flood: {guest:#?}"));
+    assert!(after.contains(r#""dropped":"#), "{after}");
 }

@@ -1,34 +1,63 @@
 //! The standard WASI interfaces every component gets (`wasmtime-wasi`'s
-//! p2 host): clocks, random, and a stdout that is dropped and a stderr
-//! that is captured — nothing else is granted (no files, sockets or
-//! environment). What a guest wrote to stderr last (a panic message) goes
-//! into the log line of its fault.
+//! p2 host): clocks, random, the environment variables of its
+//! `[plugins.<name>] env` table (no other), and a stdout and stderr whose
+//! lines are logged at info under the plugin's name (target
+//! `trellis::guest`), at most [`LINES_PER_SECOND`] a second per plugin
+//! beyond a burst of [`BURST`]; what a flood loses is counted in the next
+//! line that gets through. Nothing else is granted (no files or sockets).
+//! What a guest wrote to stderr last (a panic message) also goes into the
+//! log line of its fault.
 
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
 use wasmtime::component::Linker;
-use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{Capability, HostState, PluginSetup, Runtime};
 use crate::config::Limits;
 
-/// Bytes of guest stderr kept per call (panic messages land there).
+/// Bytes of guest stderr kept per instance (panic messages land there).
 const STDERR_CAPACITY: usize = 16 * 1024;
+/// Lines a plugin's instances may log per second, together.
+pub const LINES_PER_SECOND: f64 = 50.0;
+/// Lines logged at once before the rate applies.
+pub const BURST: f64 = 200.0;
+/// A line longer than this is logged in pieces.
+const MAX_LINE: usize = 4096;
 
 /// The `wasi` capability: no service, no grant.
 #[derive(Debug)]
 pub struct Wasi;
 
+/// A plugin's environment and its output's rate limit, shared by its
+/// instances.
+#[derive(Debug)]
+pub struct WasiPlugin {
+    name: Arc<str>,
+    env: Vec<(String, String)>,
+    budget: Arc<Mutex<Budget>>,
+}
+
 /// One instance's WASI context and its captured stderr.
 #[allow(missing_debug_implementations)]
 pub struct WasiInstance {
     ctx: WasiCtx,
-    stderr: MemoryOutputPipe,
+    stderr: GuestOutput,
 }
 
 impl Capability for Wasi {
     const NAME: &'static str = "wasi";
     const NEEDS_GRANT: bool = false;
-    type Plugin = ();
+    type Plugin = WasiPlugin;
     type Instance = WasiInstance;
 
     async fn start(_runtime: &Runtime<'_>) -> Result<Self, String> {
@@ -39,29 +68,206 @@ impl Capability for Wasi {
         wasmtime_wasi::p2::add_to_linker_async(linker)
     }
 
-    async fn configure(&self, _plugin: &PluginSetup<'_>) -> Result<(), String> {
+    async fn configure(&self, plugin: &PluginSetup<'_>) -> Result<WasiPlugin, String> {
+        Ok(self.unconfigured(plugin))
+    }
+
+    fn unconfigured(&self, plugin: &PluginSetup<'_>) -> WasiPlugin {
+        WasiPlugin {
+            name: Arc::from(plugin.name),
+            env: plugin
+                .config
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            budget: Arc::new(Mutex::new(Budget {
+                tokens: BURST,
+                at: Instant::now(),
+                dropped: 0,
+            })),
+        }
+    }
+
+    fn prepare(&self, plugin: &WasiPlugin, _limits: &Limits) -> WasiInstance {
+        let stdout = GuestOutput::new(plugin, "stdout", 0);
+        let stderr = GuestOutput::new(plugin, "stderr", STDERR_CAPACITY);
+        let mut builder = WasiCtx::builder();
+        builder.stdout(stdout).stderr(stderr.clone());
+        if !plugin.env.is_empty() {
+            builder.envs(&plugin.env);
+        }
+        WasiInstance {
+            ctx: builder.build(),
+            stderr,
+        }
+    }
+}
+
+/// A plugin's token bucket for output lines.
+#[derive(Debug)]
+struct Budget {
+    tokens: f64,
+    at: Instant,
+    /// Lines refused since the last one logged.
+    dropped: u64,
+}
+
+impl Budget {
+    /// Takes a token for one line; `Some(dropped before it)` when the line
+    /// may be logged.
+    fn take(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * LINES_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(BURST);
+        self.at = now;
+        if self.tokens < 1.0 {
+            self.dropped += 1;
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some(std::mem::take(&mut self.dropped))
+    }
+}
+
+/// A guest's stdout or stderr: complete lines are logged (within the
+/// plugin's budget); stderr also keeps its last bytes for fault reports.
+#[derive(Clone)]
+struct GuestOutput {
+    plugin: Arc<str>,
+    stream: &'static str,
+    budget: Arc<Mutex<Budget>>,
+    state: Arc<Mutex<Output>>,
+}
+
+#[derive(Default)]
+struct Output {
+    /// The line being written.
+    line: Vec<u8>,
+    /// The last bytes written (stderr), at most `capacity`.
+    tail: VecDeque<u8>,
+    capacity: usize,
+}
+
+impl GuestOutput {
+    fn new(plugin: &WasiPlugin, stream: &'static str, capacity: usize) -> GuestOutput {
+        GuestOutput {
+            plugin: plugin.name.clone(),
+            stream,
+            budget: plugin.budget.clone(),
+            state: Arc::new(Mutex::new(Output {
+                capacity,
+                ..Output::default()
+            })),
+        }
+    }
+
+    fn accept(&self, bytes: &[u8]) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if state.capacity > 0 {
+            let capacity = state.capacity;
+            state.tail.extend(bytes);
+            let excess = state.tail.len().saturating_sub(capacity);
+            state.tail.drain(..excess);
+        }
+        for &byte in bytes {
+            if byte == b'\n' {
+                let line = std::mem::take(&mut state.line);
+                self.log(&line);
+            } else {
+                state.line.push(byte);
+                if state.line.len() >= MAX_LINE {
+                    let line = std::mem::take(&mut state.line);
+                    self.log(&line);
+                }
+            }
+        }
+    }
+
+    fn log(&self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_end_matches('\r');
+        let Some(dropped) = self.budget.lock().ok().and_then(|mut b| b.take()) else {
+            return;
+        };
+        if dropped > 0 {
+            tracing::info!(target: "trellis::guest", plugin = %self.plugin, stream = self.stream, dropped, "{line}");
+        } else {
+            tracing::info!(target: "trellis::guest", plugin = %self.plugin, stream = self.stream, "{line}");
+        }
+    }
+
+    /// The last line written, for stderr.
+    fn last_line(&self) -> Option<String> {
+        let state = self.state.lock().ok()?;
+        let bytes: Vec<u8> = state.tail.iter().copied().collect();
+        let text = String::from_utf8_lossy(&bytes);
+        let tail = text.trim_end().rsplit('\n').next()?.trim();
+        (!tail.is_empty()).then(|| tail.to_string())
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.accept(&bytes);
         Ok(())
     }
 
-    fn unconfigured(&self, _plugin: &PluginSetup<'_>) {}
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
 
-    fn prepare(&self, _plugin: &(), _limits: &Limits) -> WasiInstance {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let ctx = WasiCtx::builder()
-            .stdout(SinkOutputStream)
-            .stderr(stderr.clone())
-            .build();
-        WasiInstance { ctx, stderr }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for GuestOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.accept(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
 impl HostState {
     /// The last line the guest wrote to stderr, e.g. a panic message.
     pub(crate) fn stderr_tail(&self) -> Option<String> {
-        let bytes = self.instance.wasi.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
-        let tail = text.trim_end().rsplit('\n').next()?.trim();
-        (!tail.is_empty()).then(|| tail.to_string())
+        self.instance.wasi.stderr.last_line()
     }
 }
 

@@ -54,6 +54,10 @@ pub struct PluginConfig {
     /// Bounds of its outgoing requests.
     #[serde(default)]
     pub outbound: OutboundConfig,
+    /// Environment variables its component sees (`wasi:cli/environment`);
+    /// it sees no other.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// A plugin setting: any TOML scalar, handed to the plugin as a string.
@@ -98,6 +102,7 @@ impl PluginConfig {
             mount: None,
             allowed_outbound_hosts: Vec::new(),
             outbound: OutboundConfig::default(),
+            env: BTreeMap::new(),
         }
     }
 
@@ -113,6 +118,7 @@ impl PluginConfig {
             mount: None,
             allowed_outbound_hosts: Vec::new(),
             outbound: OutboundConfig::default(),
+            env: BTreeMap::new(),
         }
     }
 
@@ -217,6 +223,16 @@ impl PluginConfig {
                 key: key("outbound"),
                 message,
             })?;
+        if let Some(bad) = self
+            .env
+            .keys()
+            .find(|k| k.is_empty() || k.contains(['=', '\0']))
+        {
+            return invalid(
+                &key("env"),
+                &format!("`{bad}` is not an environment variable name"),
+            );
+        }
         if let Some(mount) = &self.mount {
             validate_mount(mount).map_err(|message| ConfigError::Invalid {
                 key: key("mount"),

@@ -14,7 +14,12 @@ use crate::router::{Router, Target};
 /// The document for `router`.
 pub fn document(router: &Router) -> Value {
     let mut paths = Map::new();
-    for (method, pattern, target) in router.targets() {
+    // A mount's any-method route has no OpenAPI operation: its usual
+    // methods are listed by name.
+    let named = router
+        .targets()
+        .filter(|(method, ..)| *method != crate::router::ANY_METHOD);
+    for (method, pattern, target) in named {
         let (path, operation) = plugin_operation(method, pattern, target);
         let item = paths
             .entry(path)

@@ -71,8 +71,21 @@ pub enum LoadErrorKind {
         plugin: String,
     },
     /// The component does not fit the world (missing export, unknown import).
-    #[error("does not implement the trellis:plugin world: {0}")]
-    World(String),
+    #[error("does not implement the {world} world: {detail}")]
+    World {
+        /// `trellis:plugin` or `wasi:http/proxy`.
+        world: &'static str,
+        /// What the linker said.
+        detail: String,
+    },
+    /// The component imports an interface the runtime does not provide.
+    #[error("imports `{import}`, which this runtime does not provide{hint}")]
+    MissingImport {
+        /// The import, as the component names it.
+        import: String,
+        /// What provides it, or what to do instead.
+        hint: String,
+    },
     /// A required export is missing: not a Trellis plugin.
     #[error(
         "does not export `{CAPABILITY_PACKAGE}{0}`: it is not a Trellis plugin (a Rust plugin \
@@ -313,7 +326,16 @@ impl PluginHost {
         component: &Component,
         kind: World,
     ) -> Result<(InstancePre<HostState>, Exports), LoadErrorKind> {
-        let world = |e: wasmtime::Error| LoadErrorKind::World(format!("{e:#}"));
+        let name = match kind {
+            World::Trellis => "trellis:plugin",
+            World::WasiHttp => "wasi:http/proxy",
+        };
+        let world = |e: wasmtime::Error| {
+            missing_import(&e).unwrap_or_else(|| LoadErrorKind::World {
+                world: name,
+                detail: format!("{e:#}"),
+            })
+        };
         let pre = self.linker.instantiate_pre(component).map_err(world)?;
         let exports = match kind {
             World::Trellis => Exports {
@@ -335,6 +357,31 @@ impl PluginHost {
         };
         Ok((pre, exports))
     }
+}
+
+/// The import the linker found no implementation of, named, with what
+/// would provide it.
+fn missing_import(err: &wasmtime::Error) -> Option<LoadErrorKind> {
+    let text = format!("{err:#}");
+    let at = text
+        .find("imports instance `")
+        .map(|i| i + "imports instance `".len())?;
+    let import = text[at..].split('`').next()?.to_string();
+    let hint = if import.starts_with("wasi:keyvalue/") {
+        ": wasi:keyvalue is not available yet; the `cache` capability of the trellis:plugin world keeps values per plugin"
+    } else if import.starts_with("wasi:config/") {
+        ": wasi:config is not available yet; the `config` capability of the trellis:plugin world reads [plugins.<name>.config]"
+    } else if import.starts_with(CAPABILITY_PACKAGE) {
+        ": it may be newer than this runtime; rebuild the plugin against this runtime's SDK"
+    } else if import.starts_with("wasi:") {
+        ": this runtime links WASI 0.2 (wasi:cli, wasi:clocks, wasi:random, wasi:io, wasi:filesystem and wasi:sockets without access, wasi:http)"
+    } else {
+        ""
+    };
+    Some(LoadErrorKind::MissingImport {
+        import,
+        hint: hint.to_string(),
+    })
 }
 
 /// Which world a component implements.
@@ -385,10 +432,13 @@ fn check_world(component: &Component, host: &PluginHost) -> Result<World, LoadEr
         match handler {
             Some((name, _)) if name.starts_with(WASI_HTTP_HANDLER) => return Ok(World::WasiHttp),
             Some((name, _)) => {
-                return Err(LoadErrorKind::World(format!(
-                    "exports `{name}`; this runtime serves wasi:http components that export \
-                     `wasi:http/incoming-handler@0.2.x` (WASI 0.2)"
-                )));
+                return Err(LoadErrorKind::World {
+                    world: "wasi:http/proxy",
+                    detail: format!(
+                        "exports `{name}`; this runtime serves wasi:http components that \
+                         export `wasi:http/incoming-handler@0.2.x` (WASI 0.2)"
+                    ),
+                });
             }
             None => {}
         }

@@ -46,11 +46,14 @@ pub(super) async fn manifest_of(
 }
 
 /// The routes of a `wasi:http` component mounted at `mount`: every method
-/// (`HEAD` through `GET`) on the prefix and every path below it.
+/// on the prefix and every path below it — the usual ones by name (`HEAD`
+/// through `GET`), any other (`TRACE`, `PROPFIND`, an extension method)
+/// through the router's wildcard method [`crate::router::ANY_METHOD`].
 fn wasi_http_manifest(name: &str, mount: &str) -> PluginManifest {
     let routes = METHODS
         .iter()
         .filter(|method| **method != "HEAD")
+        .chain(&[crate::router::ANY_METHOD])
         .flat_map(|method| {
             [
                 mount.to_string(),

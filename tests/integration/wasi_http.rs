@@ -281,3 +281,32 @@ grants = ["log", "config"]
         );
     }
 }
+
+/// A component written for `wasi:config/store` reads its own plugin's
+/// `[plugins.<name>.config]`: two plugins of the same file with the same
+/// key each see their own value. Without the `config` grant it does not
+/// load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_config_reads_each_plugins_own_settings() {
+    let path = guest("wasi_config");
+    let server = TestServer::start(&format!(
+        "[plugins.one]\npath = {path:?}\n\n[plugins.one.config]\ncolour = \"red\"\nsize = 3\n\n\
+         [plugins.two]\npath = {path:?}\n\n[plugins.two.config]\ncolour = \"blue\"\n"
+    ))
+    .await;
+    let one = server.get("/one/?key=colour").await;
+    assert_eq!((one.status.as_u16(), one.text().as_str()), (200, "red"));
+    let two = server.get("/two/?key=colour").await;
+    assert_eq!((two.status.as_u16(), two.text().as_str()), (200, "blue"));
+    assert_eq!(server.get("/two/?key=size").await.status, 404);
+    assert_eq!(server.get("/one/all").await.text(), "colour=red\nsize=3\n");
+    server.shutdown().await;
+
+    let err = trellis::Server::start(&trellis_tests::config(&format!(
+        "[plugins.one]\npath = {path:?}\ngrants = []\n"
+    )))
+    .await
+    .expect_err("wasi:config needs the config grant")
+    .to_string();
+    assert!(err.contains("capability `config`"), "{err}");
+}

@@ -370,7 +370,7 @@ fn missing_import(err: &wasmtime::Error) -> Option<LoadErrorKind> {
     let hint = if import.starts_with("wasi:keyvalue/") {
         ": wasi:keyvalue is not available yet; the `cache` capability of the trellis:plugin world keeps values per plugin"
     } else if import.starts_with("wasi:config/") {
-        ": wasi:config is not available yet; the `config` capability of the trellis:plugin world reads [plugins.<name>.config]"
+        ": this runtime links wasi:config/store@0.2.0-rc.1 (the version wasmtime ships), over [plugins.<name>.config]"
     } else if import.starts_with(CAPABILITY_PACKAGE) {
         ": it may be newer than this runtime; rebuild the plugin against this runtime's SDK"
     } else if import.starts_with("wasi:") {
@@ -506,6 +506,10 @@ fn check_grants(
 
 /// `trellis:plugin/config@0.1.0` → `config`.
 fn capability_of(import: &str) -> Option<&str> {
+    // The standard interface over the same settings.
+    if import.starts_with("wasi:config/store@") {
+        return Some("config");
+    }
     let interface = import.strip_prefix(CAPABILITY_PACKAGE)?;
     Some(interface.split('@').next().unwrap_or(interface))
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::plugin::LoadedPlugin;
+use crate::plugin::{ANY_METHOD, LoadedPlugin};
 
 pub use crate::config::paths::{RESERVED, below, is_reserved};
 
@@ -169,10 +169,6 @@ impl<V: Owner> Table<V> {
         })
     }
 }
-
-/// The method of a route that takes any method no other route of its path
-/// names (a mounted `wasi:http` component's).
-pub const ANY_METHOD: &str = "*";
 
 impl<V> Table<V> {
     /// The value of `method` `path`. `HEAD` falls back to `GET`, and any

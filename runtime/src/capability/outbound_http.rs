@@ -214,7 +214,9 @@ impl WasiHttpHooks for OutboundInstance {
             .unwrap_or(0);
         let name = plugin.as_ref().map_or("", |p| p.name.as_str()).to_string();
         let Some(policy) = self.policy.clone() else {
-            tracing::warn!(plugin = %name, %host, "outgoing request denied: the plugin has no `outbound-http` grant with allowed_outbound_hosts");
+            if denials_may_log() {
+                tracing::warn!(plugin = %name, %host, "outgoing request denied: the plugin has no `outbound-http` grant with allowed_outbound_hosts");
+            }
             return Box::new(async move {
                 Err(refuse(
                     plugin.as_ref(),
@@ -229,7 +231,9 @@ impl WasiHttpHooks for OutboundInstance {
             .iter()
             .find(|a| a.allows(&scheme, &host, port))
         else {
-            tracing::warn!(plugin = %policy.plugin, %scheme, %host, port, "outgoing request denied: not in allowed_outbound_hosts");
+            if denials_may_log() {
+                tracing::warn!(plugin = %policy.plugin, %scheme, %host, port, "outgoing request denied: not in allowed_outbound_hosts");
+            }
             return Box::new(async move {
                 Err(refuse(
                     plugin.as_ref(),
@@ -247,7 +251,9 @@ impl WasiHttpHooks for OutboundInstance {
             && is_private(ip)
             && !entry.is_exact()
         {
-            tracing::warn!(plugin = %policy.plugin, %host, "outgoing request denied: a private address needs an entry naming it");
+            if denials_may_log() {
+                tracing::warn!(plugin = %policy.plugin, %host, "outgoing request denied: a private address needs an entry naming it");
+            }
             return Box::new(async move {
                 Err(refuse(
                     plugin.as_ref(),
@@ -349,6 +355,23 @@ impl WasiHttpHooks for OutboundInstance {
         })
     }
 }
+
+/// Whether a denial may be logged now: at most [`DENIALS_LOGGED`] a
+/// second for the node, so a guest that keeps asking cannot flood the log
+/// (every denial is still counted in the metrics).
+fn denials_may_log() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WINDOW: AtomicU64 = AtomicU64::new(0);
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let second = crate::clock::now_ms() / 1000;
+    if WINDOW.swap(second, Ordering::Relaxed) != second {
+        COUNT.store(0, Ordering::Relaxed);
+    }
+    COUNT.fetch_add(1, Ordering::Relaxed) < DENIALS_LOGGED
+}
+
+/// Denials logged per second at most.
+const DENIALS_LOGGED: u64 = 10;
 
 /// Ends a client span, with the response's status when there is one.
 fn end(span: Option<opentelemetry::Context>, error: Option<&str>, status: Option<u16>) {

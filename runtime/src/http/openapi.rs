@@ -18,7 +18,7 @@ pub fn document(router: &Router) -> Value {
     // methods are listed by name.
     let named = router
         .targets()
-        .filter(|(method, ..)| *method != crate::router::ANY_METHOD);
+        .filter(|(method, ..)| *method != crate::plugin::ANY_METHOD);
     for (method, pattern, target) in named {
         let (path, operation) = plugin_operation(method, pattern, target);
         let item = paths

@@ -21,6 +21,10 @@ use crate::capability::{DeclaredJobs, HostState, PluginContext, PluginSetup};
 use crate::config::CAPABILITIES;
 
 /// HTTP methods a route may declare.
+/// The method of a route that takes any method no other route of its path
+/// names (a mounted `wasi:http` component's).
+pub const ANY_METHOD: &str = "*";
+
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// The manifest of the plugin `setup` describes, and what its exports
@@ -48,12 +52,12 @@ pub(super) async fn manifest_of(
 /// The routes of a `wasi:http` component mounted at `mount`: every method
 /// on the prefix and every path below it — the usual ones by name (`HEAD`
 /// through `GET`), any other (`TRACE`, `PROPFIND`, an extension method)
-/// through the router's wildcard method [`crate::router::ANY_METHOD`].
+/// through the router's wildcard method [`ANY_METHOD`].
 fn wasi_http_manifest(name: &str, mount: &str) -> PluginManifest {
     let routes = METHODS
         .iter()
         .filter(|method| **method != "HEAD")
-        .chain(&[crate::router::ANY_METHOD])
+        .chain(&[ANY_METHOD])
         .flat_map(|method| {
             [
                 mount.to_string(),

@@ -11,6 +11,7 @@ pub mod engine;
 mod job;
 mod load;
 mod manifest;
+pub use manifest::ANY_METHOD;
 pub mod route_options;
 pub mod wasi_http;
 

@@ -10,9 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{env, fs};
 
-/// Guests built for tests only (and the `trellis new` template): never
+/// Guests built for tests only (and the `trellis new` template), or that
+/// need an operator's settings to serve (`proxy` its upstream): never
 /// embedded as examples.
-const TEST_ONLY: &[&str] = &["misbehave", "kv", "tasks", "hello_next", "template"];
+const TEST_ONLY: &[&str] = &[
+    "misbehave",
+    "kv",
+    "tasks",
+    "hello_next",
+    "template",
+    "proxy",
+    "wasi_config",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));

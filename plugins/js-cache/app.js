@@ -8,7 +8,7 @@
 // A cache call that fails throws an Error whose `payload` is the WIT
 // `error` variant: `{ tag: "too-large", val: <limit> }` or
 // `{ tag: "invalid", val: <why> }`.
-import { get, set, delete as remove } from "trellis:plugin/cache@0.1.6";
+import { get, set, delete as remove } from "trellis:plugin/cache@0.1.7";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -4,7 +4,7 @@
 // interface is an object named after it in camelCase; records are plain
 // objects, `list<tuple<string, string>>` is an array of pairs and
 // `list<u8>` a Uint8Array.
-import { get } from "trellis:plugin/config@0.1.6";
+import { get } from "trellis:plugin/config@0.1.7";
 
 const encoder = new TextEncoder();
 

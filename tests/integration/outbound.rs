@@ -246,3 +246,98 @@ fn bad_outbound_config_is_named() {
     );
     assert!(e.contains("allowed_outbound_hosts[1]"), "{e}");
 }
+
+/// The `proxy` example (our own world, `trellis_sdk::http`) with
+/// `upstream` set to `origin` and `hosts` allowed.
+fn proxy_toml(origin: &Origin, hosts: &[String]) -> String {
+    format!(
+        "[plugins.proxy]\npath = {:?}\ngrants = [\"config\", \"outbound-http\"]\n\
+         allowed_outbound_hosts = {hosts:?}\n\n[plugins.proxy.config]\nupstream = {:?}\n",
+        trellis_tests::guest("proxy"),
+        origin.url(""),
+    )
+}
+
+/// Our own world's `fetch`: the upstream's answer comes back through the
+/// SDK over one pooled connection with the request's trace; redirects are
+/// followed when their target is allowed and refused when it is not; a
+/// plugin without the grant does not load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_own_world_fetch_pools_traces_and_checks_redirects() {
+    let origin = Origin::start().await;
+    let other = Origin::start().await;
+    let server = TestServer::start(&proxy_toml(&origin, &[origin.url("")])).await;
+    for i in 0..3 {
+        let reply = server.get(&format!("/proxy/items/{i}?x=1")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.text(), format!("upstream /items/{i}"));
+        let ours = reply
+            .header("traceparent")
+            .expect("a traceparent")
+            .to_string();
+        let trace_id = ours.split('-').nth(1).expect("a trace id").to_string();
+        let seen = origin.seen();
+        let upstream = seen.last().expect("seen");
+        assert_eq!(upstream.target, format!("/items/{i}?x=1"));
+        let parent = upstream
+            .traceparent
+            .as_deref()
+            .expect("traceparent upstream");
+        assert!(parent.contains(&trace_id), "{parent} vs {ours}");
+    }
+    assert_eq!(origin.connections(), 1, "one pooled connection");
+    // A redirect within the allowed origin is followed ...
+    let within = format!("/proxy/redirect?to={}", origin.url("/landed"));
+    let reply = server.get(&within).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "upstream /landed");
+    // ... one to another host is refused before a connection.
+    let away = format!("/proxy/redirect?to={}", other.url("/secret"));
+    let reply = server.get(&away).await;
+    let problem = reply.assert_problem(502, "bad_gateway");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not allowed")),
+        "{problem}"
+    );
+    assert_eq!(other.connections(), 0);
+    server.shutdown().await;
+
+    let err = trellis::Server::start(&trellis_tests::config(&format!(
+        "[plugins.proxy]\npath = {:?}\ngrants = [\"config\"]\n",
+        trellis_tests::guest("proxy")
+    )))
+    .await
+    .expect_err("outbound-http is not granted")
+    .to_string();
+    assert!(err.contains("capability `outbound-http`"), "{err}");
+}
+
+/// The SDK's errors: a timeout is a 504, a body over the limit a 502
+/// naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_own_world_fetch_maps_timeouts_and_limits_to_problems() {
+    let origin = Origin::start().await;
+    let toml = format!(
+        "{}\n[plugins.proxy.outbound]\nfirst_byte_timeout = \"300ms\"\nmax_response_body = \"1MiB\"\n",
+        proxy_toml(&origin, &[origin.url("")])
+    );
+    let server = TestServer::start(&toml).await;
+    server
+        .get("/proxy/slow")
+        .await
+        .assert_problem(504, "gateway_timeout");
+    let big = server
+        .get("/proxy/big")
+        .await
+        .assert_problem(502, "bad_gateway");
+    assert!(
+        big["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("1048576")),
+        "{big}"
+    );
+    assert_eq!(server.get("/proxy/ok").await.status, 200);
+    server.shutdown().await;
+}

@@ -33,6 +33,7 @@ mod response;
 
 pub mod cache;
 pub mod config;
+pub mod http;
 pub mod jobs;
 pub mod lock;
 pub mod log;

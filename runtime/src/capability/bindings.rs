@@ -30,4 +30,6 @@ pub use generated::exports::trellis::plugin::{
     batch_handler, http_handler, job_handler, manifest, migrations,
 };
 pub use generated::trellis::plugin::types::{Request as GuestRequest, Response as GuestResponse};
-pub use generated::trellis::plugin::{cache, config, jobs, lock, log, sql, trace, types};
+pub use generated::trellis::plugin::{
+    cache, config, jobs, lock, log, outbound_http, sql, trace, types,
+};

@@ -1,12 +1,15 @@
-//! Outgoing HTTP (`outbound-http`): the `wasi:http/outgoing-handler` of
-//! mounted components, through a pooled client per plugin version.
+//! Outgoing HTTP (`outbound-http`): `trellis:plugin/outbound-http` for our
+//! own world (`fetch`, following redirects) and the
+//! `wasi:http/outgoing-handler` of mounted components, both through a
+//! pooled client per plugin version.
 //!
 //! - **Who may go where**: a plugin with the `outbound-http` grant reaches
 //!   the hosts of its `allowed_outbound_hosts` and nothing else. A request
 //!   to any other host is refused before a socket opens
 //!   (`HttpRequestDenied` to the guest, a log line naming the plugin and
-//!   the host). Redirects are not followed for the guest: a guest that
-//!   follows one makes a new request, checked like any other.
+//!   the host). A mounted component's redirects reach it as they are (one
+//!   it follows is a new request, checked like any other); our world's
+//!   `fetch` follows five at most, checking each target the same way.
 //! - **Private addresses** (loopback, RFC 1918, link-local, unique local,
 //!   unspecified) are reachable only through an entry naming that host
 //!   exactly: a name a wildcard entry matches that resolves to one is
@@ -52,9 +55,10 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tokio::sync::Semaphore;
-use wasmtime::component::Linker;
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::bindings::outbound_http;
 use super::{Capability, HostState, PluginContext, PluginSetup, Runtime};
 use crate::config::{AllowedHost, Limits, OutboundConfig, outbound::default_port};
 
@@ -99,10 +103,11 @@ impl Capability for OutboundHttp {
         Ok(OutboundHttp)
     }
 
-    fn link(_linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         // `wasi:http/outgoing-handler` is linked with the rest of
-        // `wasi:http` (`wasi_http`); this capability supplies its hooks.
-        Ok(())
+        // `wasi:http` (`wasi_http`); this capability supplies its hooks,
+        // and the own world's `outbound-http`.
+        outbound_http::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
     }
 
     async fn configure(&self, plugin: &PluginSetup<'_>) -> Result<Self::Plugin, String> {
@@ -197,74 +202,56 @@ type Sent = Box<
         > + Send,
 >;
 
-impl WasiHttpHooks for OutboundInstance {
-    fn send_request(
-        &mut self,
-        mut request: http::Request<WasiBody>,
-        options: Option<RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ) -> Sent {
-        let plugin = self.plugin.clone();
-        let uri = request.uri().clone();
+impl Policy {
+    /// Checks `uri` against the allow-list; the refusal, counted and
+    /// (within the log's budget) logged, when it may not go.
+    fn admit(&self, plugin: Option<&Arc<PluginContext>>, uri: &http::Uri) -> Result<(), Error> {
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
         let port = uri
             .port_u16()
             .or_else(|| default_port(&scheme))
             .unwrap_or(0);
-        let name = plugin.as_ref().map_or("", |p| p.name.as_str()).to_string();
-        let Some(policy) = self.policy.clone() else {
+        let Some(entry) = self.allowed.iter().find(|a| a.allows(&scheme, &host, port)) else {
             if denials_may_log() {
-                tracing::warn!(plugin = %name, %host, "outgoing request denied: the plugin has no `outbound-http` grant with allowed_outbound_hosts");
+                tracing::warn!(plugin = %self.plugin, %scheme, %host, port, "outgoing request denied: not in allowed_outbound_hosts");
             }
-            return Box::new(async move {
-                Err(refuse(
-                    plugin.as_ref(),
-                    &host,
-                    "denied",
-                    Error::HttpRequestDenied,
-                ))
-            });
-        };
-        let Some(entry) = policy
-            .allowed
-            .iter()
-            .find(|a| a.allows(&scheme, &host, port))
-        else {
-            if denials_may_log() {
-                tracing::warn!(plugin = %policy.plugin, %scheme, %host, port, "outgoing request denied: not in allowed_outbound_hosts");
-            }
-            return Box::new(async move {
-                Err(refuse(
-                    plugin.as_ref(),
-                    &host,
-                    "denied",
-                    Error::HttpRequestDenied,
-                ))
-            });
+            return Err(refuse(plugin, &host, "denied", Error::HttpRequestDenied));
         };
         // An address in the URL is not resolved: check it here.
-        if let Ok(ip) = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>()
             && is_private(ip)
             && !entry.is_exact()
         {
             if denials_may_log() {
-                tracing::warn!(plugin = %policy.plugin, %host, "outgoing request denied: a private address needs an entry naming it");
+                tracing::warn!(plugin = %self.plugin, %host, "outgoing request denied: a private address needs an entry naming it");
             }
-            return Box::new(async move {
-                Err(refuse(
-                    plugin.as_ref(),
-                    &host,
-                    "denied",
-                    Error::DestinationIpProhibited,
-                ))
-            });
+            return Err(refuse(
+                plugin,
+                &host,
+                "denied",
+                Error::DestinationIpProhibited,
+            ));
         }
-        let Ok(permit) = policy.in_flight.clone().try_acquire_owned() else {
-            return Box::new(async move {
+        Ok(())
+    }
+
+    /// Sends an admitted request within the plugin's bounds (`first_byte`
+    /// no longer than its own) under a client span of the call's `trace`;
+    /// the response's body is held to the size and total time bounds.
+    fn send(
+        self: &Arc<Self>,
+        plugin: Option<Arc<PluginContext>>,
+        trace: &opentelemetry::Context,
+        mut request: http::Request<WasiBody>,
+        first_byte: Option<Duration>,
+        between_bytes: Option<Duration>,
+    ) -> Pin<Box<dyn Future<Output = Result<http::Response<Bounded>, Error>> + Send>> {
+        let uri = request.uri().clone();
+        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            return Box::pin(async move {
                 Err(refuse(
                     plugin.as_ref(),
                     &host,
@@ -273,20 +260,20 @@ impl WasiHttpHooks for OutboundInstance {
                 ))
             });
         };
-        let bounds = &policy.bounds;
-        let shorter =
-            |ours: Duration, theirs: Option<Duration>| theirs.map_or(ours, |t| t.min(ours));
-        let first_byte = shorter(
-            bounds.first_byte_timeout,
-            options.and_then(|o| o.first_byte_timeout),
-        );
-        let between_bytes = options.and_then(|o| o.between_bytes_timeout);
+        let bounds = &self.bounds;
+        let first_byte = first_byte.map_or(bounds.first_byte_timeout, |t| {
+            t.min(bounds.first_byte_timeout)
+        });
         let deadline = tokio::time::Instant::now() + bounds.total_timeout;
         let max_body = bounds.max_response_body.as_u64();
+        let port = uri
+            .port_u16()
+            .or_else(|| default_port(uri.scheme_str().unwrap_or("https")))
+            .unwrap_or(0);
         let span = plugin.as_ref().map(|p| {
             crate::monitor::child_span(
                 &p.tracer,
-                &self.trace,
+                trace,
                 request.method().as_str().to_string(),
                 SpanKind::Client,
                 vec![
@@ -302,8 +289,8 @@ impl WasiHttpHooks for OutboundInstance {
             TraceContextPropagator::new()
                 .inject_context(span, &mut HeaderInjector(request.headers_mut()));
         }
-        let client = policy.client.clone();
-        Box::new(async move {
+        let client = self.client.clone();
+        Box::pin(async move {
             let started = Instant::now();
             let sent = tokio::time::timeout_at(
                 deadline.min(tokio::time::Instant::now() + first_byte),
@@ -339,20 +326,202 @@ impl WasiHttpHooks for OutboundInstance {
                 status.is_server_error().then_some(status.as_str()),
                 Some(status.as_u16()),
             );
-            let (parts, body) = response.into_parts();
-            let body = Bounded {
-                inner: body,
+            Ok(response.map(|inner| Bounded {
+                inner,
                 left: max_body,
                 limit: max_body,
                 deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 between_bytes,
                 idle: None,
                 _permit: permit,
-            };
+            }))
+        })
+    }
+}
+
+impl WasiHttpHooks for OutboundInstance {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Sent {
+        let plugin = self.plugin.clone();
+        let Some(policy) = self.policy.clone() else {
+            let host = request
+                .uri()
+                .host()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let name = plugin.as_ref().map_or("", |p| p.name.as_str()).to_string();
+            if denials_may_log() {
+                tracing::warn!(plugin = %name, %host, "outgoing request denied: the plugin has no `outbound-http` grant with allowed_outbound_hosts");
+            }
+            return Box::new(async move {
+                Err(refuse(
+                    plugin.as_ref(),
+                    &host,
+                    "denied",
+                    Error::HttpRequestDenied,
+                ))
+            });
+        };
+        if let Err(err) = policy.admit(plugin.as_ref(), request.uri()) {
+            return Box::new(async move { Err(err) });
+        }
+        let sent = policy.send(
+            plugin,
+            &self.trace,
+            request,
+            options.and_then(|o| o.first_byte_timeout),
+            options.and_then(|o| o.between_bytes_timeout),
+        );
+        Box::new(async move {
+            let response = sent.await?;
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });
-            Ok((http::Response::from_parts(parts, body.boxed_unsync()), done))
+            Ok((response.map(BodyExt::boxed_unsync), done))
         })
+    }
+}
+
+/// Redirects the own world's `fetch` follows at most.
+const MAX_REDIRECTS: usize = 5;
+
+impl outbound_http::Host for HostState {
+    async fn fetch(
+        &mut self,
+        req: outbound_http::Request,
+    ) -> Result<outbound_http::Response, outbound_http::Error> {
+        use outbound_http::Error as Wit;
+        let plugin = self.plugin.clone();
+        let Some(policy) = plugin.capabilities.outbound_http.clone() else {
+            return Err(Wit::Denied(
+                "the plugin has no `outbound-http` grant with allowed_outbound_hosts".into(),
+            ));
+        };
+        let mut method = http::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| Wit::Invalid(format!("`{}` is not a method", req.method)))?;
+        let mut url: http::Uri = req
+            .url
+            .parse()
+            .map_err(|e| Wit::Invalid(format!("`{}` is not a URL: {e}", req.url)))?;
+        let mut body = Bytes::from(req.body);
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &req.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Wit::Invalid(format!("`{name}` is not a header name")))?;
+            let value = http::HeaderValue::from_str(value).map_err(|_| {
+                Wit::Invalid(format!("the value of `{name}` is not a header value"))
+            })?;
+            headers.append(name, value);
+        }
+        for hop in 0..=MAX_REDIRECTS {
+            if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+                return Err(Wit::Invalid(format!(
+                    "`{url}` is not an absolute http(s) URL"
+                )));
+            }
+            policy
+                .admit(Some(&plugin), &url)
+                .map_err(|e| Wit::Denied(format!("{url}: {}", wit_text(&e))))?;
+            let mut request = http::Request::builder()
+                .method(method.clone())
+                .uri(url.clone())
+                .body(
+                    http_body_util::Full::new(body.clone())
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
+                .map_err(|e| Wit::Invalid(e.to_string()))?;
+            *request.headers_mut() = headers.clone();
+            let response = policy
+                .send(Some(plugin.clone()), &self.trace, request, None, None)
+                .await
+                .map_err(|e| to_wit(&e))?;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_string);
+            if let (301 | 302 | 303 | 307 | 308, Some(location)) = (status, location)
+                && hop < MAX_REDIRECTS
+            {
+                url = follow(&url, &location)
+                    .ok_or_else(|| Wit::Invalid(format!("redirect to `{location}`")))?;
+                if status == 303 || (matches!(status, 301 | 302) && method == http::Method::POST) {
+                    method = http::Method::GET;
+                    body = Bytes::new();
+                    headers.remove(http::header::CONTENT_TYPE);
+                    headers.remove(http::header::CONTENT_LENGTH);
+                }
+                continue;
+            }
+            let (parts, body) = response.into_parts();
+            let bytes = body.collect().await.map_err(|e| to_wit(&e))?.to_bytes();
+            let headers = parts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            return Ok(outbound_http::Response {
+                status,
+                headers,
+                body: bytes.to_vec(),
+            });
+        }
+        Err(Wit::Failed(format!("more than {MAX_REDIRECTS} redirects")))
+    }
+}
+
+/// The target of a redirect from `base` to `location`.
+fn follow(base: &http::Uri, location: &str) -> Option<http::Uri> {
+    if location.contains("://") {
+        return location.parse().ok();
+    }
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?.as_str();
+    let path = if location.starts_with('/') {
+        location.to_string()
+    } else {
+        let dir = base.path().rsplit_once('/').map_or("", |(dir, _)| dir);
+        format!("{dir}/{location}")
+    };
+    format!("{scheme}://{authority}{path}").parse().ok()
+}
+
+/// The own world's error for the `wasi:http` one.
+fn to_wit(err: &Error) -> outbound_http::Error {
+    use outbound_http::Error as Wit;
+    match err {
+        Error::HttpRequestDenied | Error::DestinationIpProhibited => Wit::Denied(wit_text(err)),
+        Error::HttpResponseTimeout | Error::ConnectionTimeout | Error::ConnectionReadTimeout => {
+            Wit::Timeout
+        }
+        Error::HttpResponseBodySize(limit) => Wit::TooLarge(limit.unwrap_or_default()),
+        Error::ConnectionLimitReached => Wit::Limited,
+        Error::ConnectionRefused
+        | Error::DestinationNotFound
+        | Error::DestinationUnavailable
+        | Error::TlsCertificateError
+        | Error::Connect(_) => Wit::Connect(wit_text(err)),
+        other => Wit::Failed(wit_text(other)),
+    }
+}
+
+fn wit_text(err: &Error) -> String {
+    match err {
+        Error::HttpRequestDenied => "not in allowed_outbound_hosts".into(),
+        Error::DestinationIpProhibited => {
+            "a private address, which only an entry naming its host may reach".into()
+        }
+        other => format!("{other:?}"),
     }
 }
 

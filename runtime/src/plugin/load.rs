@@ -31,7 +31,7 @@ const CAPABILITY_PACKAGE: &str = "trellis:plugin/";
 
 /// The version of the `trellis:plugin` package this runtime implements
 /// (`wit/world.wit`); components built against an earlier 0.1 link too.
-pub const WORLD_VERSION: &str = "0.1.6";
+pub const WORLD_VERSION: &str = "0.1.7";
 
 /// Why a plugin version did not load. The message names the plugin and says
 /// what to change.

@@ -27,6 +27,11 @@ bench:
 compare rounds="5" duration="10s" connections="64":
     benches/compare.sh {{rounds}} {{duration}} {{connections}}
 
+# Outbound HTTP: Trellis (own world and a mounted component, pooled) against
+# wasmtime serve (a connection per request) and the upstream straight.
+compare-outbound rounds="3" duration="10s" connections="32":
+    benches/compare-outbound.sh {{rounds}} {{duration}} {{connections}}
+
 # hello in Rust, Python and JavaScript under the same load.
 languages rounds="3" duration="10s":
     benches/languages.sh {{rounds}} {{duration}}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Outbound HTTP, in one run on this machine, alternating targets over
+# several rounds (medians and ratios). Every target answers the same
+# "Hello, world!" of a native upstream (benches/src/bin/native_hello.rs):
+#   upstream          the upstream itself, straight
+#   trellis-hello     our own-world `hello` (the cost of a plain request)
+#   trellis-proxy     the `proxy` example: GET /proxy/hello fetches the
+#                     upstream through trellis_sdk::http (pooled)
+#   trellis-fetch     the `wasi-hello` component mounted in Trellis:
+#                     /wasi/fetch?url=<upstream> through
+#                     wasi:http/outgoing-handler (pooled)
+#   wasmtime-fetch    the same component file under `wasmtime serve -S http`
+#                     (a fresh connection per request)
+# Servers on CPU 0 (the upstream too), the load tool on CPU 1.
+#
+# Usage: benches/compare-outbound.sh [ROUNDS=3] [DURATION=10s] [CONNECTIONS=32]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source benches/lib.sh
+wasmtime=$(benches/install-wasmtime.sh)
+setup 32 "${1:-3}" "${2:-10s}" "${3:-32}"
+guests=$PWD/target/guests/wasm32-wasip2/release
+upstream=http://127.0.0.1:18091
+encoded=http%3A%2F%2F127.0.0.1%3A18091%2Fhello
+results="$work/results.jsonl"
+
+cat >"$work/trellis.toml" <<TOML
+[plugins.hello]
+builtin = "hello"
+grants = ["log", "config"]
+
+[plugins.proxy]
+path = "$guests/proxy.wasm"
+grants = ["config", "outbound-http"]
+allowed_outbound_hosts = ["$upstream"]
+[plugins.proxy.config]
+upstream = "$upstream"
+
+[plugins.wasi]
+path = "$guests/wasi_hello.wasm"
+grants = ["outbound-http"]
+mount = "/wasi"
+allowed_outbound_hosts = ["$upstream"]
+TOML
+taskset -c 0 "$bin/native-hello" 127.0.0.1:18091 2>/dev/null &
+pids+=($!); upstream_pid=$!
+TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:18090 \
+    TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" taskset -c 0 "$bin/trellis" serve &
+pids+=($!); trellis_pid=$!
+taskset -c 0 "$wasmtime" serve --addr 127.0.0.1:18092 -S cli=y -S http=y \
+    -O pooling-allocator=y -O pooling-pagemap-scan=y \
+    -O pooling-memory-keep-resident=2097152 -O pooling-table-keep-resident=65536 \
+    -O pooling-async-stack-keep-resident=1048576 \
+    "$guests/wasi_hello.wasm" 2>"$work/wasmtime.log" &
+pids+=($!); wasmtime_pid=$!
+
+wait_for "$upstream/hello"
+wait_for http://127.0.0.1:18090/hello
+wait_for http://127.0.0.1:18090/proxy/hello
+wait_for "http://127.0.0.1:18090/wasi/fetch?url=$encoded"
+wait_for "http://127.0.0.1:18092/fetch?url=$encoded"
+
+for round in $(seq 1 "$rounds"); do
+    targets=("upstream:18091:$upstream_pid:/hello" "trellis-hello:18090:$trellis_pid:/hello"
+        "trellis-proxy:18090:$trellis_pid:/proxy/hello"
+        "trellis-fetch:18090:$trellis_pid:/wasi/fetch?url=$encoded"
+        "wasmtime-fetch:18092:$wasmtime_pid:/fetch?url=$encoded")
+    n=${#targets[@]}
+    for i in $(seq 0 $((n - 1))); do
+        IFS=: read -r label port pid path <<<"${targets[$(((round - 1 + i) % n))]}"
+        taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port$path" \
+            --connections "$connections" --duration "$duration" --warmup 2s \
+            --server-pid "$pid" --label "$label" >>"$results"
+    done
+    echo "round $round done" >&2
+done
+
+echo "== closed loop, $connections connections, $duration, medians of $rounds"
+echo "   (CPU per request is the serving process's: the upstream's own work is not in Trellis' or wasmtime's figure)"
+python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" \
+    upstream trellis-hello trellis-proxy trellis-fetch wasmtime-fetch -- \
+    trellis-proxy/trellis-hello trellis-fetch/trellis-hello trellis-fetch/wasmtime-fetch trellis-proxy/wasmtime-fetch

@@ -20,14 +20,7 @@ fn toml(hosts: &[String], extra: &str) -> String {
 }
 
 fn encode(url: &str) -> String {
-    url.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    form_urlencoded::byte_serialize(url.as_bytes()).collect()
 }
 
 async fn fetch(server: &TestServer, url: &str) -> Reply {

@@ -47,18 +47,7 @@ impl Origin {
 
     /// HTTPS with `issued`, HTTP/2 or HTTP/1.1 by ALPN.
     pub async fn start_tls(issued: &crate::tls::Issued) -> Origin {
-        let provider = trellis::tls::provider();
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                trellis::tls::read_certs(&issued.cert, "certificate").expect("certificate"),
-                trellis::tls::read_key(&issued.key).expect("key"),
-            )
-            .expect("a server config");
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Origin::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+        Origin::start_with(Some(crate::tls::acceptor(issued, &[b"h2", b"http/1.1"]))).await
     }
 
     async fn start_with(acceptor: Option<tokio_rustls::TlsAcceptor>) -> Origin {

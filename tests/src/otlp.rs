@@ -62,7 +62,7 @@ impl OtlpReceiver {
     pub async fn start_tls(issued: &crate::tls::Issued) -> OtlpReceiver {
         let kept = Kept::default();
         let k = kept.clone();
-        let acceptor = crate::tls::acceptor(issued);
+        let acceptor = crate::tls::acceptor(issued, &[]);
         let addr =
             crate::serve_loopback_with(Some(acceptor), move |request| receive(k.clone(), request))
                 .await;

@@ -136,10 +136,11 @@ impl Drop for TestCa {
     }
 }
 
-/// A server-side acceptor serving `issued` over HTTP/1.1.
-pub fn acceptor(issued: &Issued) -> tokio_rustls::TlsAcceptor {
+/// A server-side acceptor serving `issued`, offering `alpn` (none: the
+/// client's HTTP/1.1 is assumed).
+pub fn acceptor(issued: &Issued, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
     let provider = trellis::tls::provider();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .with_no_client_auth()
@@ -148,6 +149,7 @@ pub fn acceptor(issued: &Issued) -> tokio_rustls::TlsAcceptor {
             trellis::tls::read_key(&issued.key).expect("key"),
         )
         .expect("a server config");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 

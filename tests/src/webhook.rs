@@ -27,7 +27,7 @@ impl Webhook {
 
     /// One that serves HTTPS with `issued` (see [`crate::tls`]).
     pub async fn start_tls(issued: &crate::tls::Issued) -> Webhook {
-        Webhook::start_with(0, Some(crate::tls::acceptor(issued))).await
+        Webhook::start_with(0, Some(crate::tls::acceptor(issued, &[]))).await
     }
 
     async fn start_with(fail_first: usize, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Webhook {

@@ -60,20 +60,10 @@ wait_for http://127.0.0.1:18090/proxy/hello
 wait_for "http://127.0.0.1:18090/wasi/fetch?url=$encoded"
 wait_for "http://127.0.0.1:18092/fetch?url=$encoded"
 
-for round in $(seq 1 "$rounds"); do
-    targets=("upstream:18091:$upstream_pid:/hello" "trellis-hello:18090:$trellis_pid:/hello"
-        "trellis-proxy:18090:$trellis_pid:/proxy/hello"
-        "trellis-fetch:18090:$trellis_pid:/wasi/fetch?url=$encoded"
-        "wasmtime-fetch:18092:$wasmtime_pid:/fetch?url=$encoded")
-    n=${#targets[@]}
-    for i in $(seq 0 $((n - 1))); do
-        IFS=: read -r label port pid path <<<"${targets[$(((round - 1 + i) % n))]}"
-        taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port$path" \
-            --connections "$connections" --duration "$duration" --warmup 2s \
-            --server-pid "$pid" --label "$label" >>"$results"
-    done
-    echo "round $round done" >&2
-done
+alternate_paths "upstream:18091:$upstream_pid:/hello" "trellis-hello:18090:$trellis_pid:/hello" \
+    "trellis-proxy:18090:$trellis_pid:/proxy/hello" \
+    "trellis-fetch:18090:$trellis_pid:/wasi/fetch?url=$encoded" \
+    "wasmtime-fetch:18092:$wasmtime_pid:/fetch?url=$encoded"
 
 echo "== closed loop, $connections connections, $duration, medians of $rounds"
 echo "   (CPU per request is the serving process's: the upstream's own work is not in Trellis' or wasmtime's figure)"

@@ -45,23 +45,10 @@ wait_for http://127.0.0.1:18080/wasi
 wait_for http://127.0.0.1:18081/hello
 wait_for http://127.0.0.1:18082/
 
-# One path for all: each server answers "Hello, world!" on it (the
+# Each target on its own path, where it answers "Hello, world!" (the
 # component answers every path; native and Trellis serve /hello).
-alternate_paths() {
-    for round in $(seq 1 "$rounds"); do
-        local targets=("native:18081:$native_pid:/hello" "wasmtime-serve:18082:$wasmtime_pid:/"
-            "trellis-wasi:18080:$trellis_pid:/wasi" "trellis-hello:18080:$trellis_pid:/hello")
-        local n=${#targets[@]}
-        for i in $(seq 0 $((n - 1))); do
-            IFS=: read -r label port pid path <<<"${targets[$(((round - 1 + i) % n))]}"
-            taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port$path" \
-                --connections "$connections" --duration "$duration" --warmup 2s \
-                --server-pid "$pid" --label "$label" >>"$results"
-        done
-        echo "round $round done" >&2
-    done
-}
-alternate_paths
+alternate_paths "native:18081:$native_pid:/hello" "wasmtime-serve:18082:$wasmtime_pid:/" \
+    "trellis-wasi:18080:$trellis_pid:/wasi" "trellis-hello:18080:$trellis_pid:/hello"
 
 echo "== closed loop, $connections connections, $duration, medians of $rounds"
 python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" \

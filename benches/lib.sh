@@ -76,6 +76,21 @@ alternate_many() {
     done
 }
 
+# alternate_paths LABEL:PORT:PID:PATH...: as alternate_many, each target
+# with a path of its own (no `:` in it), appending to $results.
+alternate_paths() {
+    local targets=("$@") n=$#
+    for round in $(seq 1 "$rounds"); do
+        for i in $(seq 0 $((n - 1))); do
+            IFS=: read -r label port pid path <<<"${targets[$(((round - 1 + i) % n))]}"
+            taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port$path" \
+                --connections "$connections" --duration "$duration" --warmup 2s \
+                --server-pid "$pid" --label "$label" >>"$results"
+        done
+        echo "round $round done" >&2
+    done
+}
+
 # hit_rate NAME METRICS_FILE REGEX: prints NAME's hit rate from a scrape of
 # /metrics, where REGEX matches a sample line and captures its result
 # (`hit`, `miss`, ...) and its value; other results are listed too.

@@ -114,8 +114,10 @@ impl Capability for OutboundHttp {
         policy(plugin)
     }
 
-    fn unconfigured(&self, plugin: &PluginSetup<'_>) -> Self::Plugin {
-        policy(plugin).ok().flatten()
+    /// The instance that reads a manifest makes no outgoing request: no
+    /// client is built for it (the configured version builds its own).
+    fn unconfigured(&self, _plugin: &PluginSetup<'_>) -> Self::Plugin {
+        None
     }
 
     fn prepare(&self, policy: &Self::Plugin, _limits: &Limits) -> OutboundInstance {

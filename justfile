@@ -44,7 +44,6 @@ load scenario="hello" url="http://127.0.0.1:8080" *args="":
 soak duration="600s":
     benches/soak.sh {{duration}}
 
-<<<<<<< HEAD
 # Line and branch coverage of the runtime (the whole suite) and the SDK
 # (its native tests) with cargo-llvm-cov, installed if missing; `--html`
 # also writes target/coverage/html/. Not in CI: it rebuilds everything
@@ -60,11 +59,10 @@ deploy-check:
 # Build the container image (podman or docker) from the repository root.
 image tag="trellis:dev" tool="podman":
     {{tool}} build -f examples/deploy/Dockerfile -t {{tag}} .
-=======
+
 # The cargo-fuzz targets (fuzz/README.md), each for `seconds`; fails on a crash.
 fuzz seconds="600":
     fuzz/run.sh {{seconds}}
->>>>>>> fuzz
 
 # Overload and the scenario smoke (also part of `just test`).
 stress:

@@ -63,6 +63,16 @@ async fn an_allowed_host_is_reached_over_a_pooled_connection() {
     assert!(line.contains("plugin=\"wasi_hello\""), "{line}");
     assert!(line.contains("host=\"127.0.0.1\""), "{line}");
     assert!(line.ends_with(" 5"), "{line}");
+    // The pool's own figures: one connection opened, still open (idle).
+    let pool = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains("plugin=\"wasi_hello\""))
+            .unwrap_or_else(|| panic!("no {name}: {metrics}"))
+            .to_string()
+    };
+    assert!(pool("trellis_outbound_connections_opened_total").ends_with(" 1"));
+    assert!(pool("trellis_outbound_connections_open{").ends_with(" 1"));
     server.shutdown().await;
 }
 

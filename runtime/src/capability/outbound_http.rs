@@ -29,7 +29,10 @@
 //! - **Seen**: each request carries the guest call's `traceparent` under a
 //!   client span of its own, and is counted in
 //!   `outbound_requests_total{plugin,host,status}` and timed in
-//!   `outbound_request_duration_seconds`.
+//!   `outbound_request_duration_seconds`; the pool's connections are
+//!   counted as they open (`outbound_connections_opened_total{plugin}`)
+//!   and while they stay open (`outbound_connections_open{plugin}`), so
+//!   reuse shows as requests per connection opened.
 //!
 //! Layer: `capability`; it uses `config`, `monitor` and `tls`.
 
@@ -37,7 +40,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -61,6 +64,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use super::bindings::outbound_http;
 use super::{Capability, HostState, PluginContext, PluginSetup, Runtime};
 use crate::config::{AllowedHost, Limits, OutboundConfig, outbound::default_port};
+use crate::monitor::PluginStats;
 
 /// The `outbound-http` capability: no service of its own.
 #[derive(Debug)]
@@ -72,7 +76,10 @@ pub struct Policy {
     allowed: Vec<AllowedHost>,
     bounds: OutboundConfig,
     in_flight: Arc<Semaphore>,
-    client: Client<HttpsConnector<HttpConnector<Resolver>>, WasiBody>,
+    client: Client<HttpsConnector<Counted>, WasiBody>,
+    /// The plugin's metric handles, for the connector (set by the first
+    /// request: the version's context does not exist while it is built).
+    stats: Arc<OnceLock<PluginStats>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -143,6 +150,7 @@ fn policy(plugin: &PluginSetup<'_>) -> Result<Option<Arc<Policy>>, String> {
         .iter()
         .filter_map(|a| a.exact_host().map(str::to_ascii_lowercase))
         .collect();
+    let stats = Arc::new(OnceLock::new());
     let mut http = HttpConnector::new_with_resolver(Resolver {
         exact: Arc::new(exact),
     });
@@ -156,7 +164,10 @@ fn policy(plugin: &PluginSetup<'_>) -> Result<Option<Arc<Policy>>, String> {
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
+        .wrap_connector(Counted {
+            inner: http,
+            stats: stats.clone(),
+        });
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(bounds.max_concurrent)
@@ -167,6 +178,7 @@ fn policy(plugin: &PluginSetup<'_>) -> Result<Option<Arc<Policy>>, String> {
         in_flight: Arc::new(Semaphore::new(bounds.max_concurrent)),
         bounds,
         client,
+        stats,
     })))
 }
 
@@ -252,6 +264,9 @@ impl Policy {
     ) -> Pin<Box<dyn Future<Output = Result<http::Response<Bounded>, Error>> + Send>> {
         let uri = request.uri().clone();
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        if let Some(plugin) = &plugin {
+            self.stats.get_or_init(|| plugin.stats.clone());
+        }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return Box::pin(async move {
                 Err(refuse(
@@ -650,6 +665,98 @@ impl tower::Service<Name> for Resolver {
             }
             Ok(addresses.into_iter())
         })
+    }
+}
+
+/// The plugin's connector: hyper-util's, with each connection it opens
+/// counted while it lives.
+#[derive(Debug, Clone)]
+struct Counted {
+    inner: HttpConnector<Resolver>,
+    stats: Arc<OnceLock<PluginStats>>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<http::Uri> for Counted {
+    type Response = Tracked;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Tracked, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        tower::Service::poll_ready(&mut self.inner, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = tower::Service::call(&mut self.inner, uri);
+        let stats = self.stats.clone();
+        Box::pin(async move {
+            let io = connecting.await?;
+            let open = stats.get().map(PluginStats::outbound_connection_opened);
+            Ok(Tracked { io, open })
+        })
+    }
+}
+
+/// A pooled connection, counted in `outbound_connections_open` until it
+/// closes.
+#[derive(Debug)]
+struct Tracked {
+    io: hyper_util::rt::TokioIo<tokio::net::TcpStream>,
+    open: Option<prometheus_client::metrics::gauge::Gauge>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(open) = &self.open {
+            open.dec();
+        }
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for Tracked {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.io.connected()
+    }
+}
+
+impl hyper::rt::Read for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 }
 

@@ -29,6 +29,8 @@ pub(super) struct PluginMetrics {
     sql_errors: Family<KindLabels, Counter>,
     outbound: Family<OutboundLabels, Counter>,
     outbound_duration: Histograms<PluginLabels>,
+    outbound_opened: Family<PluginLabels, Counter>,
+    outbound_open: Family<PluginLabels, Gauge>,
 }
 
 impl PluginMetrics {
@@ -43,6 +45,8 @@ impl PluginMetrics {
             sql_errors: Family::default(),
             outbound: Family::default(),
             outbound_duration: Family::new_with_constructor(latency_histogram),
+            outbound_opened: Family::default(),
+            outbound_open: Family::default(),
         };
         r.register(
             "guest_call_duration_seconds",
@@ -83,6 +87,16 @@ impl PluginMetrics {
             "outbound_request_duration_seconds",
             "Outgoing HTTP requests of plugins: time to the response's head",
             m.outbound_duration.clone(),
+        );
+        r.register(
+            "outbound_connections_opened",
+            "Connections the plugin's outgoing-HTTP pool opened (requests per connection opened is its reuse)",
+            m.outbound_opened.clone(),
+        );
+        r.register(
+            "outbound_connections_open",
+            "Connections of the plugin's outgoing-HTTP pool open now, in use or idle",
+            m.outbound_open.clone(),
         );
         m
     }
@@ -138,6 +152,19 @@ pub struct PluginStats {
 }
 
 impl PluginStats {
+    /// A connection of the plugin's outgoing pool opened: counted, and the
+    /// gauge of open ones returned, for its close to decrement.
+    pub fn outbound_connection_opened(&self) -> Gauge {
+        let plugins = &self.metrics.plugins;
+        let labels = PluginLabels {
+            plugin: self.name.clone(),
+        };
+        plugins.outbound_opened.get_or_create(&labels).inc();
+        let open = plugins.outbound_open.get_or_create(&labels).clone();
+        open.inc();
+        open
+    }
+
     /// An outgoing request of the plugin to `host`: its `status` (or the
     /// error's kind) and the time to its response's head.
     pub fn outbound(&self, host: &str, status: &str, elapsed: Option<Duration>) {

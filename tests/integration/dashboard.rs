@@ -60,18 +60,26 @@ fn attribute<'a>(dom: &'a str, element: &str, name: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_live_data_without_script_errors() {
-    let Some(browser) = chromium() else {
-        eprintln!("notice: chromium not installed; skipping the dashboard browser test");
-        return;
-    };
     let server = TestServer::start("").await;
     for _ in 0..30 {
         assert_eq!(server.get("/hello").await.status, 200);
     }
+    // The page itself, with or without a browser: self-contained, under
+    // its content security policy, GET only.
     let page = server.get("/dashboard").await;
     assert_eq!(page.status, 200);
     assert!(page.text().contains("<title>Trellis dashboard</title>"));
     assert!(!page.text().contains("http://") && !page.text().contains("https://"));
+    let policy = page.header("content-security-policy").expect("a CSP");
+    assert!(policy.starts_with("default-src 'none'"), "{policy}");
+    let post = server.send(http::Method::POST, "/dashboard", &[], "").await;
+    assert_eq!(post.status, 405);
+
+    let Some(browser) = chromium() else {
+        eprintln!("notice: chromium not installed; skipping the dashboard browser test");
+        server.shutdown().await;
+        return;
+    };
 
     let dom = rendered(&browser, &format!("http://{}/dashboard", server.addr())).await;
     let body = &dom[dom.find("<body").expect("a body")..];

@@ -21,6 +21,7 @@ const TEST_ONLY: &[&str] = &[
     "template",
     "proxy",
     "wasi_config",
+    "wasi_keyvalue",
 ];
 
 fn main() {
@@ -60,6 +61,11 @@ fn main() {
 /// JavaScript guests, which their own scripts build).
 fn watch(root: &Path, plugins: &Path) {
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    // The standard WIT the host links, which guests also build against.
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("runtime/wit").display()
+    );
     for entry in fs::read_dir(plugins).expect("read plugins/") {
         let path = entry.expect("plugins/ entry").path();
         let rust_guest = path.join("Cargo.toml").is_file();

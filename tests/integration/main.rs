@@ -15,6 +15,7 @@ mod examples;
 mod fields;
 mod guests;
 mod jobs;
+mod keyvalue;
 mod layers;
 mod limits;
 mod locks;

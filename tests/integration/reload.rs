@@ -464,16 +464,27 @@ async fn load_errors_say_what_is_wrong_and_how_to_fix_it() {
         upload(
             &server,
             "alien",
-            wasi_http_importing("wasi:keyvalue/store@0.2.0-draft"),
+            wasi_http_importing("wasi:keyvalue/store@0.2.0-draft2"),
         )
         .await,
     );
     assert!(
-        keyvalue.contains("imports `wasi:keyvalue/store@0.2.0-draft`")
+        keyvalue.contains("imports `wasi:keyvalue/store@0.2.0-draft2`")
             && keyvalue.contains("does not provide")
+            && keyvalue.contains("links wasi:keyvalue/{store,atomics,batch}@0.2.0-draft")
             && !keyvalue.contains("does not implement"),
         "{keyvalue}"
     );
+    // The version it links, without the grant: the grant is named.
+    let ungranted = detail(
+        upload(
+            &server,
+            "alien",
+            wasi_http_importing("wasi:keyvalue/store@0.2.0-draft"),
+        )
+        .await,
+    );
+    assert!(ungranted.contains("capability `keyvalue`"), "{ungranted}");
     // A capability it uses without a grant: which one, and the line.
     let notes = std::fs::read(guest("notes")).expect("notes is built");
     let ungranted = detail(upload(&server, "alien", notes).await);

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod jobs;
+pub mod keyvalue;
 pub mod lock;
 pub mod redis;
 pub mod runtime_store;
@@ -26,6 +27,8 @@ pub struct Backends {
     pub cache: cache::CacheService,
     /// Leases (in process, or on Redis).
     pub locks: lock::LockService,
+    /// `wasi:keyvalue` buckets (in process, or on Redis).
+    pub keyvalue: keyvalue::KeyValueService,
     /// SQL query results, kept in `cache`.
     pub query_cache: Arc<sql::QueryCache>,
 }
@@ -59,12 +62,14 @@ impl Backends {
         };
         let cache =
             cache::CacheService::start(&config.cache, redis.clone(), metrics.cache_stats()).await;
+        let keyvalue = keyvalue::KeyValueService::new(&config.cache, redis.clone());
         let locks = lock::LockService::new(&config.lock, redis, metrics.lock_stats());
         let query_cache = Arc::new(sql::QueryCache::new(cache.clone()));
         Ok(Backends {
             sql,
             cache,
             locks,
+            keyvalue,
             query_cache,
         })
     }

@@ -1,7 +1,7 @@
 //! The capability seam: everything a guest can reach beyond its own
 //! memory. One module per capability (`log`, `config`, `trace`, `sql`,
-//! `cache`, `lock`, `jobs`, `outbound-http`, and the standard `wasi` and
-//! `wasi:http` interfaces), each implementing [`Capability`] — the host side of its
+//! `cache`, `lock`, `jobs`, `outbound-http`, and the standard `wasi`,
+//! `wasi:http` and `wasi:keyvalue` interfaces), each implementing [`Capability`] — the host side of its
 //! WIT interface, its runtime service, its per-plugin and per-instance
 //! state, and what it adds around a guest call. The list is assembled
 //! once, in the [`capabilities!`] call below; `plugin` drives the phases
@@ -20,6 +20,7 @@ pub mod bindings;
 pub mod cache;
 pub mod config;
 pub mod jobs;
+pub mod keyvalue;
 pub mod lock;
 pub mod log;
 pub mod outbound_http;
@@ -279,6 +280,7 @@ capabilities! {
     config: config::Settings,
     trace: trace::Trace,
     cache: cache::Cache,
+    keyvalue: keyvalue::Buckets,
     lock: lock::Lock,
     jobs: jobs::Jobs,
     sql: sql::Sql,

@@ -73,6 +73,10 @@ pub struct CacheConfig {
     /// before loading itself.
     #[serde(with = "humantime_serde")]
     pub load_wait: Duration,
+    /// Without Redis: memory of the in-process `wasi:keyvalue` store
+    /// (every plugin's keys and values); a write beyond it fails. With
+    /// Redis the store is Redis's and this does not apply.
+    pub keyvalue_size: ByteSize,
 }
 
 impl Default for CacheConfig {
@@ -84,6 +88,7 @@ impl Default for CacheConfig {
             l1_max_ttl: Duration::from_secs(10),
             stale_for: Duration::from_secs(30),
             load_wait: Duration::from_secs(5),
+            keyvalue_size: ByteSize::mib(16),
         }
     }
 }
@@ -133,6 +138,9 @@ impl CacheConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.max_value.as_u64() == 0 || self.max_value > self.l1_size {
             return invalid("cache.max_value", "must be more than 0 and at most l1_size");
+        }
+        if self.keyvalue_size.as_u64() == 0 {
+            return invalid("cache.keyvalue_size", "must be more than 0");
         }
         if self.max_ttl.is_zero() || self.l1_max_ttl.is_zero() {
             return invalid("cache", "max_ttl and l1_max_ttl must be more than 0");

@@ -23,6 +23,7 @@ pub const CAPABILITIES: &[&str] = &[
     "lock",
     "jobs",
     "outbound-http",
+    "keyvalue",
 ];
 
 /// `[plugins.<name>]`: one plugin.
@@ -58,6 +59,10 @@ pub struct PluginConfig {
     /// it sees no other.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// With the `keyvalue` grant: the `wasi:keyvalue` buckets it may open
+    /// besides `default`.
+    #[serde(default)]
+    pub keyvalue_stores: Vec<String>,
 }
 
 /// A plugin setting: any TOML scalar, handed to the plugin as a string.
@@ -103,6 +108,7 @@ impl PluginConfig {
             allowed_outbound_hosts: Vec::new(),
             outbound: OutboundConfig::default(),
             env: BTreeMap::new(),
+            keyvalue_stores: Vec::new(),
         }
     }
 
@@ -119,6 +125,7 @@ impl PluginConfig {
             allowed_outbound_hosts: Vec::new(),
             outbound: OutboundConfig::default(),
             env: BTreeMap::new(),
+            keyvalue_stores: Vec::new(),
         }
     }
 
@@ -231,6 +238,20 @@ impl PluginConfig {
             return invalid(
                 &key("env"),
                 &format!("`{bad}` is not an environment variable name"),
+            );
+        }
+        for (i, store) in self.keyvalue_stores.iter().enumerate() {
+            if !valid_name(store) {
+                return invalid(
+                    &format!("plugins.{name}.keyvalue_stores[{i}]"),
+                    "a store name is 1 to 64 of a-z, 0-9, `-` and `_`",
+                );
+            }
+        }
+        if !self.keyvalue_stores.is_empty() && !self.grants.iter().any(|g| g == "keyvalue") {
+            return invalid(
+                &key("keyvalue_stores"),
+                "key-value stores need the `keyvalue` grant too",
             );
         }
         if let Some(mount) = &self.mount {

@@ -368,7 +368,7 @@ fn missing_import(err: &wasmtime::Error) -> Option<LoadErrorKind> {
         .map(|i| i + "imports instance `".len())?;
     let import = text[at..].split('`').next()?.to_string();
     let hint = if import.starts_with("wasi:keyvalue/") {
-        ": wasi:keyvalue is not available yet; the `cache` capability of the trellis:plugin world keeps values per plugin"
+        ": this runtime links wasi:keyvalue/{store,atomics,batch}@0.2.0-draft (the version wasmtime ships), under the `keyvalue` grant"
     } else if import.starts_with("wasi:config/") {
         ": this runtime links wasi:config/store@0.2.0-rc.1 (the version wasmtime ships), over [plugins.<name>.config]"
     } else if import.starts_with(CAPABILITY_PACKAGE) {
@@ -509,6 +509,10 @@ fn capability_of(import: &str) -> Option<&str> {
     // The standard interface over the same settings.
     if import.starts_with("wasi:config/store@") {
         return Some("config");
+    }
+    // The version linked; another is a missing import, named as such.
+    if import.starts_with("wasi:keyvalue/") && import.ends_with("@0.2.0-draft") {
+        return Some("keyvalue");
     }
     let interface = import.strip_prefix(CAPABILITY_PACKAGE)?;
     Some(interface.split('@').next().unwrap_or(interface))

@@ -1,5 +1,6 @@
 //! Logging setup: `tracing` with a filter from `TRELLIS_LOG` or `[log]
-//! level`, written pretty or as JSON lines. Cross-cutting.
+//! level`, written pretty (coloured only at a terminal) or as JSON lines.
+//! Cross-cutting.
 
 use tracing_subscriber::EnvFilter;
 
@@ -27,8 +28,13 @@ pub fn init(config: &LogConfig) -> Result<(), InvalidLogFilter> {
         })?,
         Err(_) => EnvFilter::new(&config.level),
     };
+    // Colour only for a person at a terminal: a file, a pipe or a
+    // container's log collector gets plain text, and `NO_COLOR` is obeyed.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

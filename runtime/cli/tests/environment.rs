@@ -235,3 +235,25 @@ fn a_component_gets_its_env_and_its_output_is_logged_at_a_bounded_rate() {
         .unwrap_or_else(|| panic!("the line after the flood: {guest:#?}"));
     assert!(after.contains(r#""dropped":"#), "{after}");
 }
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let mut child = serve(&[])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the trellis binary runs");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let ready = line.contains("ready");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.iter().any(|l| l.contains("ready")), "{seen:#?}");
+    assert!(!seen.iter().any(|l| l.contains('\u{1b}')), "{seen:#?}");
+}

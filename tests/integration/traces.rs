@@ -373,3 +373,14 @@ metrics_interval = "1s"
     // The last push on shutdown fails and shutdown still completes.
     server.shutdown().await;
 }
+
+/// A response carries `traceparent` always, and `tracestate` only when
+/// the caller sent one: never an empty header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_empty_tracestate_is_returned() {
+    let server = TestServer::start("").await;
+    let reply = server.get("/hello").await;
+    assert!(reply.header("traceparent").is_some());
+    assert_eq!(reply.header("tracestate"), None);
+    server.shutdown().await;
+}

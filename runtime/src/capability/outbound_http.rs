@@ -53,10 +53,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::KeyValue;
-use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
-use opentelemetry_http::HeaderInjector;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
@@ -303,8 +300,7 @@ impl Policy {
             )
         });
         if let Some(span) = &span {
-            TraceContextPropagator::new()
-                .inject_context(span, &mut HeaderInjector(request.headers_mut()));
+            crate::monitor::inject_trace(span, request.headers_mut());
         }
         let client = self.client.clone();
         Box::pin(async move {

@@ -21,6 +21,9 @@ pub use metrics::{
     RouteSummary,
 };
 pub use process::{Process, sample as process_sample};
-pub use trace::{Tracing, child as child_span, resume as resume_trace, trace_id, traceparent};
+pub use trace::{
+    Tracing, child as child_span, inject as inject_trace, resume as resume_trace, trace_id,
+    traceparent,
+};
 pub use trace_store::TraceStore;
 pub use window::{Summary, Window};

@@ -112,8 +112,7 @@ impl Tracing {
 
     /// Writes `traceparent` (and `tracestate`) of `cx` into `headers`.
     pub fn inject(&self, cx: &Context, headers: &mut HeaderMap) {
-        self.propagator
-            .inject_context(cx, &mut HeaderInjector(headers));
+        inject_with(&self.propagator, cx, headers);
     }
 
     /// Stops exporting: sends what is queued, within `timeout`.
@@ -303,5 +302,22 @@ async fn send(exporter: &opentelemetry_otlp::SpanExporter, batch: &mut Vec<SpanD
     let count = spans.len();
     if let Err(err) = exporter.export(spans).await {
         tracing::warn!(%err, spans = count, "trace export failed");
+    }
+}
+
+/// Writes `traceparent` (and `tracestate` when there is one) of `cx` into
+/// `headers`: a response's, or an outgoing request's.
+pub fn inject(cx: &Context, headers: &mut HeaderMap) {
+    inject_with(&TraceContextPropagator::new(), cx, headers);
+}
+
+fn inject_with(propagator: &TraceContextPropagator, cx: &Context, headers: &mut HeaderMap) {
+    propagator.inject_context(cx, &mut HeaderInjector(headers));
+    // The propagator writes an empty `tracestate` when there is none.
+    if headers
+        .get("tracestate")
+        .is_some_and(|state| state.is_empty())
+    {
+        headers.remove("tracestate");
     }
 }

@@ -310,3 +310,43 @@ async fn wasi_config_reads_each_plugins_own_settings() {
     .to_string();
     assert!(err.contains("capability `config`"), "{err}");
 }
+
+/// `CONNECT` reaches a mounted component with its target as sent. A 2xx
+/// answer to it opens a tunnel and may carry no body (RFC 9110 §9.3.6):
+/// one that does is the component's error, answered as problem+json,
+/// where hyper alone would drop the connection without a word. An
+/// authority-form target names no mount: a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_reaches_the_mount_and_a_body_on_its_2xx_is_an_error() {
+    let server = TestServer::start("").await;
+    let wait = Duration::from_secs(5);
+    let answer = raw_exchange(
+        server.addr(),
+        b"CONNECT /wasi_hello/method HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        wait,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("answer to CONNECT"), "{answer}");
+    let answer = raw_exchange(
+        server.addr(),
+        b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\nconnection: close\r\n\r\n",
+        wait,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    // Other methods are the component's, body and all.
+    let answer = raw_exchange(
+        server.addr(),
+        b"PROPFIND /wasi_hello/method HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        wait,
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("PROPFIND"),
+        "{answer}"
+    );
+    server.shutdown().await;
+}

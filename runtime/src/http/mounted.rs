@@ -36,6 +36,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let limit = target.plugin.limits().max_request_body.as_u64();
+    let connect = parts.method == http::Method::CONNECT;
     let declared = convert::declared_length(&parts.headers);
     let result = if declared.is_some_and(|length| length > limit) {
         Err(ApiError::PayloadTooLarge { limit })
@@ -47,6 +48,13 @@ where
             .plugin
             .handle_wasi_http(request, trace, request_id)
             .await
+            .and_then(|response| {
+                if connect {
+                    connect_answer(response, target.plugin.name())
+                } else {
+                    Ok(response)
+                }
+            })
     };
     let status = match &result {
         Ok(response) => response.status().as_u16(),
@@ -101,4 +109,32 @@ fn mounted_request(parts: &mut http::request::Parts, mount: &str) -> Result<(), 
             .insert(http::header::HOST, HeaderValue::from_static("localhost"));
     }
     Ok(())
+}
+
+/// A 2xx answer to `CONNECT` opens a tunnel and carries no
+/// `Content-Length`, `Transfer-Encoding` or body (RFC 9110 §9.3.6); hyper
+/// would drop the connection without a word. A `content-length: 0` is
+/// taken off; a body is the component's error, answered as one.
+fn connect_answer<T>(mut response: Response<T>, plugin: &str) -> Result<Response<T>, ApiError> {
+    if !response.status().is_success() {
+        return Ok(response);
+    }
+    let headers = response.headers_mut();
+    if headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|length| length.as_bytes() == b"0")
+    {
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
+    if headers.contains_key(http::header::CONTENT_LENGTH)
+        || headers.contains_key(http::header::TRANSFER_ENCODING)
+    {
+        return Err(ApiError::InvalidResponse {
+            plugin: plugin.to_string(),
+            reason: "a 2xx answer to CONNECT opens a tunnel and carries no body, \
+                     Content-Length or Transfer-Encoding (RFC 9110 section 9.3.6)"
+                .into(),
+        });
+    }
+    Ok(response)
 }

@@ -64,6 +64,13 @@ image tag="trellis:dev" tool="podman":
 fuzz seconds="600":
     fuzz/run.sh {{seconds}}
 
+# wasmtime's own test programs for `wasmtime serve` (p2_api_proxy*,
+# p2_cli_serve_*) served by Trellis and checked as wasmtime's tests check
+# them. WASMTIME_SRC=<a wasmtime checkout>, else it clones the release
+# matching ours. Needs Redis on 6379. Not in CI: it needs GitHub.
+conformance:
+    tests/scripts/conformance.sh
+
 # Overload and the scenario smoke (also part of `just test`).
 stress:
     cargo test -p trellis-tests --test integration stress

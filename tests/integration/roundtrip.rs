@@ -36,7 +36,8 @@ async fn echo_reflects_every_part_of_the_request() {
         let echo = reply.json();
         assert_eq!(echo["method"], "PUT");
         assert_eq!(echo["path"], "/echo/a/b%20c");
-        assert_eq!(echo["params"], serde_json::json!([["rest", "a/b%20c"]]));
+        // The path as sent; its parameters percent-decoded.
+        assert_eq!(echo["params"], serde_json::json!([["rest", "a/b c"]]));
         assert_eq!(
             echo["query"],
             serde_json::json!([["x", "1"], ["y", "two words"], ["x", "3"]])
@@ -49,6 +50,45 @@ async fn echo_reflects_every_part_of_the_request() {
             reply.header("x-request-id").expect("id")
         );
     }
+    server.shutdown().await;
+}
+
+/// Path parameters reach the guest percent-decoded (RFC 3986, UTF-8): an
+/// encoded `/` stays inside its segment's value, and a value that is not
+/// UTF-8 once decoded is a 400. (A mounted wasi:http component gets the
+/// path as sent, as under `wasmtime serve`: it has no parameters.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_parameters_are_percent_decoded() {
+    let server = TestServer::start("").await;
+    let greeting = |reply: trellis_tests::Reply| reply.json()["greeting"].clone();
+    assert_eq!(
+        greeting(server.get("/hello/John%20Smith").await),
+        "Hello, John Smith!"
+    );
+    assert_eq!(greeting(server.get("/hello/a%2Fb").await), "Hello, a/b!");
+    assert_eq!(
+        greeting(server.get("/hello/%C3%A9t%C3%A9").await),
+        "Hello, été!"
+    );
+    server
+        .get("/hello/%FF")
+        .await
+        .assert_problem(400, "bad_request");
+
+    let created = server
+        .send(
+            Method::POST,
+            "/notes",
+            &[("content-type", "application/json")],
+            r#"{"title":"encoded","body":"id"}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].to_string();
+    let encoded: String = id.bytes().map(|b| format!("%{b:02X}")).collect();
+    let reply = server.get(&format!("/notes/{encoded}")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["title"], "encoded");
     server.shutdown().await;
 }
 

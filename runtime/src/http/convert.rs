@@ -153,6 +153,27 @@ pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The `{param}` values as the guest gets them: percent-decoded (RFC
+/// 3986) as UTF-8. The router matched the raw path, so an encoded `/`
+/// (`%2F`) stays inside its segment's value. A value that is not UTF-8
+/// once decoded is the client's error.
+pub fn decode_params(params: Vec<(String, String)>) -> Result<Vec<(String, String)>, ApiError> {
+    params
+        .into_iter()
+        .map(|(name, raw)| {
+            if !raw.contains('%') {
+                return Ok((name, raw));
+            }
+            match percent_encoding::percent_decode_str(&raw).decode_utf8() {
+                Ok(value) => Ok((name, value.into_owned())),
+                Err(_) => Err(ApiError::BadRequest(format!(
+                    "path parameter `{name}` is not UTF-8 once percent-decoded"
+                ))),
+            }
+        })
+        .collect()
+}
+
 /// The guest's view of a request to route `route`: its head as strings,
 /// the `{param}` values, and the body [`read_body`] returned.
 pub fn guest_view(

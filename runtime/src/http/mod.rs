@@ -371,6 +371,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let limits = target.plugin.limits();
+    let params = convert::decode_params(params)?;
     let selection = fields::requested(parts.uri.query())?;
     let body = convert::read_body(
         body,

@@ -129,62 +129,98 @@ impl TestRequest {
     }
 }
 
-/// Matches `request` against the app's routes as the host does (method and
-/// pattern; `{name}` is one segment, `{*name}` the rest of the path) and runs
-/// the handler. No matching path is a 404, a path without the method a 405,
-/// both problem+json like the host's; a handler's error becomes its
+/// Matches `request` against the app's routes as the host does: the same
+/// router (matchit: a static segment wins over `{name}`, which wins over
+/// `{*name}`, whatever the declaration order), `HEAD` answered by a `GET`
+/// route, and the parameters percent-decoded. Then runs the handler. No
+/// matching path is a 404, a path without the method a 405, both
+/// problem+json like the host's; a handler's error becomes its
 /// problem+json response.
 pub fn send(app: &App, request: TestRequest) -> Response {
     let mut raw = request.raw;
-    let mut path_matched = false;
-    for (index, (method, pattern)) in app.route_patterns().enumerate() {
-        let Some(params) = match_path(pattern, &raw.path) else {
-            continue;
-        };
-        path_matched = true;
-        if method == raw.method || (raw.method == "HEAD" && method == "GET") {
-            raw.route = u32::try_from(index).unwrap_or(u32::MAX);
+    match route(app, &raw.method, &raw.path) {
+        Routed::Found(index, params) => {
+            raw.route = index;
             raw.params = params;
-            return Response::from_raw(crate::__rt::handle(app, raw));
+            Response::from_raw(crate::__rt::handle(app, raw))
         }
-    }
-    let error = if path_matched {
-        Error::new(
+        Routed::NotAllowed => Error::new(
             405,
             format!("{} is not allowed on {}", raw.method, raw.path),
         )
-    } else {
-        Error::not_found(format!("no route matches {}", raw.path))
-    };
-    error.into_response(&raw.request_id)
+        .into_response(&raw.request_id),
+        Routed::NotFound => Error::not_found(format!("no route matches {}", raw.path))
+            .into_response(&raw.request_id),
+        Routed::BadParam(name) => Error::bad_request(format!(
+            "path parameter `{name}` is not UTF-8 once percent-decoded"
+        ))
+        .into_response(&raw.request_id),
+    }
 }
 
-/// The parameters of `path` under `pattern`, in pattern order, or `None`.
-fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
-    let mut params = Vec::new();
-    let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
-    for want in pattern.trim_start_matches('/').split('/') {
-        if let Some(name) = want.strip_prefix("{*").and_then(|s| s.strip_suffix('}')) {
-            let rest: Vec<&str> = segments.collect();
-            params.push((name.to_string(), rest.join("/")));
-            return Some(params);
-        }
-        let got = segments.next()?;
-        match want.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(name) if !got.is_empty() => params.push((name.to_string(), got.to_string())),
-            None if got == want => {}
-            _ => return None,
+/// Where a request goes.
+#[derive(Debug, PartialEq)]
+enum Routed {
+    /// The route's index and its decoded parameters, in pattern order.
+    Found(u32, Vec<(String, String)>),
+    NotAllowed,
+    NotFound,
+    /// A parameter that is not UTF-8 once decoded (the host's 400).
+    BadParam(String),
+}
+
+/// Routes `method` `path` through a matchit tree of the app's patterns, as
+/// the host's router does.
+fn route(app: &App, method: &str, path: &str) -> Routed {
+    let mut patterns: Vec<(&str, Vec<(&str, u32)>)> = Vec::new();
+    for (index, (route_method, pattern)) in app.route_patterns().enumerate() {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        match patterns.iter_mut().find(|(p, _)| *p == pattern) {
+            Some((_, methods)) => methods.push((route_method, index)),
+            None => patterns.push((pattern, vec![(route_method, index)])),
         }
     }
-    segments.next().is_none().then_some(params)
+    let mut router = matchit::Router::new();
+    for (at, (pattern, _)) in patterns.iter().enumerate() {
+        // A pattern the host would refuse makes the plugin fail to load;
+        // here it simply matches nothing.
+        let _ = router.insert(*pattern, at);
+    }
+    let Ok(matched) = router.at(path) else {
+        return Routed::NotFound;
+    };
+    let methods = &patterns[*matched.value].1;
+    let found = methods.iter().find(|(m, _)| *m == method).or_else(|| {
+        (method == "HEAD")
+            .then(|| methods.iter().find(|(m, _)| *m == "GET"))
+            .flatten()
+    });
+    let Some((_, index)) = found else {
+        return Routed::NotAllowed;
+    };
+    let mut params = Vec::new();
+    for (name, raw) in matched.params.iter() {
+        match percent_encoding::percent_decode_str(raw).decode_utf8() {
+            Ok(value) => params.push((name.to_string(), value.into_owned())),
+            Err(_) => return Routed::BadParam(name.to_string()),
+        }
+    }
+    Routed::Found(*index, params)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pairs(list: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
-        Some(
+    use crate::App;
+
+    fn ok(_req: crate::Request) -> crate::Result<crate::Response> {
+        Ok(crate::Response::text("ok"))
+    }
+
+    fn found(index: u32, list: &[(&str, &str)]) -> Routed {
+        Routed::Found(
+            index,
             list.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
@@ -193,20 +229,54 @@ mod tests {
 
     #[test]
     fn paths_match_like_the_host() {
-        assert_eq!(match_path("/notes", "/notes"), pairs(&[]));
-        assert_eq!(match_path("/notes/{id}", "/notes/7"), pairs(&[("id", "7")]));
+        let app = App::new("t", "1")
+            .get("/notes", ok)
+            .get("/notes/{id}", ok)
+            .get("/a/{x}/b/{y}", ok)
+            .get("/files/{*rest}", ok)
+            .post("/notes", ok);
+        assert_eq!(route(&app, "GET", "/notes"), found(0, &[]));
+        assert_eq!(route(&app, "POST", "/notes"), found(4, &[]));
+        assert_eq!(route(&app, "HEAD", "/notes/7"), found(1, &[("id", "7")]));
         assert_eq!(
-            match_path("/a/{x}/b/{y}", "/a/1/b/2"),
-            pairs(&[("x", "1"), ("y", "2")])
+            route(&app, "GET", "/a/1/b/2"),
+            found(2, &[("x", "1"), ("y", "2")])
         );
         assert_eq!(
-            match_path("/files/{*rest}", "/files/a/b.txt"),
-            pairs(&[("rest", "a/b.txt")])
+            route(&app, "GET", "/files/a/b.txt"),
+            found(3, &[("rest", "a/b.txt")])
         );
-        assert_eq!(match_path("/notes/{id}", "/notes"), None);
-        assert_eq!(match_path("/notes/{id}", "/notes/"), None);
-        assert_eq!(match_path("/notes/{id}", "/notes/7/x"), None);
-        assert_eq!(match_path("/notes", "/notes/7"), None);
-        assert_eq!(match_path("/notes", "/other"), None);
+        assert_eq!(route(&app, "DELETE", "/notes"), Routed::NotAllowed);
+        assert_eq!(route(&app, "GET", "/notes/7/x"), Routed::NotFound);
+        assert_eq!(route(&app, "GET", "/other"), Routed::NotFound);
+    }
+
+    /// The host's router prefers a static segment to a parameter, in any
+    /// declaration order; the first-declared-wins matcher this replaced
+    /// sent `/users/me` to `/users/{id}`.
+    #[test]
+    fn a_static_segment_wins_over_a_parameter_declared_first() {
+        let app = App::new("t", "1")
+            .get("/users/{id}", ok)
+            .get("/users/me", ok);
+        assert_eq!(route(&app, "GET", "/users/me"), found(1, &[]));
+        assert_eq!(route(&app, "GET", "/users/7"), found(0, &[("id", "7")]));
+    }
+
+    #[test]
+    fn parameters_are_percent_decoded_like_the_host() {
+        let app = App::new("t", "1").get("/hello/{name}", ok);
+        assert_eq!(
+            route(&app, "GET", "/hello/John%20Smith"),
+            found(0, &[("name", "John Smith")])
+        );
+        assert_eq!(
+            route(&app, "GET", "/hello/a%2Fb"),
+            found(0, &[("name", "a/b")])
+        );
+        assert_eq!(
+            route(&app, "GET", "/hello/%FF"),
+            Routed::BadParam("name".into())
+        );
     }
 }

@@ -22,6 +22,7 @@ const TEST_ONLY: &[&str] = &[
     "proxy",
     "wasi_config",
     "wasi_keyvalue",
+    "hello_v010",
 ];
 
 fn main() {

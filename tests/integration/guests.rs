@@ -252,3 +252,24 @@ async fn a_cache_in_javascript() {
         .assert_problem(400, "bad_request");
     server.shutdown().await;
 }
+
+/// A plugin built against `trellis:plugin@0.1.0`, the first released WIT
+/// (`plugins/hello-v010`, its WIT frozen, no SDK), loads and serves under
+/// this runtime: its imports (`log`, `config` at 0.1.0) link, its exports
+/// are called, and it gets what a newer plugin gets (decoded parameters,
+/// its settings). Compatibility within 0.1.x is tested, not assumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_against_the_first_wit_still_serves() {
+    let path = guest("hello_v010");
+    let server = TestServer::start(&format!(
+        "[plugins.old]\npath = {path:?}\n\n[plugins.old.config]\ngreeting = \"Hej\"\n"
+    ))
+    .await;
+    let reply = server.get("/v010/Ada%20L").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["greeting"], "Hej, Ada L!");
+    let plugins = server.get("/admin/plugins").await.json();
+    let text = plugins.to_string();
+    assert!(text.contains("\"old\""), "{text}");
+    server.shutdown().await;
+}

@@ -40,6 +40,8 @@ pub struct HostState {
     pub(crate) trace: opentelemetry::Context,
     /// Each capability's state for this instance.
     pub(crate) instance: InstanceStates,
+    /// Keeps the epoch ticker awake while the instance lives.
+    _busy: crate::clock::Busy,
 }
 
 impl HostState {
@@ -50,8 +52,10 @@ impl HostState {
         plugin: Arc<PluginContext>,
         request_id: String,
         trace: opentelemetry::Context,
+        busy: crate::clock::Busy,
     ) -> Self {
         HostState {
+            _busy: busy,
             memory: MemoryLimiter::new(plugin.limits.memory.as_u64()),
             instance: capabilities.prepare(&plugin.capabilities, &plugin.limits),
             plugin,

@@ -384,7 +384,8 @@ pub(super) fn store_until(
     cancel: Option<Arc<AtomicBool>>,
 ) -> Store<HostState> {
     let deadline = Instant::now() + budget;
-    let state = HostState::new(&host.capabilities, context, request_id, trace);
+    let busy = host.activity.begin();
+    let state = HostState::new(&host.capabilities, context, request_id, trace, busy);
     let mut store = Store::new(&host.engine, state);
     store.limiter(|state| &mut state.memory);
     store.set_epoch_deadline(1);

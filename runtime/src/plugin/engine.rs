@@ -3,6 +3,7 @@
 //! and the on-disk compile cache.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{
@@ -10,6 +11,7 @@ use wasmtime::{
     PoolingAllocationConfig,
 };
 
+use crate::clock::Activity;
 use crate::config::EngineConfig;
 
 /// Builds the engine, and the compile cache when `cache_dir` is set (kept to
@@ -60,9 +62,16 @@ fn pooling(instances: u32, max_memory: u64) -> PoolingAllocationConfig {
     pool
 }
 
-/// Advances the engine's epoch every `tick` until the engine is dropped.
-/// A running guest yields (and has its deadline checked) at each tick.
-pub fn start_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
+/// Advances the engine's epoch every `tick` while a guest runs (a store
+/// exists: `activity` is busy), until the engine is dropped. A running
+/// guest yields (and has its deadline checked) at each tick. With no guest
+/// the thread sleeps: an idle node does not wake 500 times a second; it
+/// looks once a second whether the engine is gone.
+pub fn start_epoch_ticker(
+    engine: &Engine,
+    tick: Duration,
+    activity: Arc<Activity>,
+) -> std::io::Result<()> {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("trellis-epoch".into())
@@ -71,6 +80,7 @@ pub fn start_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()
                 engine.increment_epoch();
                 drop(engine);
                 std::thread::sleep(tick);
+                activity.idle_wait(Duration::from_secs(1));
             }
         })
         .map(drop)

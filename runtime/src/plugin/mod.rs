@@ -56,6 +56,8 @@ pub struct PluginHost {
     tracing: Arc<Tracing>,
     /// Failures grouped by fingerprint.
     errors: Arc<ErrorGroups>,
+    /// Guests running (stores alive): the epoch ticker sleeps without one.
+    activity: Arc<crate::clock::Activity>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -126,7 +128,8 @@ impl PluginHost {
         let (engine, compile_cache) =
             engine::build(&config.engine, max_memory, cache_dir.as_deref())
                 .map_err(engine_error)?;
-        engine::start_epoch_ticker(&engine, config.engine.epoch_tick)
+        let activity = Arc::new(crate::clock::Activity::default());
+        engine::start_epoch_ticker(&engine, config.engine.epoch_tick, activity.clone())
             .map_err(|e| HostError::Engine(format!("cannot start the epoch ticker: {e}")))?;
 
         let mut linker = Linker::new(&engine);
@@ -155,6 +158,7 @@ impl PluginHost {
             backends,
             capabilities: Arc::new(capabilities),
             metrics,
+            activity,
         })
     }
 

@@ -94,17 +94,19 @@ async fn decode(body: Bytes, headers: &HeaderMap, limit: u64) -> Result<Vec<u8>,
 
 /// The request's one content coding: `None` for none or `identity`, an
 /// error naming it when there are several (on one line or over several:
-/// they are one list) or one that is not text.
+/// they are one list) or one that is not text. Empty list elements
+/// (`gzip,`, a lone `,`) are ignored, as RFC 9110 §5.6.1 asks.
 fn content_encoding(headers: &HeaderMap) -> Option<Result<&'static str, String>> {
     let values: Vec<String> = headers
         .get_all(header::CONTENT_ENCODING)
         .iter()
-        .map(|v| {
+        .flat_map(|v| {
             String::from_utf8_lossy(v.as_bytes())
-                .trim()
-                .to_ascii_lowercase()
+                .split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
         })
-        .filter(|v| !v.is_empty())
+        .filter(|c| !c.is_empty() && c != "identity")
         .collect();
     let text = values.join(", ");
     Some(match text.as_str() {
@@ -270,6 +272,28 @@ mod tests {
         assert_eq!(lines(&["gzip", ""]), Some(Ok("gzip")));
         assert_eq!(lines(&[" Identity "]), None);
         assert_eq!(lines(&[]), None);
+    }
+
+    /// Found by the `convert` fuzz target's ten-minute run: a list with
+    /// empty elements (`, `) was refused as an unknown coding, though RFC
+    /// 9110 §5.6.1 has a recipient ignore them; `gzip,` is gzip.
+    #[test]
+    fn empty_list_elements_of_content_encoding_are_ignored() {
+        let lines = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_str(value).expect("a value"),
+                );
+            }
+            content_encoding(&headers)
+        };
+        assert_eq!(lines(&[", "]), None);
+        assert_eq!(lines(&["gzip,"]), Some(Ok("gzip")));
+        assert_eq!(lines(&[", gzip", ","]), Some(Ok("gzip")));
+        assert_eq!(lines(&["identity, br"]), Some(Ok("br")));
+        assert_eq!(lines(&["gzip,,br"]), Some(Err("gzip, br".into())));
     }
 
     fn guest(status: u16, headers: &[(&str, &str)]) -> GuestResponse {

@@ -60,9 +60,10 @@ deploy-check:
 image tag="trellis:dev" tool="podman":
     {{tool}} build -f examples/deploy/Dockerfile -t {{tag}} .
 
-# The cargo-fuzz targets (fuzz/README.md), each for `seconds`; fails on a crash.
-fuzz seconds="600":
-    fuzz/run.sh {{seconds}}
+# The cargo-fuzz targets (fuzz/README.md), each for `seconds` (all, or those
+# named); fails on a crash.
+fuzz seconds="600" *targets="":
+    fuzz/run.sh {{seconds}} {{targets}}
 
 # wasmtime's own test programs for `wasmtime serve` (p2_api_proxy*,
 # p2_cli_serve_*) served by Trellis and checked as wasmtime's tests check

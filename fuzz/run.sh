@@ -5,7 +5,7 @@
 # broken invariant, times out or runs out of memory; the input is left in
 # artifacts/<target>/ and the log's tail is printed.
 #
-#   fuzz/run.sh [SECONDS]          # `just fuzz` runs it for 600 s each
+#   fuzz/run.sh [SECONDS] [TARGET...]   # `just fuzz` runs all for 600 s each
 #
 # CARGO_TARGET_DIR picks the build directory (default fuzz/target). New
 # inputs go to a scratch directory, never to corpus/: only hand-made seeds
@@ -14,6 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds=${1:-8}
+shift || true
+# The targets to run: those named, else every one.
+only=("$@")
 # cargo-fuzz passes nightly-only flags; the pinned stable toolchain takes
 # them with RUSTC_BOOTSTRAP (no nightly toolchain on CI's machines).
 export RUSTC_BOOTSTRAP=1
@@ -35,7 +38,9 @@ bin="$target_dir/x86_64-unknown-linux-gnu/release"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 failed=()
-for target in $(cd .. && cargo fuzz list); do
+targets=("${only[@]}")
+((${#targets[@]})) || mapfile -t targets < <(cd .. && cargo fuzz list)
+for target in "${targets[@]}"; do
     mkdir -p "$scratch/$target" "artifacts/$target"
     dict=()
     [[ -f dict/$target.dict ]] && dict=("-dict=dict/$target.dict")

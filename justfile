@@ -32,6 +32,11 @@ compare rounds="5" duration="10s" connections="64":
 compare-outbound rounds="3" duration="10s" connections="32":
     benches/compare-outbound.sh {{rounds}} {{duration}} {{connections}}
 
+# A node at rest and at 1,000 req/s beside native hyper: idle CPU, CPU per
+# request at low load against saturated.
+idle rounds="3" duration="10s" seconds="30":
+    benches/idle.sh {{rounds}} {{duration}} {{seconds}}
+
 # hello in Rust, Python and JavaScript under the same load.
 languages rounds="3" duration="10s":
     benches/languages.sh {{rounds}} {{duration}}

@@ -9,6 +9,9 @@
 #   trellis-fetch     the `wasi-hello` component mounted in Trellis:
 #                     /wasi/fetch?url=<upstream> through
 #                     wasi:http/outgoing-handler (pooled)
+#   trellis-fresh     the same, mounted again with pooling off
+#                     (`outbound.pool_idle_timeout = "0s"`): a fresh
+#                     connection per request, as wasmtime serve opens
 #   wasmtime-fetch    the same component file under `wasmtime serve -S http`
 #                     (a fresh connection per request)
 # Servers on CPU 0 (the upstream too), the load tool on CPU 1.
@@ -41,6 +44,14 @@ path = "$guests/wasi_hello.wasm"
 grants = ["outbound-http"]
 mount = "/wasi"
 allowed_outbound_hosts = ["$upstream"]
+
+[plugins.fresh]
+path = "$guests/wasi_hello.wasm"
+grants = ["outbound-http"]
+mount = "/fresh"
+allowed_outbound_hosts = ["$upstream"]
+[plugins.fresh.outbound]
+pool_idle_timeout = "0s"
 TOML
 taskset -c 0 "$bin/native-hello" 127.0.0.1:18091 2>/dev/null &
 pids+=($!); upstream_pid=$!
@@ -58,15 +69,18 @@ wait_for "$upstream/hello"
 wait_for http://127.0.0.1:18090/hello
 wait_for http://127.0.0.1:18090/proxy/hello
 wait_for "http://127.0.0.1:18090/wasi/fetch?url=$encoded"
+wait_for "http://127.0.0.1:18090/fresh/fetch?url=$encoded"
 wait_for "http://127.0.0.1:18092/fetch?url=$encoded"
 
 alternate_paths "upstream:18091:$upstream_pid:/hello" "trellis-hello:18090:$trellis_pid:/hello" \
     "trellis-proxy:18090:$trellis_pid:/proxy/hello" \
     "trellis-fetch:18090:$trellis_pid:/wasi/fetch?url=$encoded" \
+    "trellis-fresh:18090:$trellis_pid:/fresh/fetch?url=$encoded" \
     "wasmtime-fetch:18092:$wasmtime_pid:/fetch?url=$encoded"
 
 echo "== closed loop, $connections connections, $duration, medians of $rounds"
 echo "   (CPU per request is the serving process's: the upstream's own work is not in Trellis' or wasmtime's figure)"
 python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" \
-    upstream trellis-hello trellis-proxy trellis-fetch wasmtime-fetch -- \
-    trellis-proxy/trellis-hello trellis-fetch/trellis-hello trellis-fetch/wasmtime-fetch trellis-proxy/wasmtime-fetch
+    upstream trellis-hello trellis-proxy trellis-fetch trellis-fresh wasmtime-fetch -- \
+    trellis-proxy/trellis-hello trellis-fetch/trellis-hello trellis-fetch/trellis-fresh \
+    trellis-fresh/wasmtime-fetch trellis-fetch/wasmtime-fetch trellis-proxy/wasmtime-fetch

@@ -76,6 +76,22 @@ async fn an_allowed_host_is_reached_over_a_pooled_connection() {
     server.shutdown().await;
 }
 
+/// With `pool_idle_timeout = "0s"` every request opens its own
+/// connection: the knob for an upstream that mishandles keep-alive, and
+/// the fresh-connection side of the outbound benchmark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pooling_each_request_has_its_own_connection() {
+    let origin = Origin::start().await;
+    let server = TestServer::start(&toml(&[origin.url("")], "pool_idle_timeout = \"0s\"\n")).await;
+    for i in 0..3 {
+        let reply = fetch(&server, &origin.url(&format!("/item/{i}"))).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert_eq!(origin.seen().len(), 3);
+    assert_eq!(origin.connections(), 3, "no connection reused");
+    server.shutdown().await;
+}
+
 /// A host not on the list, a redirect to one and a plugin without the
 /// grant are refused before any connection is opened to them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

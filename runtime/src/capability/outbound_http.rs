@@ -165,9 +165,10 @@ fn policy(plugin: &PluginSetup<'_>) -> Result<Option<Arc<Policy>>, String> {
             inner: http,
             stats: stats.clone(),
         });
+    let pooled = !bounds.pool_idle_timeout.is_zero();
     let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(bounds.max_concurrent)
+        .pool_idle_timeout(bounds.pool_idle_timeout)
+        .pool_max_idle_per_host(if pooled { bounds.max_concurrent } else { 0 })
         .build(connector);
     Ok(Some(Arc::new(Policy {
         plugin: plugin.name.to_string(),

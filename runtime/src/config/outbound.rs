@@ -40,6 +40,11 @@ pub struct OutboundConfig {
     /// CA certificates (PEM) trusted for `https://` besides the system's
     /// roots.
     pub ca_file: Option<PathBuf>,
+    /// How long an idle pooled connection is kept for the next request;
+    /// `0s`: no pooling, a fresh connection per request (for an upstream
+    /// that mishandles keep-alive).
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
 }
 
 impl Default for OutboundConfig {
@@ -51,6 +56,7 @@ impl Default for OutboundConfig {
             max_concurrent: 64,
             max_response_body: ByteSize::mib(16),
             ca_file: None,
+            pool_idle_timeout: Duration::from_secs(90),
         }
     }
 }

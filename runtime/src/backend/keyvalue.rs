@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use fred::interfaces::{ClientLike, HashesInterface, LuaInterface};
+use fred::interfaces::{HashesInterface, LuaInterface};
 use fred::types::Value;
 
 use super::cache::MAX_KEY;
@@ -145,11 +145,6 @@ impl KeyValueService {
             Store::Memory(_) => BucketId(format!("{plugin}\u{1f}{name}")),
             Store::Redis(redis) => BucketId(format!("{}kv:{plugin}:{name}", redis.prefix)),
         }
-    }
-
-    /// Whether it is Redis's (and so shared by every node).
-    pub fn shared(&self) -> bool {
-        matches!(self.store, Store::Redis(_))
     }
 
     /// The value of `key`.
@@ -427,11 +422,9 @@ impl Memory {
 }
 
 fn client(redis: &Redis) -> Result<&fred::clients::Client, KvError> {
-    if redis.client.is_connected() {
-        Ok(&redis.client)
-    } else {
-        Err(KvError::Unavailable("Redis is not connected".into()))
-    }
+    redis
+        .connected()
+        .ok_or_else(|| KvError::Unavailable("Redis is not connected".into()))
 }
 
 fn unavailable(err: fred::error::Error) -> KvError {

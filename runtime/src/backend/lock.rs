@@ -472,11 +472,9 @@ fn valid_until(started_ms: u64, ttl: Duration) -> u64 {
 }
 
 fn available(redis: &Redis) -> Result<&fred::clients::Client, LockError> {
-    if redis.client.is_connected() {
-        Ok(&redis.client)
-    } else {
-        Err(LockError::Unavailable("Redis is not connected".into()))
-    }
+    redis
+        .connected()
+        .ok_or_else(|| LockError::Unavailable("Redis is not connected".into()))
 }
 
 fn unavailable(err: fred::error::Error) -> LockError {

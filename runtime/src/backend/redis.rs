@@ -97,6 +97,12 @@ impl Redis {
         self.client.is_connected() && self.subscriber.is_connected()
     }
 
+    /// The command client while it is connected; `None` while Redis is
+    /// away, so a caller fails at once instead of waiting on it.
+    pub fn connected(&self) -> Option<&Client> {
+        self.client.is_connected().then_some(&self.client)
+    }
+
     /// A round trip, for health checks.
     pub async fn ping(&self) -> Result<Duration, FredError> {
         let started = std::time::Instant::now();

@@ -233,6 +233,18 @@ pub fn into_http(plugin: &str, guest: GuestResponse) -> Result<Response<Full<Byt
 mod tests {
     use super::*;
 
+    /// The coding a request with these `Content-Encoding` lines names.
+    fn lines(values: &[&str]) -> Option<Result<&'static str, String>> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_str(value).expect("a value"),
+            );
+        }
+        content_encoding(&headers)
+    }
+
     /// Found by the `convert` fuzz target: with two `Content-Encoding`
     /// lines only the first was read, and a value that is not text read as
     /// none, so a body still coded reached the guest as if it were not.
@@ -257,16 +269,6 @@ mod tests {
             "{read:?}"
         );
 
-        let lines = |values: &[&str]| {
-            let mut headers = HeaderMap::new();
-            for value in values {
-                headers.append(
-                    header::CONTENT_ENCODING,
-                    HeaderValue::from_str(value).expect("a value"),
-                );
-            }
-            content_encoding(&headers)
-        };
         assert_eq!(lines(&["gzip", "gzip"]), Some(Err("gzip, gzip".into())));
         assert_eq!(lines(&["gzip, br"]), Some(Err("gzip, br".into())));
         assert_eq!(lines(&["gzip", ""]), Some(Ok("gzip")));
@@ -279,16 +281,6 @@ mod tests {
     /// 9110 §5.6.1 has a recipient ignore them; `gzip,` is gzip.
     #[test]
     fn empty_list_elements_of_content_encoding_are_ignored() {
-        let lines = |values: &[&str]| {
-            let mut headers = HeaderMap::new();
-            for value in values {
-                headers.append(
-                    header::CONTENT_ENCODING,
-                    HeaderValue::from_str(value).expect("a value"),
-                );
-            }
-            content_encoding(&headers)
-        };
         assert_eq!(lines(&[", "]), None);
         assert_eq!(lines(&["gzip,"]), Some(Ok("gzip")));
         assert_eq!(lines(&[", gzip", ","]), Some(Ok("gzip")));

@@ -41,19 +41,12 @@ for label_pid in "trellis:$trellis_pid" "native:$native_pid"; do
     python3 -c "print(f'${label_pid%%:*}: {100 * $used / $hz / $idle_seconds:.2f} %')"
 done
 
-for round in $(seq 1 "$rounds"); do
-    for target in "trellis:18090:$trellis_pid" "native:18091:$native_pid"; do
-        IFS=: read -r label port pid <<<"$target"
-        taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port/hello" --rate 1000 \
-            --connections 16 --duration "$duration" --warmup 2s \
-            --server-pid "$pid" --label "$label-1000" >>"$results"
-        taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port/hello" \
-            --connections "$connections" --duration "$duration" --warmup 2s \
-            --server-pid "$pid" --label "$label-saturated" >>"$results"
-    done
-    echo "round $round done" >&2
-done
+# Open loop at 1,000 req/s (16 connections), then closed loop, each over
+# $rounds alternating rounds.
+targets=("trellis:18090:$trellis_pid" "native:18091:$native_pid")
+LOAD_ARGS="--rate 1000" connections=16 alternate_many rate- /hello "${targets[@]}"
+alternate_many saturated- /hello "${targets[@]}"
 echo "== /hello at 1,000 req/s and saturated ($connections connections), medians of $rounds"
 python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" \
-    trellis-1000 trellis-saturated native-1000 native-saturated -- \
-    trellis-1000/trellis-saturated native-1000/native-saturated trellis-1000/native-1000
+    rate-trellis saturated-trellis rate-native saturated-native -- \
+    rate-trellis/saturated-trellis rate-native/saturated-native rate-trellis/rate-native

@@ -27,6 +27,7 @@ mod pagination;
 mod reload;
 mod replica;
 mod response_cache;
+mod reuse;
 mod roundtrip;
 mod shutdown;
 mod soak;

@@ -39,6 +39,16 @@ fn routes() -> App {
         .get("/misbehave/sql-repeat", sql_repeat)
         .get("/misbehave/sql-hold", sql_hold)
         .post("/misbehave/sql-cached", sql_cached)
+        .get("/misbehave/served", served)
+}
+
+/// Requests this instance has served, this one included: 1 in a fresh
+/// instance, more in a warm one (`reuse`).
+fn served(_req: Request) -> Result<Response> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SERVED: AtomicU64 = AtomicU64::new(0);
+    let n = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+    Response::json(&serde_json::json!({ "served": n }))
 }
 
 /// Runs `{"sql": "...", "ttl_ms": N}` through the query cache and returns

@@ -83,6 +83,15 @@ pub trait Capability: Sized + Send + Sync + 'static {
     /// Its state for a new instance of a plugin.
     fn prepare(&self, plugin: &Self::Plugin, limits: &Limits) -> Self::Instance;
 
+    /// Its state for the next request of a warm instance (see
+    /// `plugin::warm`): by default a new one, as [`Capability::prepare`]
+    /// makes. A capability whose state the guest holds handles to (the
+    /// WASI context's streams) keeps it, and renews only what belongs to
+    /// one request.
+    fn renew(&self, plugin: &Self::Plugin, limits: &Limits, instance: &mut Self::Instance) {
+        *instance = self.prepare(plugin, limits);
+    }
+
     /// Before a guest call, with what the call carries.
     fn before_call(
         &self,
@@ -247,7 +256,14 @@ macro_rules! capabilities {
                 }
             }
 
+            /// Every capability's state renewed for a warm instance's
+            /// next request ([`Capability::renew`]).
+            pub fn renew(&self, plugin: &PluginStates, limits: &Limits, instance: &mut InstanceStates) {
+                $(self.$field.renew(&plugin.$field, limits, &mut instance.$field);)*
+            }
+
             /// Runs every capability's [`Capability::before_call`].
+
             pub async fn before_call(&self, state: &mut HostState, call: &Call<'_>) {
                 // Disjoint fields: the plugin is read while its instance
                 // state is written, with no clone of the `Arc` per call.

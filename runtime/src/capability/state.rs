@@ -40,22 +40,27 @@ pub struct HostState {
     pub(crate) trace: opentelemetry::Context,
     /// Each capability's state for this instance.
     pub(crate) instance: InstanceStates,
-    /// Keeps the epoch ticker awake while the instance lives.
-    _busy: crate::clock::Busy,
+    /// When the guest call is interrupted (checked at every epoch tick).
+    pub(crate) deadline: std::time::Instant,
+    /// Keeps the epoch ticker awake while the instance runs (`None` while
+    /// a warm instance is parked).
+    busy: Option<crate::clock::Busy>,
 }
 
 impl HostState {
     /// The state of a new instance of `plugin`, each capability's made by
-    /// `capabilities`.
+    /// `capabilities`, to be interrupted at `deadline`.
     pub(crate) fn new(
         capabilities: &Capabilities,
         plugin: Arc<PluginContext>,
         request_id: String,
         trace: opentelemetry::Context,
+        deadline: std::time::Instant,
         busy: crate::clock::Busy,
     ) -> Self {
         HostState {
-            _busy: busy,
+            busy: Some(busy),
+            deadline,
             memory: MemoryLimiter::new(plugin.limits.memory.as_u64()),
             instance: capabilities.prepare(&plugin.capabilities, &plugin.limits),
             plugin,
@@ -63,6 +68,36 @@ impl HostState {
             table: ResourceTable::new(),
             trace,
         }
+    }
+}
+
+impl HostState {
+    /// Readies a warm instance's state for its next request: what belongs
+    /// to one request (its id, trace, deadline, each capability's instance
+    /// state) is new; the resource table, the WASI context and the memory
+    /// limiter (the guest's memory stays) carry over.
+    pub(crate) fn renew(
+        &mut self,
+        capabilities: &Capabilities,
+        request_id: String,
+        trace: opentelemetry::Context,
+        deadline: std::time::Instant,
+        busy: crate::clock::Busy,
+    ) {
+        self.request_id = request_id;
+        self.trace = trace;
+        self.deadline = deadline;
+        self.busy = Some(busy);
+        capabilities.renew(
+            &self.plugin.capabilities,
+            &self.plugin.limits,
+            &mut self.instance,
+        );
+    }
+
+    /// A warm instance is parked: it no longer keeps the ticker awake.
+    pub(crate) fn rest(&mut self) {
+        self.busy = None;
     }
 }
 

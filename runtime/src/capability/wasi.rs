@@ -102,6 +102,12 @@ impl Capability for Wasi {
             stderr,
         }
     }
+
+    /// The guest holds handles into the WASI context (its stdio streams):
+    /// it stays; a fault report sees only the new request's stderr.
+    fn renew(&self, _plugin: &WasiPlugin, _limits: &Limits, instance: &mut WasiInstance) {
+        instance.stderr.forget_tail();
+    }
 }
 
 /// A plugin's token bucket for output lines.
@@ -200,6 +206,13 @@ impl GuestOutput {
     }
 
     /// The last line written, for stderr.
+    /// Forgets the last bytes kept (a warm instance's next request).
+    fn forget_tail(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.tail.clear();
+        }
+    }
+
     fn last_line(&self) -> Option<String> {
         let state = self.state.lock().ok()?;
         let bytes: Vec<u8> = state.tail.iter().copied().collect();

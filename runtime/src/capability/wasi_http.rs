@@ -45,6 +45,9 @@ impl Capability for WasiHttp {
             ctx: WasiHttpCtx::new(),
         }
     }
+
+    /// Kept with the WASI context it belongs with.
+    fn renew(&self, _plugin: &(), _limits: &Limits, _instance: &mut WasiHttpInstance) {}
 }
 
 impl WasiHttpView for HostState {

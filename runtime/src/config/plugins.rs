@@ -63,6 +63,20 @@ pub struct PluginConfig {
     /// besides `default`.
     #[serde(default)]
     pub keyvalue_stores: Vec<String>,
+    /// Requests one instance may serve, one after another, before it is
+    /// dropped: 0 (the default) is a fresh instance per request, the
+    /// isolation guarantee. See docs/configuration.md for what a warm
+    /// instance keeps between requests.
+    #[serde(default)]
+    pub reuse: u32,
+    /// How long a warm instance may wait for its next request before it is
+    /// dropped.
+    #[serde(default = "default_reuse_idle", with = "humantime_serde")]
+    pub reuse_idle: std::time::Duration,
+}
+
+fn default_reuse_idle() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 /// A plugin setting: any TOML scalar, handed to the plugin as a string.
@@ -109,6 +123,8 @@ impl PluginConfig {
             outbound: OutboundConfig::default(),
             env: BTreeMap::new(),
             keyvalue_stores: Vec::new(),
+            reuse: 0,
+            reuse_idle: default_reuse_idle(),
         }
     }
 
@@ -126,6 +142,8 @@ impl PluginConfig {
             outbound: OutboundConfig::default(),
             env: BTreeMap::new(),
             keyvalue_stores: Vec::new(),
+            reuse: 0,
+            reuse_idle: default_reuse_idle(),
         }
     }
 

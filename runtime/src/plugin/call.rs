@@ -16,8 +16,9 @@ use opentelemetry::{Context, KeyValue};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::warm::{Warm, WarmPool};
 use super::{LoadedPlugin, PluginHost};
-use crate::capability::bindings::{GuestRequest, GuestResponse};
+use crate::capability::bindings::{GuestRequest, GuestResponse, http_handler};
 use crate::capability::{Call, HostState, PluginContext};
 use crate::error::ApiError;
 use crate::monitor::child_span;
@@ -164,6 +165,12 @@ impl LoadedPlugin {
         span: &Context,
         extensions: &http::Extensions,
     ) -> Result<Answer, ApiError> {
+        if let (Invocation::One(request), Some(pool)) = (invocation, &self.warm) {
+            return self
+                .call_warm(pool, request, span, extensions)
+                .await
+                .map(Answer::One);
+        }
         let first = match invocation {
             Invocation::One(request) => Some(request),
             Invocation::Many(requests) => requests.first(),
@@ -188,16 +195,126 @@ impl LoadedPlugin {
         let mut instantiated = None;
         let call = self.invoke(&mut store, invocation, span, started, &mut instantiated);
         let outcome = tokio::time::timeout(deadline, call).await;
-        self.context.stats.guest_call(
-            instantiated.unwrap_or_default(),
-            started.elapsed(),
-            store.data().memory.peak,
-        );
+        self.context
+            .stats
+            .guest_call(instantiated, started.elapsed(), store.data().memory.peak);
         let answered = matches!(outcome, Ok(Ok(_)));
         capabilities
             .after_call(store.data_mut(), &setup, answered)
             .await;
         self.answer_of(outcome, &store)
+    }
+
+    /// Runs `request` in a parked instance of `pool` (or a fresh one when
+    /// none is parked), and parks the instance again if it answered; see
+    /// [`super::warm`].
+    async fn call_warm(
+        &self,
+        pool: &Arc<WarmPool>,
+        request: &GuestRequest,
+        span: &Context,
+        extensions: &http::Extensions,
+    ) -> Result<GuestResponse, ApiError> {
+        let arrived = Instant::now();
+        let _permit = self.plugin_permit().await?;
+        let deadline = self
+            .context
+            .limits
+            .deadline
+            .saturating_sub(arrived.elapsed());
+        let started = Instant::now();
+        let mut warm = match pool.take() {
+            Some(mut warm) => {
+                warm.renew(
+                    &self.host,
+                    request.request_id.clone(),
+                    span.clone(),
+                    deadline,
+                );
+                self.context.stats.instance_reused();
+                warm
+            }
+            None => {
+                let instance = self.host_permit()?;
+                let store = store_until(
+                    &self.host,
+                    self.context.clone(),
+                    request.request_id.clone(),
+                    span.clone(),
+                    deadline,
+                    None,
+                );
+                Warm::fresh(store, instance)
+            }
+        };
+        let capabilities = &self.host.capabilities;
+        let setup = Call {
+            request: Some(request),
+            extensions,
+        };
+        capabilities
+            .before_call(warm.store.data_mut(), &setup)
+            .await;
+        let mut instantiated = None;
+        let call = async {
+            let handler = match warm.handler.clone() {
+                Some(handler) => handler,
+                None => {
+                    let handler = self
+                        .instantiate_handler(&mut warm.store, span, started, &mut instantiated)
+                        .await?;
+                    warm.handler = Some(handler.clone());
+                    handler
+                }
+            };
+            handler.call_handle(&mut warm.store, request).await
+        };
+        let outcome = tokio::time::timeout(deadline, call).await;
+        self.context.stats.guest_call(
+            instantiated,
+            started.elapsed(),
+            warm.store.data().memory.peak,
+        );
+        let answered = matches!(outcome, Ok(Ok(_)));
+        capabilities
+            .after_call(warm.store.data_mut(), &setup, answered)
+            .await;
+        let answer = self.answer_of(outcome.map(|r| r.map(Answer::One)), &warm.store);
+        warm.served += 1;
+        // A guest stopped by a trap, its deadline or its memory limit may
+        // have stopped anywhere: its instance is not used again.
+        if answered && !warm.store.data().memory.exceeded {
+            pool.park(warm);
+        }
+        match answer? {
+            Answer::One(response) => Ok(response),
+            Answer::Many(_) => Err(ApiError::Internal("one request, many answers".into())),
+        }
+    }
+
+    /// Instantiates the plugin in `store` and loads its `http-handler`;
+    /// `instantiated` is set to the time from `started` it took.
+    async fn instantiate_handler(
+        &self,
+        store: &mut Store<HostState>,
+        span: &Context,
+        started: Instant,
+        instantiated: &mut Option<Duration>,
+    ) -> wasmtime::Result<http_handler::Guest> {
+        let instantiating = child_span(
+            &self.context.tracer,
+            span,
+            "plugin.instantiate",
+            SpanKind::Internal,
+            Vec::new(),
+        );
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        instantiating.span().end();
+        *instantiated = Some(started.elapsed());
+        let Some(indices) = &self.exports.http else {
+            return Err(wasmtime::Error::msg("the plugin exports no http-handler"));
+        };
+        indices.load(&mut *store, &instance)
     }
 
     /// Instantiates the plugin in `store` and calls the export
@@ -274,30 +391,40 @@ impl LoadedPlugin {
     pub(super) async fn permits(
         &self,
     ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), ApiError> {
-        let overloaded = |limit| ApiError::Overloaded {
-            plugin: self.context.name.clone(),
-            limit,
-        };
+        let plugin = self.plugin_permit().await?;
+        Ok((plugin, self.host_permit()?))
+    }
+
+    /// A place among this plugin's `max_concurrency`, waiting in its
+    /// queue if there is room there; else 503.
+    async fn plugin_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         let limits = &self.context.limits;
-        let plugin = match self.concurrency.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let _place = QueuePlace::take(&self.queued, limits.max_queued)
-                    .ok_or_else(|| overloaded(limits.max_concurrency))?;
-                let wait = self.concurrency.clone().acquire_owned();
-                match tokio::time::timeout(limits.deadline, wait).await {
-                    Ok(Ok(permit)) => permit,
-                    _ => return Err(overloaded(limits.max_concurrency)),
-                }
-            }
-        };
-        let host = self
-            .host
+        if let Ok(permit) = self.concurrency.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let overloaded = || self.overloaded(limits.max_concurrency);
+        let _place = QueuePlace::take(&self.queued, limits.max_queued).ok_or_else(overloaded)?;
+        let wait = self.concurrency.clone().acquire_owned();
+        match tokio::time::timeout(limits.deadline, wait).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(overloaded()),
+        }
+    }
+
+    /// A place in the host's instance budget (an instance slot), or 503.
+    fn host_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.host
             .instances
             .clone()
             .try_acquire_owned()
-            .map_err(|_| overloaded(self.host.max_instances))?;
-        Ok((plugin, host))
+            .map_err(|_| self.overloaded(self.host.max_instances))
+    }
+
+    fn overloaded(&self, limit: u32) -> ApiError {
+        ApiError::Overloaded {
+            plugin: self.context.name.clone(),
+            limit,
+        }
     }
 
     fn check(&self, response: GuestResponse) -> Result<GuestResponse, ApiError> {
@@ -385,13 +512,22 @@ pub(super) fn store_until(
 ) -> Store<HostState> {
     let deadline = Instant::now() + budget;
     let busy = host.activity.begin();
-    let state = HostState::new(&host.capabilities, context, request_id, trace, busy);
+    let state = HostState::new(
+        &host.capabilities,
+        context,
+        request_id,
+        trace,
+        deadline,
+        busy,
+    );
     let mut store = Store::new(&host.engine, state);
     store.limiter(|state| &mut state.memory);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
+    // The deadline is read from the state: a warm instance gets a new one
+    // for each request.
+    store.epoch_deadline_callback(move |store| {
         let cancelled = cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
-        if cancelled || Instant::now() >= deadline {
+        if cancelled || Instant::now() >= store.data().deadline {
             Ok(UpdateDeadline::Interrupt)
         } else {
             // tokio's own yield goes behind every task ready to run and

@@ -84,11 +84,9 @@ impl LoadedPlugin {
             handler.call_run(&mut store, &input).await
         };
         let answer = tokio::time::timeout(timeout, call).await;
-        self.context.stats.guest_call(
-            instantiated.unwrap_or_default(),
-            started.elapsed(),
-            store.data().memory.peak,
-        );
+        self.context
+            .stats
+            .guest_call(instantiated, started.elapsed(), store.data().memory.peak);
         capabilities
             .after_call(store.data_mut(), &setup, matches!(answer, Ok(Ok(_))))
             .await;

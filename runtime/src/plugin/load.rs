@@ -213,11 +213,22 @@ impl PluginHost {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "plugin loaded"
         );
+        if mount.is_some() && config.reuse > 1 {
+            tracing::warn!(
+                plugin = name,
+                "`reuse` does not apply to a wasi:http component: each request gets a fresh instance"
+            );
+        }
         let tables = self.route_tables(name, &manifest);
         Ok(Arc::new(LoadedPlugin {
             routes: tables.routes,
             response_caches: tables.response_caches,
             options: tables.options,
+            // Mounted components get a fresh instance per request.
+            warm: mount
+                .is_none()
+                .then(|| super::warm::WarmPool::new(config.reuse, config.reuse_idle))
+                .flatten(),
             mount,
             concurrency: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
             queued: std::sync::atomic::AtomicU32::new(0),

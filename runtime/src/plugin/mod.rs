@@ -11,6 +11,7 @@ pub mod engine;
 mod job;
 mod load;
 mod manifest;
+mod warm;
 pub use manifest::ANY_METHOD;
 pub mod route_options;
 pub mod wasi_http;
@@ -86,6 +87,8 @@ pub struct LoadedPlugin {
     options: Vec<RouteOptions>,
     /// The path prefix a `wasi:http` component serves under.
     mount: Option<String>,
+    /// Its parked instances, with `reuse` above 1 (see [`warm`]).
+    warm: Option<Arc<warm::WarmPool>>,
     host: PluginHost,
 }
 

@@ -127,11 +127,9 @@ impl LoadedPlugin {
                 .await
         };
         let outcome = tokio::time::timeout(deadline, call).await;
-        self.context.stats.guest_call(
-            instantiated.unwrap_or_default(),
-            started.elapsed(),
-            store.data().memory.peak,
-        );
+        self.context
+            .stats
+            .guest_call(instantiated, started.elapsed(), store.data().memory.peak);
         match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(self.fault(err, store)),

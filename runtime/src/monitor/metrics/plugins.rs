@@ -31,6 +31,7 @@ pub(super) struct PluginMetrics {
     outbound_duration: Histograms<PluginLabels>,
     outbound_opened: Family<PluginLabels, Counter>,
     outbound_open: Family<PluginLabels, Gauge>,
+    instances_reused: Family<PluginLabels, Counter>,
 }
 
 impl PluginMetrics {
@@ -47,6 +48,7 @@ impl PluginMetrics {
             outbound_duration: Family::new_with_constructor(latency_histogram),
             outbound_opened: Family::default(),
             outbound_open: Family::default(),
+            instances_reused: Family::default(),
         };
         r.register(
             "guest_call_duration_seconds",
@@ -98,6 +100,11 @@ impl PluginMetrics {
             "Connections of the plugin's outgoing-HTTP pool open now, in use or idle",
             m.outbound_open.clone(),
         );
+        r.register(
+            "instances_reused",
+            "Requests a plugin served in a warm instance (`reuse`) instead of a fresh one",
+            m.instances_reused.clone(),
+        );
         m
     }
 }
@@ -133,6 +140,7 @@ impl Metrics {
             sql_query: sql("query"),
             sql_execute: sql("execute"),
             sql_cached: sql("cached"),
+            instances_reused: self.plugins.instances_reused.get_or_create(&labels).clone(),
             metrics: self.clone(),
         }
     }
@@ -148,6 +156,7 @@ pub struct PluginStats {
     sql_query: Histogram,
     sql_execute: Histogram,
     sql_cached: Histogram,
+    instances_reused: Counter,
     pub(super) metrics: Arc<Metrics>,
 }
 
@@ -187,14 +196,23 @@ impl PluginStats {
         }
     }
 
-    /// A finished guest call: its time and the memory its instance reached.
-    pub fn guest_call(&self, instantiate: Duration, total: Duration, memory: usize) {
-        self.instantiate_duration.observe(instantiate.as_secs_f64());
+    /// A finished guest call: the time to instantiate (none for a warm
+    /// instance, or when instantiation failed), its time in all and the
+    /// memory its instance reached.
+    pub fn guest_call(&self, instantiate: Option<Duration>, total: Duration, memory: usize) {
+        if let Some(instantiate) = instantiate {
+            self.instantiate_duration.observe(instantiate.as_secs_f64());
+        }
         self.guest_duration.observe(total.as_secs_f64());
         let memory = i64::try_from(memory).unwrap_or(i64::MAX);
         self.memory_high_water
             .inner()
             .fetch_max(memory, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A request served in a warm instance.
+    pub fn instance_reused(&self) {
+        self.instances_reused.inc();
     }
 
     /// A request the plugin failed, by kind.

@@ -308,7 +308,7 @@ async fn operations_on_a_batching_route_share_one_instance(toml: &str) {
     }
     assert_eq!(ids.len(), 5, "each note its own id");
     assert_eq!(status(5), Some(409), "{}", results[5]);
-    assert_eq!(results[5]["body"]["code"], "sql_constraint_violation");
+    assert_eq!(results[5]["body"]["code"], "conflict");
     assert_eq!(status(6), Some(400), "{}", results[6]);
     assert_eq!(status(7), Some(200));
     assert_eq!(results[8]["body"], json!({"title": "selected"}));

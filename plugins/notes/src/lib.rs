@@ -239,7 +239,7 @@ fn insert_all(inputs: Vec<Result<NoteInput>>) -> Result<Vec<Result<Note>>> {
 }
 
 /// Inserts one note and enqueues its index job in `tx`. A taken title is
-/// the database's unique violation: 409.
+/// the database's unique violation: a 409 `conflict` naming it.
 fn insert(tx: &sql::Transaction, input: &NoteInput, now: i64) -> Result<Note> {
     let note: Option<Note> = tx
         .query(
@@ -248,7 +248,11 @@ fn insert(tx: &sql::Transaction, input: &NoteInput, now: i64) -> Result<Note> {
                  RETURNING {COLUMNS}"
             ),
             &params![&input.title, &input.body, now],
-        )?
+        )
+        .map_err(|err| match err.is_constraint_violation() {
+            true => Error::conflict(format!("a note titled `{}` exists", input.title)),
+            false => err.into(),
+        })?
         .first()?;
     let note = note.ok_or_else(|| Error::internal("the insert returned no row"))?;
     let payload = serde_json::to_vec(&IndexJob { id: note.id })

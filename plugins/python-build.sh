@@ -2,7 +2,8 @@
 # python-build.sh DIR: builds the Python plugin in DIR (its app.py, its world
 # in DIR/wit named after DIR) into target/guests/python/<dir, `-` as `_`>.wasm
 # with componentize-py, installed from PyPI into a virtual environment under
-# target/python (made once). Prints the component's path. Each Python
+# target/python (made once). The app imports the Python SDK from
+# plugins/sdk-python/src (`-p`). Prints the component's path. Each Python
 # plugin's build.sh calls it.
 # Exit status 3, with a notice, when this machine has no python3 with venv.
 set -euo pipefail
@@ -27,12 +28,13 @@ if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q " $componentize
 fi
 # Rebuild only when a source changed.
 changed() {
-    find "$here" "$root/wit" -name __pycache__ -prune -o -type f -newer "$out" -print -quit
+    find "$here" "$root/wit" "$root/plugins/sdk-python/src" -name __pycache__ -prune -o -type f -newer "$out" -print -quit
 }
 if [ ! -f "$out" ] || [ -n "$(changed)" ]; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    (cd "$here" && "$venv/bin/componentize-py" -d wit -w "$name" componentize app \
+    (cd "$here" && "$venv/bin/componentize-py" -d wit -w "$name" componentize \
+        -p "$here" -p "$root/plugins/sdk-python/src" app \
         -o "$work/out.wasm" >&2)
     mv "$work/out.wasm" "$out"
 fi

@@ -1,144 +1,140 @@
-"""Notes in Python: a small JSON API over the `sql` capability, built with
-componentize-py (see wit/world.wit and build.sh). Its migration creates the
-table on whichever database the runtime gives it (SQLite by default,
-PostgreSQL by config). Routes:
+"""Notes in Python on trellis_sdk, the twin of plugins/notes (Rust) under
+/python-notes: CRUD over `sql` with keyset pagination, reads cached by the
+host (tags `notes`, `note:{id}`) and invalidated by writes, an `index-note`
+job enqueued in each insert's transaction, and an hourly `digest`."""
 
-    POST /python-notes          {"title": "...", "body": "..."} -> 201, the note
-    GET  /python-notes          every note, newest first (at most 100)
-    GET  /python-notes/{id}     one note, or 404
+import time
+from dataclasses import dataclass
 
-A title is unique: a second note with the same title is a 409, from the
-database's constraint. A sql call that fails raises
-`componentize_py_types.Err` whose `value` is one of `sql.Error_*`.
-"""
+from trellis_sdk import (App, BadRequest, Conflict, HttpError, NotFound, Response, RouteCache,
+                         Unprocessable, cache, decode, jobs, page, sql)
 
-import json
-
-from componentize_py_types import Err
-from wit_world import exports
-from wit_world.exports import manifest, migrations
-from wit_world.imports import sql, types
-
-ROUTES = [("POST", "/python-notes"), ("GET", "/python-notes"), ("GET", "/python-notes/{id}")]
-
-
-class Manifest(exports.Manifest):
-    def describe(self) -> manifest.PluginManifest:
-        return manifest.PluginManifest(
-            name="python-notes",
-            version="0.1.0",
-            routes=[manifest.Route(method=m, path=p, options=[]) for m, p in ROUTES],
-            capabilities=["sql"],
-        )
+app = App("python-notes", "0.1.0", capabilities=["cache", "jobs"])
+NOTES = """title TEXT NOT NULL UNIQUE, body TEXT NOT NULL DEFAULT '', created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL); CREATE INDEX notes_updated_at ON notes (updated_at);"""
+app.migration(1, "create notes", sqlite="CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+              + NOTES, postgres="CREATE TABLE notes (id BIGSERIAL PRIMARY KEY, " + NOTES)
+app.migration(2, "note index and digests", sqlite="""CREATE TABLE note_index (note_id BIGINT
+    PRIMARY KEY, words BIGINT NOT NULL, indexed_at BIGINT NOT NULL);
+    CREATE TABLE digests (at BIGINT PRIMARY KEY, notes BIGINT NOT NULL);""")
+app.schedule("hourly-digest", "0 * * * *", "digest", {})
+COLUMNS = "id, title, body, created_at, updated_at"  # the note's JSON fields; times in µs
 
 
-class Migrations(exports.Migrations):
-    def all(self) -> list[migrations.Migration]:
-        return [
-            migrations.Migration(
-                id=1,
-                name="notes",
-                sqlite="CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "title TEXT NOT NULL UNIQUE, body TEXT NOT NULL)",
-                postgres="CREATE TABLE notes (id BIGSERIAL PRIMARY KEY, "
-                "title TEXT NOT NULL UNIQUE, body TEXT NOT NULL)",
-            )
-        ]
+@dataclass
+class NoteInput:
+    title: str
+    body: str = ""
+
+    def __post_init__(self):
+        if not self.title.strip() or len(self.title) > 200:
+            raise Unprocessable("title must be 1 to 200 characters")
 
 
-class Problem(Exception):
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-class HttpHandler(exports.HttpHandler):
-    def handle(self, req: types.Request) -> types.Response:
-        try:
-            return [create, list_notes, get_note][req.route](req)
-        except Problem as p:
-            return problem(p.status, p.detail, req.request_id)
-        except Err as err:
-            return problem(*sql_status(err.value), req.request_id)
-
-
-def create(req: types.Request) -> types.Response:
+def insert(tx: sql.Transaction, note: NoteInput, at: int) -> dict:
+    """Inserts a note and enqueues its index job in `tx`: neither without the other."""
     try:
-        note = json.loads(req.body)
-    except ValueError as err:
-        raise Problem(400, f"invalid JSON: {err}")
-    if not isinstance(note, dict):
-        raise Problem(400, "invalid JSON: expected an object")
-    title, body = note.get("title"), note.get("body", "")
-    if not isinstance(title, str) or not title:
-        raise Problem(400, "invalid JSON at `title`: expected a non-empty string")
-    if not isinstance(body, str):
-        raise Problem(400, "invalid JSON at `body`: expected a string")
-    try:
-        rows = sql.query(
-            "INSERT INTO notes (title, body) VALUES ($1, $2) RETURNING id",
-            [sql.Value_Text(title), sql.Value_Text(body)],
-            sql.Consistency.PRIMARY,
-        )
-    except Err as err:
-        if isinstance(err.value, sql.Error_ConstraintViolation):
-            raise Problem(409, f"a note titled {title!r} exists")
-        raise
-    note = {"id": rows.rows[0][0].value, "title": title, "body": body}
-    return json_response(201, note, [("location", f"/python-notes/{note['id']}")])
+        row = tx.query(f"INSERT INTO notes (title, body, created_at, updated_at) VALUES "
+                       f"($1, $2, $3, $3) RETURNING {COLUMNS}", note.title, note.body, at).first()
+    except sql.UniqueViolation:
+        raise Conflict(f"a note titled {note.title!r} exists") from None
+    jobs.enqueue("index-note", {"id": row["id"]}, tx=tx)
+    return row
 
 
-def list_notes(req: types.Request) -> types.Response:
-    rows = sql.query(
-        "SELECT id, title, body FROM notes ORDER BY id DESC LIMIT 100",
-        [],
-        sql.Consistency.REPLICA_OK,
-    )
-    return json_response(200, {"items": [to_note(row) for row in rows.rows]})
+@app.post("/python-notes")
+def create(req):
+    with sql.begin() as tx:
+        note = insert(tx, req.json(NoteInput), now())
+    cache.invalidate_tag("notes")
+    return Response.created(note, f"/python-notes/{note['id']}")
 
 
-def get_note(req: types.Request) -> types.Response:
-    raw = dict(req.params)["id"]
-    try:
-        note_id = int(raw)
-    except ValueError:
-        raise Problem(400, f"invalid path parameter `id`: `{raw}`")
-    rows = sql.query(
-        "SELECT id, title, body FROM notes WHERE id = $1",
-        [sql.Value_Integer(note_id)],
-        sql.Consistency.REPLICA_OK,
-    )
-    if not rows.rows:
-        raise Problem(404, f"no note {note_id}")
-    return json_response(200, to_note(rows.rows[0]))
+@app.post("/python-notes/bulk")
+def bulk(req):
+    items, results, at = req.json(list), [], now()
+    if not 1 <= len(items) <= 100:
+        raise BadRequest(f"send 1 to 100 notes, not {len(items)}")
+    with sql.begin() as tx:  # each note under a savepoint, answered on its own
+        for item in items:
+            tx.execute("SAVEPOINT note")
+            try:
+                results.append({"status": 201, "note": insert(tx, decode(item, NoteInput), at)})
+                tx.execute("RELEASE SAVEPOINT note")
+            except HttpError as err:
+                tx.execute("ROLLBACK TO SAVEPOINT note")
+                results.append({"status": err.status, "detail": str(err)})
+    cache.invalidate_tag("notes")
+    return {"results": results}
 
 
-def to_note(row: list[sql.Value]) -> dict:
-    note_id, title, body = (value.value for value in row)
-    return {"id": note_id, "title": title, "body": body}
+@app.get("/python-notes", cache=RouteCache(30, tags=["notes"]))
+def list_notes(req):
+    asked = page.from_request(req, default=20, maximum=100, cursor=int)
+    notes = sql.query_replica_ok(f"SELECT {COLUMNS} FROM notes WHERE id > $1 ORDER BY id "
+                                 "LIMIT $2", asked.after or 0, asked.limit)
+    return page.respond(notes.all(), asked.limit, lambda note: note["id"])
 
 
-def sql_status(error: sql.Error) -> tuple[int, str]:
-    """The HTTP status and detail for a sql error nothing else handled."""
-    if isinstance(error, (sql.Error_Unavailable, sql.Error_Timeout)):
-        return 503, f"the database is unavailable: {error.value}"
-    detail = getattr(error, "value", None) or type(error).__name__
-    return 500, f"database error: {detail}"
+@app.get("/python-notes/{id}", cache=RouteCache(30, tags=["notes", "note:{id}"]))
+def get_note(req, id: int):
+    rows = sql.query_replica_ok(f"SELECT {COLUMNS} FROM notes WHERE id = $1", id)
+    return rows.first_or_404(f"no note {id}")
 
 
-TITLES = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error",
-          503: "Service Unavailable"}
+@app.get("/python-notes/{id}/index")
+def get_index(req, id: int):
+    rows = sql.query("SELECT note_id, words, indexed_at FROM note_index WHERE note_id = $1", id)
+    return rows.first_or_404(f"note {id} is not indexed (yet)")
 
 
-def problem(status: int, detail: str, request_id: str) -> types.Response:
-    title = TITLES.get(status, "Error")
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
-            "code": title.lower().replace(" ", "_"), "request_id": request_id}
-    return types.Response(status, [("content-type", "application/problem+json")],
-                          json.dumps(body).encode())
+@app.put("/python-notes/{id}")
+def update(req, id: int):
+    note = req.json(NoteInput)
+    rows = sql.query(f"UPDATE notes SET title = $1, body = $2, updated_at = $3 WHERE id = $4 "
+                     f"RETURNING {COLUMNS}", note.title, note.body, now(), id)
+    updated = rows.first_or_404(f"no note {id}")
+    invalidate(id)
+    jobs.enqueue("index-note", {"id": id}, idempotency_key=f"index:{id}")
+    return updated
 
 
-def json_response(status: int, value, headers=()) -> types.Response:
-    return types.Response(status, [("content-type", "application/json"), *headers],
-                          json.dumps(value).encode())
+@app.delete("/python-notes/{id}")
+def delete(req, id: int):
+    if sql.execute("DELETE FROM notes WHERE id = $1", id) == 0:
+        raise NotFound(f"no note {id}")
+    invalidate(id)
+
+
+@app.job("index-note", max_attempts=5)
+def index_note(job):
+    """Counts the note's words into note_index: an upsert, so a rerun changes nothing."""
+    id = job.json()["id"]
+    body = sql.query("SELECT body FROM notes WHERE id = $1", id).scalar()
+    if body is None:
+        return "note deleted"
+    words = len(body.split())
+    sql.execute("INSERT INTO note_index (note_id, words, indexed_at) VALUES ($1, $2, $3) ON "
+                "CONFLICT (note_id) DO UPDATE SET words = excluded.words, indexed_at = "
+                "excluded.indexed_at", id, words, now())
+    return {"words": words}
+
+
+@app.job("digest", max_attempts=3)
+def digest(job):
+    n = sql.query("SELECT count(*) FROM notes").scalar()
+    sql.execute("INSERT INTO digests (at, notes) VALUES ($1, $2) ON CONFLICT (at) DO NOTHING",
+                now(), n)
+    return {"notes": n}
+
+
+def invalidate(id: int):
+    cache.invalidate_tag(f"note:{id}")
+    cache.invalidate_tag("notes")
+
+
+def now() -> int:
+    return time.time_ns() // 1000
+
+
+Manifest, HttpHandler, Migrations, JobHandler = app.exports()

@@ -116,89 +116,217 @@ async fn a_python_plugin_without_its_grant_is_refused_by_name() {
     );
 }
 
-/// The Python notes example over `sql`: its migration makes the table, it
-/// stores and reads notes back, and the database's unique constraint
-/// becomes its 409 — on SQLite (the default) and on PostgreSQL.
+/// `notes` (Rust, built in), `python-notes` and `js-notes` are twins: the
+/// same API under their own prefix, each over `sql` (with its migrations),
+/// `cache` (cached reads that writes invalidate) and `jobs` (an index job
+/// enqueued with each insert), so one black-box suite checks all three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notes_in_python_over_sql() {
-    let Some(path) = build("plugins/python-notes/build.sh") else {
+async fn notes_in_rust() {
+    let server = TestServer::start("").await;
+    notes_suite(&server, "/notes").await;
+    server.shutdown().await;
+}
+
+/// The Python twin, on SQLite (the default) and on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_in_python() {
+    notes_twin("python-notes").await;
+}
+
+/// The JavaScript twin, on SQLite (the default) and on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_in_javascript() {
+    notes_twin("js-notes").await;
+}
+
+/// Builds the twin `name` (in `plugins/<name>`) and runs the suite against
+/// it on SQLite and on PostgreSQL.
+async fn notes_twin(name: &str) {
+    let Some(path) = build(&format!("plugins/{name}/build.sh")) else {
         return;
     };
-    let plugin = format!("[plugins.python-notes]\npath = {path:?}\ngrants = [\"sql\"]\n");
+    let plugin =
+        format!("[plugins.{name}]\npath = {path:?}\ngrants = [\"sql\", \"cache\", \"jobs\"]\n");
     let server = TestServer::start(&plugin).await;
-    notes_suite(&server).await;
+    notes_suite(&server, &format!("/{name}")).await;
     server.shutdown().await;
 
     let namespace = trellis_tests::pg::Namespace::new().await;
     let server = TestServer::start(&format!("{}\n{plugin}", namespace.toml())).await;
-    notes_suite(&server).await;
+    notes_suite(&server, &format!("/{name}")).await;
     server.shutdown().await;
     namespace.drop_all().await;
 }
 
-async fn notes_suite(server: &TestServer) {
+/// What each notes twin must do, seen from HTTP only.
+async fn notes_suite(server: &TestServer, base: &str) {
     let json = [("content-type", "application/json")];
-    let created = server
-        .send(
-            Method::POST,
-            "/python-notes",
-            &json,
-            r#"{"title": "first", "body": "from Python"}"#,
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text());
+    let post = |body: &'static str| server.send(Method::POST, base, &json, body);
+
+    // Create: 201, the note, its location.
+    let created = post(r#"{"title": "first", "body": "one two three"}"#).await;
+    assert_eq!(created.status, 201, "{base}: {}", created.text());
     let note = created.json();
     let id = note["id"].as_i64().expect("an id");
-    assert_eq!(
-        created.header("location"),
-        Some(format!("/python-notes/{id}").as_str())
-    );
-    let read = server.get(&format!("/python-notes/{id}")).await;
-    assert_eq!(read.json(), note);
-    server
-        .send(
-            Method::POST,
-            "/python-notes",
-            &json,
-            r#"{"title": "second"}"#,
-        )
-        .await;
-    let list = server.get("/python-notes").await.json();
-    let titles: Vec<&str> = list["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|n| n["title"].as_str())
-        .collect();
-    assert_eq!(titles, ["second", "first"]);
+    assert_eq!(note["title"], "first");
+    assert_eq!(note["body"], "one two three");
+    let created_at = note["created_at"].as_i64().expect("created_at");
+    assert!(created_at > 1_600_000_000_000_000, "microseconds: {note}");
+    assert_eq!(note["updated_at"], created_at);
+    let location = format!("{base}/{id}");
+    assert_eq!(created.header("location"), Some(location.as_str()));
 
-    let again = server
-        .send(
-            Method::POST,
-            "/python-notes",
-            &json,
-            r#"{"title": "first"}"#,
-        )
-        .await;
-    let body = again.assert_problem(409, "conflict");
-    assert!(body["detail"].as_str().is_some_and(|d| d.contains("first")));
-    let bad = server
-        .send(Method::POST, "/python-notes", &json, r#"{"title": 7}"#)
-        .await;
-    let body = bad.assert_problem(400, "bad_request");
-    assert!(
-        body["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("`title`"))
-    );
+    // Read, from the response cache the second time.
+    let read = server.get(&location).await;
+    assert_eq!(read.status, 200, "{base}: {}", read.text());
+    assert_eq!(read.json(), note);
+    assert_eq!(read.header("x-trellis-cache"), Some("miss"), "{base}");
+    let again = server.get(&location).await;
+    assert_eq!(again.header("x-trellis-cache"), Some("hit"), "{base}");
+    assert_eq!(again.json(), note);
+
+    // Bad input: a taken title, a wrong type, an unknown field, a title
+    // out of range, an id that is not one, a note that does not exist.
+    let body = post(r#"{"title": "first"}"#)
+        .await
+        .assert_problem(409, "conflict");
+    assert!(body["detail"].is_string(), "{base}: {body}");
+    let body = post(r#"{"title": 7}"#)
+        .await
+        .assert_problem(400, "bad_request");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("title"), "{base}: {detail}");
+    post(r#"{"title": "x", "colour": "red"}"#)
+        .await
+        .assert_problem(400, "bad_request");
+    post("{not json").await.assert_problem(400, "bad_request");
+    post(r#"{"title": "   "}"#)
+        .await
+        .assert_problem(422, "unprocessable_content");
     server
-        .get("/python-notes/999999")
+        .get(&format!("{base}/999999"))
         .await
         .assert_problem(404, "not_found");
     server
-        .get("/python-notes/x")
+        .get(&format!("{base}/x"))
         .await
         .assert_problem(400, "bad_request");
+
+    // The list pages by id with an opaque cursor; a new note invalidates
+    // the cached list.
+    let listed = server.get(base).await;
+    assert_eq!(listed.status, 200, "{base}: {}", listed.text());
+    assert_eq!(listed.json()["items"].as_array().map(Vec::len), Some(1));
+    for title in ["second", "third"] {
+        let reply = server
+            .send(
+                Method::POST,
+                base,
+                &json,
+                format!(r#"{{"title": "{title}"}}"#),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{base}: {}", reply.text());
+    }
+    let mut titles = Vec::new();
+    let mut path = format!("{base}?limit=2");
+    for _ in 0..3 {
+        let page = server.get(&path).await;
+        assert_eq!(page.status, 200, "{base}: {}", page.text());
+        let page = page.json();
+        for item in page["items"].as_array().expect("items") {
+            titles.push(item["title"].as_str().unwrap_or_default().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("{base}?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(titles, ["first", "second", "third"], "{base}");
+    for bad in ["?limit=0", "?limit=101", "?limit=ten", "?cursor=42"] {
+        server
+            .get(&format!("{base}{bad}"))
+            .await
+            .assert_problem(400, "bad_request");
+    }
+
+    // The index job counts the words of each note, soon after its insert.
+    let index = wait_for(server, &format!("{location}/index")).await;
+    assert_eq!(index["note_id"], id, "{base}: {index}");
+    assert_eq!(index["words"], 3, "{base}: {index}");
+
+    // Update: the cached read is invalidated, the index follows.
+    let updated = server
+        .send(
+            Method::PUT,
+            &location,
+            &json,
+            r#"{"title": "first", "body": "one two three four five"}"#,
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{base}: {}", updated.text());
+    assert_eq!(updated.json()["body"], "one two three four five");
+    let read = server.get(&location).await;
+    assert_eq!(read.json()["body"], "one two three four five", "{base}");
+    let mut words = serde_json::Value::Null;
+    for _ in 0..100 {
+        words = wait_for(server, &format!("{location}/index")).await["words"].clone();
+        if words == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(words, 5, "{base}: the index did not follow the update");
+    server
+        .send(
+            Method::PUT,
+            &format!("{base}/999999"),
+            &json,
+            r#"{"title": "y"}"#,
+        )
+        .await
+        .assert_problem(404, "not_found");
+
+    // Bulk: each input answered on its own.
+    let bulk = server
+        .send(
+            Method::POST,
+            &format!("{base}/bulk"),
+            &json,
+            r#"[{"title": "fourth"}, {"title": "first"}, {"title": ""}]"#,
+        )
+        .await;
+    assert_eq!(bulk.status, 200, "{base}: {}", bulk.text());
+    let statuses: Vec<_> = bulk.json()["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses, [201, 409, 422], "{base}");
+
+    // Delete: 204, then the note and its cached read are gone.
+    let deleted = server.send(Method::DELETE, &location, &[], "").await;
+    assert_eq!(deleted.status, 204, "{base}: {}", deleted.text());
+    server.get(&location).await.assert_problem(404, "not_found");
+    server
+        .send(Method::DELETE, &location, &[], "")
+        .await
+        .assert_problem(404, "not_found");
+}
+
+/// GETs `path` until it is a 200 (a job's result appears), for up to 10 s.
+async fn wait_for(server: &TestServer, path: &str) -> serde_json::Value {
+    let mut reply = server.get(path).await;
+    for _ in 0..200 {
+        if reply.status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        reply = server.get(path).await;
+    }
+    assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+    reply.json()
 }
 
 /// The JavaScript cache example: values stored, read, deleted; a computed

@@ -71,6 +71,40 @@ fn the_sdk_tests_and_examples_pass() {
     );
 }
 
+/// The Python SDK's tests and the Python examples' unit tests, under
+/// pytest, natively (`plugins/sdk-python/test.sh`).
+#[test]
+fn the_python_sdk_tests_pass() {
+    sdk_script("plugins/sdk-python/test.sh");
+}
+
+/// The JavaScript SDK's tests and the JavaScript examples' unit tests,
+/// under `node --test` (`plugins/sdk-js/test.sh`).
+#[test]
+fn the_javascript_sdk_tests_pass() {
+    sdk_script("plugins/sdk-js/test.sh");
+}
+
+/// Runs an SDK's test script; its exit status 3 (the language's toolchain
+/// is missing) skips the test with the script's notice.
+fn sdk_script(script: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = Command::new("bash")
+        .arg(root.join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    if output.status.code() == Some(3) {
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr).trim());
+        return;
+    }
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Runs `command`; fails the test with its output unless it succeeds.
 fn succeeds(command: &mut Command, what: &str) {
     let output = command.output().expect("cargo runs");

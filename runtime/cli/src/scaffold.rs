@@ -25,12 +25,83 @@ const WIT: &str = include_str!("../../../wit/world.wit");
 /// The componentize-js driver the JavaScript examples are built with.
 const COMPONENTIZE_JS: &str = include_str!("../../../plugins/js-tools/componentize.mjs");
 
+/// The JavaScript SDK (`plugins/sdk-js`), written into JavaScript projects
+/// as `trellis-sdk/`: componentize-js follows the app's relative imports
+/// inside the project's directory.
+macro_rules! js_sdk {
+    ($($path:literal),* $(,)?) => {
+        &[$((concat!("trellis-sdk/", $path), include_str!(concat!("../../../plugins/sdk-js/", $path)))),*]
+    };
+}
+const JS_SDK: &[(&str, &str)] = js_sdk![
+    "package.json",
+    "README.md",
+    "index.d.ts",
+    "testing.d.ts",
+    "src/index.js",
+    "src/app.js",
+    "src/bytes.js",
+    "src/cache.js",
+    "src/config.js",
+    "src/errors.js",
+    "src/http.js",
+    "src/jobs.js",
+    "src/lock.js",
+    "src/log.js",
+    "src/page.js",
+    "src/request.js",
+    "src/resource.js",
+    "src/response.js",
+    "src/router.js",
+    "src/schema.js",
+    "src/sql.js",
+    "src/trace.js",
+    "src/testing.js",
+    "src/testing/fakes.js",
+    "src/testing/host.js",
+    "src/testing/loader.js",
+    "src/testing/register.js",
+    "src/testing/sqlite.js",
+];
+
+/// The Python SDK (`plugins/sdk-python/src/trellis_sdk`), written into
+/// Python projects as `trellis_sdk/`, beside `app.py`.
+macro_rules! py_sdk {
+    ($($file:literal),* $(,)?) => {
+        &[$((concat!("trellis_sdk/", $file), include_str!(concat!("../../../plugins/sdk-python/src/trellis_sdk/", $file)))),*]
+    };
+}
+const PY_SDK: &[(&str, &str)] = py_sdk![
+    "__init__.py",
+    "_convert.py",
+    "_fake_wit.py",
+    "_host.py",
+    "_json.py",
+    "_router.py",
+    "app.py",
+    "cache.py",
+    "config.py",
+    "errors.py",
+    "http.py",
+    "jobs.py",
+    "lock.py",
+    "log.py",
+    "page.py",
+    "request.py",
+    "response.py",
+    "sql.py",
+    "testing.py",
+    "trace.py",
+];
+
 /// The tool versions the examples in `plugins/` are built and tested with
 /// (`plugins/python-build.sh`, `plugins/js-tools/package.json`; a unit test
 /// keeps them in step).
 const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
 const PREVIEW2_SHIM_VERSION: &str = "0.25.0";
+/// The SQLite of the JavaScript SDK's tests where Node has no node:sqlite.
+const SQL_JS_VERSION: &str = "1.17.0";
 
 /// What a new plugin is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -194,101 +265,129 @@ fn component_files(language: Language, name: &str) -> Vec<(&'static str, String)
     if language == Language::Python {
         files.extend([
             ("app.py", app(PYTHON_APP)),
+            ("test_app.py", app(PYTHON_APP_TEST)),
             ("build.sh", python_build(name)),
             (
                 ".gitignore",
                 "/.venv\n__pycache__/\n/*.wasm\n/.trellis\n".into(),
             ),
-            ("README.md", component_readme(name, "Python", "app.py")),
+            (
+                "README.md",
+                component_readme(name, "Python", "app.py")
+                    + "\nThe SDK is in `trellis_sdk/` (the Trellis Python SDK, standard library\n\
+                       only). `python3 -m pytest` runs `test_app.py` natively against its fake\n\
+                       host (`pip install pytest` first, e.g. into `.venv`).\n",
+            ),
         ]);
+        files.extend(PY_SDK.iter().map(|(path, text)| (*path, text.to_string())));
     } else {
         files.extend([
             ("app.js", app(JS_APP)),
+            ("app.test.js", app(JS_APP_TEST)),
             ("componentize.mjs", COMPONENTIZE_JS.to_string()),
             ("package.json", js_package(name)),
             ("build.sh", js_build(name)),
             (".gitignore", "/node_modules\n/*.wasm\n/.trellis\n".into()),
-            ("README.md", component_readme(name, "JavaScript", "app.js")),
+            (
+                "README.md",
+                component_readme(name, "JavaScript", "app.js")
+                    + "\nThe SDK is in `trellis-sdk/` (see its README.md). `npm test` runs\n\
+                       `app.test.js` under Node against the SDK's fake host.\n",
+            ),
         ]);
+        files.extend(JS_SDK.iter().map(|(path, text)| (*path, text.to_string())));
     }
     files
 }
 
 const PYTHON_APP: &str = r#""""The NAME plugin: `GET /NAME` and `GET /NAME/hello/{who}`. The greeting
-comes from `[plugins.NAME.config] greeting = "..."` in trellis.toml.
-Generated types: `.venv/bin/componentize-py -d wit -w NAME bindings out/`."""
+comes from `[plugins.NAME.config] greeting = "..."` in trellis.toml. The SDK
+is in trellis_sdk/; `python3 -m pytest` runs test_app.py natively."""
 
-import json
+from trellis_sdk import App, config
 
-from wit_world import exports
-from wit_world.exports import manifest
-from wit_world.imports import config, types
-
-ROUTES = [("GET", "/NAME"), ("GET", "/NAME/hello/{who}")]
+app = App("NAME", "0.1.0", capabilities=["config"])
 
 
-class Manifest(exports.Manifest):
-    def describe(self) -> manifest.PluginManifest:
-        return manifest.PluginManifest(
-            name="NAME",
-            version="0.1.0",
-            routes=[manifest.Route(method=m, path=p, options=[]) for m, p in ROUTES],
-            capabilities=["config"],
-        )
+@app.get("/NAME")
+def index(req):
+    return {"plugin": "NAME", "routes": [f"{r.method} {r.path}" for r in app.routes]}
 
 
-class HttpHandler(exports.HttpHandler):
-    def handle(self, req: types.Request) -> types.Response:
-        # `route` is the index of the matched route in ROUTES.
-        if req.route == 0:
-            return respond(200, {"plugin": "NAME", "routes": [f"{m} {p}" for m, p in ROUTES]})
-        who = dict(req.params)["who"]
-        greeting = config.get("greeting") or "Hello"
-        return respond(200, {"greeting": f"{greeting}, {who}!"})
+@app.get("/NAME/hello/{who}")
+def hello(req, who: str):
+    return {"greeting": f"{config.get('greeting', default='Hello')}, {who}!"}
 
 
-def respond(status: int, value) -> types.Response:
-    return types.Response(status, [("content-type", "application/json")], json.dumps(value).encode())
+# The classes componentize-py calls, one per export of wit/world.wit.
+Manifest, HttpHandler = app.exports()
+"#;
+
+const PYTHON_APP_TEST: &str = r#""""The NAME plugin's unit tests (`python3 -m pytest`), against the SDK's
+fake host: no server, no WebAssembly."""
+
+from pathlib import Path
+
+from trellis_sdk import testing
+
+from app import app
+
+WORLD = Path(__file__).parent / "wit" / "world.wit"
+
+
+def test_lists_its_routes():
+    r = testing.Client(app, world=WORLD).get("/NAME")
+    assert r.status == 200
+    assert r.json() == {"plugin": "NAME", "routes": ["GET /NAME", "GET /NAME/hello/{who}"]}
+
+
+def test_greets_with_the_configured_greeting_or_hello():
+    client = testing.Client(app, config={"greeting": "Hi"}, world=WORLD)
+    assert client.get("/NAME/hello/Ada%20L").json() == {"greeting": "Hi, Ada L!"}
+    assert testing.Client(app).get("/NAME/hello/you").json() == {"greeting": "Hello, you!"}
 "#;
 
 const JS_APP: &str = r#"// The NAME plugin: `GET /NAME` and `GET /NAME/hello/{who}`. The greeting
 // comes from `[plugins.NAME.config] greeting = "..."` in trellis.toml.
-import { get } from "trellis:plugin/config@WORLD_VERSION";
+// The SDK is in trellis-sdk/ (its README says what it has); `npm test` runs
+// app.test.js under Node.
+import { App } from "./trellis-sdk/src/index.js";
+import * as config from "trellis:plugin/config@WORLD_VERSION";
 
-const ROUTES = [
-  ["GET", "/NAME"],
-  ["GET", "/NAME/hello/{who}"],
-];
+export const app = new App("NAME", "0.1.0", { config });
 
-export const manifest = {
-  describe() {
-    return {
-      name: "NAME",
-      version: "0.1.0",
-      routes: ROUTES.map(([method, path]) => ({ method, path, options: [] })),
-      capabilities: ["config"],
-    };
-  },
-};
+app.get("/NAME", (_req, app) => ({
+  plugin: "NAME",
+  routes: app.routes.map((r) => `${r.method} ${r.path}`),
+}));
 
-export const httpHandler = {
-  handle(req) {
-    // `route` is the index of the matched route in ROUTES.
-    if (req.route === 0) {
-      return respond(200, { plugin: "NAME", routes: ROUTES.map((r) => r.join(" ")) });
-    }
-    const who = new Map(req.params).get("who");
-    return respond(200, { greeting: `${get("greeting") ?? "Hello"}, ${who}!` });
-  },
-};
+app.get("/NAME/hello/{who}", (req, { config }) => ({
+  greeting: `${config.get("greeting") ?? "Hello"}, ${req.param("who")}!`,
+}));
 
-function respond(status, value) {
-  return {
-    status,
-    headers: [["content-type", "application/json"]],
-    body: new TextEncoder().encode(JSON.stringify(value)),
-  };
-}
+export const { manifest, httpHandler } = app.exports();
+"#;
+
+const JS_APP_TEST: &str = r#"// The NAME plugin's unit tests under Node (`npm test`), against the SDK's
+// fake host: no server, no WebAssembly.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { TestClient } from "./trellis-sdk/src/testing.js";
+
+// After the testing module, which lets Node load the app's trellis:plugin imports.
+const { app } = await import("./app.js");
+
+test("lists its routes", async () => {
+  const res = await new TestClient(app).get("/NAME");
+  assert.equal(res.status, 200);
+  assert.deepEqual(res.json(), { plugin: "NAME", routes: ["GET /NAME", "GET /NAME/hello/{who}"] });
+});
+
+test("greets with the configured greeting, or Hello", async () => {
+  const client = new TestClient(app, { config: { greeting: "Hi" } });
+  assert.deepEqual((await client.get("/NAME/hello/Ada%20L")).json(), { greeting: "Hi, Ada L!" });
+  assert.deepEqual((await new TestClient(app).get("/NAME/hello/you")).json(), { greeting: "Hello, you!" });
+});
 "#;
 
 fn python_build(name: &str) -> String {
@@ -296,6 +395,8 @@ fn python_build(name: &str) -> String {
         r#"#!/usr/bin/env bash
 # Builds {name}.wasm with componentize-py {COMPONENTIZE_PY_VERSION}, installed from PyPI
 # into .venv the first time (or the virtual environment in TRELLIS_PYTHON_VENV).
+# app.py imports the SDK from trellis_sdk/ here (`-p .`). Unit tests:
+# `python3 -m pytest` (test_app.py; `.venv/bin/pip install pytest` first).
 set -euo pipefail
 cd "$(dirname "$0")"
 venv=${{TRELLIS_PYTHON_VENV:-.venv}}
@@ -303,7 +404,7 @@ if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q " {COMPONENTIZE
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py=={COMPONENTIZE_PY_VERSION}"
 fi
-"$venv/bin/componentize-py" -d wit -w {name} componentize app -o {name}.wasm.part
+"$venv/bin/componentize-py" -d wit -w {name} componentize -p . app -o {name}.wasm.part
 mv {name}.wasm.part {name}.wasm
 "#
     )
@@ -331,9 +432,13 @@ fn js_package(name: &str) -> String {
   "name": "{name}",
   "private": true,
   "type": "module",
+  "scripts": {{
+    "test": "node --test"
+  }},
   "devDependencies": {{
     "@bytecodealliance/componentize-js": "{COMPONENTIZE_JS_VERSION}",
-    "@bytecodealliance/preview2-shim": "{PREVIEW2_SHIM_VERSION}"
+    "@bytecodealliance/preview2-shim": "{PREVIEW2_SHIM_VERSION}",
+    "sql.js": "{SQL_JS_VERSION}"
   }}
 }}
 "#
@@ -491,6 +596,7 @@ mod tests {
         assert!(js.contains(&format!(
             "\"@bytecodealliance/preview2-shim\": \"{PREVIEW2_SHIM_VERSION}\""
         )));
+        assert!(js.contains(&format!("\"sql.js\": \"{SQL_JS_VERSION}\"")));
         assert!("python".parse::<Language>() == Ok(Language::Python));
         assert!("js".parse::<Language>() == Ok(Language::JavaScript));
         assert!("go".parse::<Language>().is_err());

@@ -8,10 +8,15 @@
 #                   (docs/performance.md), no epoch interruption, -S cli
 #   trellis-wasi    the same component file, mounted in Trellis at /wasi
 #   trellis-hello   our own-world `hello` plugin in the same Trellis process
-# Same load tool (trellis-load, closed loop), same connection count; every
-# server on CPU 0, the load tool on CPU 1. Then, at a constant 1,000 req/s
-# (open loop, latency from when each request was due): Trellis `hello` and
-# `notes-read` (SQLite, Zipf ids) — p95 goals 2 ms and 10 ms.
+# Same load tool (trellis-load, closed loop), same connection count, in
+# two layouts (LAYOUT=pinned|unpinned|both, default both):
+#   pinned    every server on CPU 0, the load tool on CPU 1
+#   unpinned  nothing pinned, as a server usually runs; here the servers
+#             are loaded a second time by wrk (Debian's package), so a
+#             result does not rest on our own load generator alone
+# Then, pinned, at a constant 1,000 req/s (open loop, latency from when
+# each request was due): Trellis `hello` and `notes-read` (SQLite, Zipf
+# ids) — p95 goals 2 ms and 10 ms.
 # `wasmtime` is installed into target/tools by benches/install-wasmtime.sh.
 #
 # Usage: benches/compare.sh [ROUNDS=5] [DURATION=10s] [CONNECTIONS=64]
@@ -28,42 +33,76 @@ results="$work/results.jsonl"
     hello_and_wasi_toml
     printf '[plugins.notes]\nbuiltin = "notes"\ngrants = ["sql", "cache", "jobs"]\n'
 } >"$work/trellis.toml"
-TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:18080 \
-    TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" taskset -c 0 "$bin/trellis" serve &
-pids+=($!); trellis_pid=$!
-taskset -c 0 "$bin/native-hello" 127.0.0.1:18081 2>/dev/null &
-pids+=($!); native_pid=$!
-taskset -c 0 "$wasmtime" serve --addr 127.0.0.1:18082 -S cli=y \
-    -O pooling-allocator=y -O pooling-pagemap-scan=y \
-    -O pooling-memory-keep-resident=2097152 -O pooling-table-keep-resident=65536 \
-    -O pooling-async-stack-keep-resident=1048576 \
-    "$component" 2>"$work/wasmtime.log" &
-pids+=($!); wasmtime_pid=$!
+layout=${LAYOUT:-both}
 
-wait_for http://127.0.0.1:18080/hello
-wait_for http://127.0.0.1:18080/wasi
-wait_for http://127.0.0.1:18081/hello
-wait_for http://127.0.0.1:18082/
+# start_servers CPUS: Trellis, native hyper and `wasmtime serve`, pinned to
+# CPUS unless it is empty (each sizes its thread pool from the CPUs it may
+# use, so a layout starts its own processes).
+start_servers() {
+    local pin=()
+    [ -n "$1" ] && pin=(taskset -c "$1")
+    stop_servers
+    pids=()
+    TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:18080 \
+        TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" "${pin[@]}" "$bin/trellis" serve &
+    pids+=($!); trellis_pid=$!
+    "${pin[@]}" "$bin/native-hello" 127.0.0.1:18081 2>/dev/null &
+    pids+=($!); native_pid=$!
+    "${pin[@]}" "$wasmtime" serve --addr 127.0.0.1:18082 -S cli=y \
+        -O pooling-allocator=y -O pooling-pagemap-scan=y \
+        -O pooling-memory-keep-resident=2097152 -O pooling-table-keep-resident=65536 \
+        -O pooling-async-stack-keep-resident=1048576 \
+        "$component" 2>"$work/wasmtime.log" &
+    pids+=($!); wasmtime_pid=$!
+    wait_for http://127.0.0.1:18080/hello 60
+    wait_for http://127.0.0.1:18080/wasi 60
+    wait_for http://127.0.0.1:18081/hello
+    wait_for http://127.0.0.1:18082/
+}
 
-# Each target on its own path, where it answers "Hello, world!" (the
-# component answers every path; native and Trellis serve /hello).
-alternate_paths "native:18081:$native_pid:/hello" "wasmtime-serve:18082:$wasmtime_pid:/" \
-    "trellis-wasi:18080:$trellis_pid:/wasi" "trellis-hello:18080:$trellis_pid:/hello"
+# head_to_head NAME: the four targets, $rounds rotated rounds, into
+# $work/NAME.jsonl, and their table. Each target on its own path, where it
+# answers "Hello, world!" (the component answers every path; native and
+# Trellis serve /hello).
+head_to_head() {
+    results="$work/$1.jsonl"
+    alternate_paths "native:18081:$native_pid:/hello" "wasmtime-serve:18082:$wasmtime_pid:/" \
+        "trellis-wasi:18080:$trellis_pid:/wasi" "trellis-hello:18080:$trellis_pid:/hello"
+    echo "== $1: closed loop, $connections connections, $duration, medians of $rounds"
+    python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" \
+        native wasmtime-serve trellis-wasi trellis-hello -- \
+        trellis-wasi/wasmtime-serve trellis-hello/wasmtime-serve trellis-hello/native
+}
 
-echo "== closed loop, $connections connections, $duration, medians of $rounds"
-python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" \
-    native wasmtime-serve trellis-wasi trellis-hello -- \
-    trellis-wasi/wasmtime-serve trellis-hello/wasmtime-serve trellis-hello/native
+unpinned() {
+    start_servers ""
+    LOAD_CPUS="" head_to_head unpinned
+    LOAD_CPUS="" LOAD_TOOL=wrk head_to_head unpinned-wrk
+}
 
-rate="$work/rate.jsonl"
-for round in $(seq 1 "$rounds"); do
-    taskset -c 1 "$bin/trellis-load" http://127.0.0.1:18080/hello --rate 1000 \
-        --connections 16 --duration "$duration" --warmup 2s \
-        --server-pid "$trellis_pid" --label hello >>"$rate"
-    taskset -c 1 "$bin/trellis-load" http://127.0.0.1:18080 \
-        --scenario benches/scenarios/notes-read.toml --rate 1000 \
-        --connections 16 --duration "$duration" --warmup 2s \
-        --server-pid "$trellis_pid" --label notes-read >>"$rate"
-done
-echo "== open loop at 1,000 req/s, medians of $rounds (goals: p95 < 2 ms hello, < 10 ms notes-read)"
-python3 benches/summary.py ${MARKDOWN:+--markdown} "$rate" hello notes-read
+pinned() {
+    start_servers 0
+    head_to_head pinned
+    rate="$work/rate.jsonl"
+    for round in $(seq 1 "$rounds"); do
+        taskset -c 1 "$bin/trellis-load" http://127.0.0.1:18080/hello --rate 1000 \
+            --connections 16 --duration "$duration" --warmup 2s \
+            --server-pid "$trellis_pid" --label hello >>"$rate"
+        taskset -c 1 "$bin/trellis-load" http://127.0.0.1:18080 \
+            --scenario benches/scenarios/notes-read.toml --rate 1000 \
+            --connections 16 --duration "$duration" --warmup 2s \
+            --server-pid "$trellis_pid" --label notes-read >>"$rate"
+    done
+    echo "== open loop at 1,000 req/s, medians of $rounds (goals: p95 < 2 ms hello, < 10 ms notes-read)"
+    python3 benches/summary.py ${MARKDOWN:+--markdown} "$rate" hello notes-read
+}
+
+case $layout in
+    pinned) pinned ;;
+    unpinned) unpinned ;;
+    both)
+        pinned
+        unpinned
+        ;;
+    *) echo "LAYOUT is pinned, unpinned or both" >&2; exit 2 ;;
+esac

@@ -77,18 +77,54 @@ alternate_many() {
 }
 
 # alternate_paths LABEL:PORT:PID:PATH...: as alternate_many, each target
-# with a path of its own (no `:` in it), appending to $results.
+# with a path of its own (no `:` in it), appending to $results. With
+# LOAD_TOOL=wrk, wrk loads instead of trellis-load (see wrk_run).
 alternate_paths() {
     local targets=("$@") n=$#
+    local pin=()
+    [ -n "${LOAD_CPUS-1}" ] && pin=(taskset -c "${LOAD_CPUS-1}")
     for round in $(seq 1 "$rounds"); do
         for i in $(seq 0 $((n - 1))); do
             IFS=: read -r label port pid path <<<"${targets[$(((round - 1 + i) % n))]}"
-            taskset -c 1 "$bin/trellis-load" "http://127.0.0.1:$port$path" \
-                --connections "$connections" --duration "$duration" --warmup 2s \
-                --server-pid "$pid" --label "$label" >>"$results"
+            if [ "${LOAD_TOOL:-}" = wrk ]; then
+                wrk_run "$label" "http://127.0.0.1:$port$path" "$pid" "${pin[@]}" >>"$results"
+            else
+                "${pin[@]}" "$bin/trellis-load" "http://127.0.0.1:$port$path" \
+                    --connections "$connections" --duration "$duration" --warmup 2s \
+                    --server-pid "$pid" --label "$label" >>"$results"
+            fi
         done
         echo "round $round done" >&2
     done
+}
+
+# wrk_run LABEL URL PID [PIN...]: one wrk run (a thread, $connections
+# connections, $duration, after a 2 s warm-up run), printed as one JSON line
+# in trellis-load's shape, with the server PID's CPU (user + system, from
+# /proc) per request over the recorded run. wrk is Debian's package;
+# installed when missing.
+wrk_run() {
+    local label=$1 url=$2 pid=$3
+    shift 3
+    if ! command -v wrk >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+    fi
+    "$@" wrk -t1 -c"$connections" -d2s "$url" >/dev/null
+    local ticks_before ticks_after json
+    ticks_before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    json=$("$@" wrk -t1 -c"$connections" -d"$duration" -s benches/wrk-json.lua "$url" | tail -1)
+    ticks_after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    python3 - "$label" "$json" "$((ticks_after - ticks_before))" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+label, run, ticks, hz = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+requests = max(run["requests"], 1)
+print(json.dumps({
+    "label": label, "tool": "wrk", "rps": run["rps"],
+    "latency_ms": {"p50": run["p50"], "p95": run["p95"], "p99": run["p99"]},
+    "server_cpu_us_per_request": ticks / hz * 1e6 / requests,
+    "errors": run["errors"], "non_2xx": run["non_2xx"],
+}))
+PY
 }
 
 # hit_rate NAME METRICS_FILE REGEX: prints NAME's hit rate from a scrape of

@@ -151,7 +151,7 @@ async fn notes_crud(backend: &Backend) {
 
     post_json(&server, "/notes", json!({"title": "first"}))
         .await
-        .assert_problem(409, "sql_constraint_violation");
+        .assert_problem(409, "conflict");
     post_json(&server, "/notes", json!({"title": ""}))
         .await
         .assert_problem(422, "unprocessable_content");

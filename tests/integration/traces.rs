@@ -190,6 +190,53 @@ path = {:?}
     server.shutdown().await;
 }
 
+/// Past `recorded_per_second` (here 0), an unsampled request records no
+/// spans: an ordinary one leaves nothing in the store, and one that fails
+/// leaves its root span alone, with its status and request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_recording_budget_a_failure_keeps_its_root_span() {
+    let server = TestServer::start(&format!(
+        r#"
+[telemetry]
+sampling_ratio = 0.0
+recorded_per_second = 0
+[plugins.misbehave]
+path = {:?}
+grants = ["config", "sql"]
+[plugins.hello]
+path = {:?}
+"#,
+        trellis_tests::guest("misbehave"),
+        trellis_tests::guest("hello"),
+    ))
+    .await;
+    for _ in 0..3 {
+        let hello = server.get("/hello").await;
+        assert_eq!(hello.status, 200);
+        assert!(hello.header("traceparent").is_some(), "still propagated");
+    }
+    let failed = server.get("/misbehave/trap").await;
+    failed.assert_problem(500, "guest_fault");
+    let request_id = failed.header("x-request-id").expect("an id").to_string();
+    let listed = server.get("/api/v1/monitoring/traces").await.json();
+    let traces = listed["traces"].as_array().expect("traces");
+    assert_eq!(traces.len(), 1, "only the failure is kept: {listed}");
+    assert_eq!(traces[0]["error"], true);
+    assert_eq!(traces[0]["name"], "GET /misbehave/trap");
+    let detail = server
+        .get(&format!(
+            "/api/v1/monitoring/traces/{}",
+            traces[0]["trace_id"].as_str().expect("id")
+        ))
+        .await
+        .json();
+    let spans = detail["span_list"].as_array().expect("spans");
+    assert_eq!(spans.len(), 1, "{detail}");
+    assert_eq!(spans[0]["status"]["error"], "guest_fault", "{detail}");
+    assert!(detail.to_string().contains(&request_id), "{detail}");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_spans_join_the_request_trace() {
     let (_receiver, server) = traced_server(&format!(

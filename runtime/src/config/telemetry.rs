@@ -63,6 +63,12 @@ pub struct TelemetryConfig {
     pub slow_request: Duration,
     /// Traces the local store keeps.
     pub traces_kept: usize,
+    /// Requests per second, at most, whose spans are recorded for the local
+    /// store though they are not sampled for export (a burst of as many
+    /// is allowed). Beyond it, an unsampled request costs no span
+    /// recording, and if it fails or is slow the store keeps its root span
+    /// alone.
+    pub recorded_per_second: u32,
     /// `service.name` of exported spans and metrics.
     pub service_name: String,
     /// With an OTLP endpoint: also post the metrics of `/metrics` to
@@ -83,6 +89,7 @@ impl Default for TelemetryConfig {
             sampling_ratio: 0.1,
             slow_request: Duration::from_millis(500),
             traces_kept: 1000,
+            recorded_per_second: 100,
             service_name: "trellis".into(),
             export_metrics: true,
             metrics_interval: Duration::from_secs(30),

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
@@ -167,6 +167,8 @@ impl App {
             request_id = %request_id,
             trace_id = %trace.span().span_context().trace_id(),
         );
+        // Kept for the root span of a request whose spans are not recorded.
+        let (method, uri) = (request.method().clone(), request.uri().clone());
         async {
             let started = Instant::now();
             let mut code = None;
@@ -185,7 +187,8 @@ impl App {
                 response.headers_mut().insert(request_id::HEADER, value);
             }
             if traced {
-                self.end_trace(&trace, &request_id, code, &mut response);
+                let request = (&method, uri.path(), started);
+                self.end_trace(&trace, request, &request_id, code, &mut response);
             }
             tracing::debug!(
                 status = response.status().as_u16(),
@@ -198,24 +201,44 @@ impl App {
         .await
     }
 
-    /// Completes the server span and returns its `traceparent`.
+    /// Completes the server span of `request` (its method, path and start)
+    /// and returns its `traceparent`. A request whose spans are not
+    /// recorded leaves its root span in the local store if it failed or
+    /// was slow ([`crate::monitor::Tracing::unrecorded`]).
     fn end_trace<R>(
         &self,
         trace: &Context,
+        request: (&Method, &str, Instant),
         request_id: &str,
         code: Option<&'static str>,
         response: &mut Response<R>,
     ) {
         let span = trace.span();
         let status = response.status();
-        span.set_attribute(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status.as_u16()),
-        ));
-        span.set_attribute(KeyValue::new("trellis.request_id", request_id.to_string()));
-        if status.is_server_error() {
-            let description = code.map_or_else(|| status.as_str().to_string(), str::to_string);
-            span.set_status(Status::error(description));
+        let failed = status
+            .is_server_error()
+            .then(|| code.map_or_else(|| status.as_str().to_string(), str::to_string));
+        let attributes = || {
+            [
+                KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+                KeyValue::new("trellis.request_id", request_id.to_string()),
+            ]
+        };
+        if span.is_recording() {
+            span.set_attributes(attributes());
+            if let Some(description) = failed {
+                span.set_status(Status::error(description));
+            }
+        } else {
+            let (method, path, started) = request;
+            self.host
+                .tracing()
+                .unrecorded(trace, started.elapsed(), failed, || {
+                    let mut attributes = attributes().to_vec();
+                    attributes.push(KeyValue::new("http.request.method", method.to_string()));
+                    attributes.push(KeyValue::new("url.path", path.to_string()));
+                    (format!("{method} {path}"), attributes)
+                });
         }
         self.host.tracing().inject(trace, response.headers_mut());
         span.end();

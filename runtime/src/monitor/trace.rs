@@ -3,9 +3,13 @@
 //! a processor that feeds every finished trace to the local [`TraceStore`]
 //! and the sampled spans to OTLP/HTTP export.
 //!
-//! Every span is recorded (the sampler turns "drop" into "record only"), so
-//! errors and slow requests reach the local store whatever the ratio; only
-//! sampled spans are exported.
+//! Sampled spans are recorded and exported. Of the unsampled requests, up
+//! to `telemetry.recorded_per_second` have their spans recorded for the
+//! local store only (the sampler turns their "drop" into "record only");
+//! the rest cost no recording, and one of them that fails or is slow
+//! reaches the store as its root span alone ([`Tracing::unrecorded`]). So
+//! errors and slow requests reach the local store whatever the ratio, and
+//! a busy server does not record every request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,9 +68,12 @@ impl Tracing {
             }
             None => (None, None),
         };
-        let sampler = RecordAll(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            config.sampling_ratio,
-        ))));
+        let sampler = RecordLocally {
+            export: Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                config.sampling_ratio,
+            ))),
+            budget: Arc::new(Budget::per_second(config.recorded_per_second)),
+        };
         let provider = SdkTracerProvider::builder()
             .with_sampler(sampler)
             .with_span_processor(Collector {
@@ -108,6 +115,42 @@ impl Tracing {
             ])
             .start_with_context(&self.tracer, &parent);
         parent.with_span(span)
+    }
+
+    /// A request whose spans were not recorded (unsampled, past the
+    /// recording budget) ended after `elapsed`: if it `failed` (with that
+    /// description) or was slow, its root span alone goes to the local
+    /// store, named and with the attributes `root` gives, so no error or
+    /// slow request is missing from it.
+    pub fn unrecorded(
+        &self,
+        cx: &Context,
+        elapsed: Duration,
+        failed: Option<String>,
+        root: impl FnOnce() -> (String, Vec<KeyValue>),
+    ) {
+        if failed.is_none() && elapsed < self.store.slow_request() {
+            return;
+        }
+        let (name, attributes) = root();
+        let end_time = std::time::SystemTime::now();
+        self.store.add(SpanData {
+            span_context: cx.span().span_context().clone(),
+            parent_span_id: opentelemetry::trace::SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Server,
+            name: name.into(),
+            start_time: end_time.checked_sub(elapsed).unwrap_or(end_time),
+            end_time,
+            attributes,
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: failed.map_or(opentelemetry::trace::Status::Unset, |description| {
+                opentelemetry::trace::Status::error(description)
+            }),
+            instrumentation_scope: opentelemetry::InstrumentationScope::builder("trellis").build(),
+        });
     }
 
     /// Writes `traceparent` (and `tracestate`) of `cx` into `headers`.
@@ -190,12 +233,16 @@ pub fn child(
     parent.with_span(span)
 }
 
-/// The ratio sampler's decision for export, but never "drop": unsampled
-/// spans are still recorded for the local store.
+/// The ratio sampler's decision for export; an unsampled span is still
+/// recorded for the local store when its parent in this process is, or,
+/// starting a trace here, while the recording budget lasts.
 #[derive(Debug, Clone)]
-struct RecordAll(Sampler);
+struct RecordLocally {
+    export: Sampler,
+    budget: Arc<Budget>,
+}
 
-impl ShouldSample for RecordAll {
+impl ShouldSample for RecordLocally {
     fn should_sample(
         &self,
         parent_context: Option<&Context>,
@@ -206,12 +253,62 @@ impl ShouldSample for RecordAll {
         links: &[Link],
     ) -> SamplingResult {
         let mut result =
-            self.0
+            self.export
                 .should_sample(parent_context, trace_id, name, span_kind, attributes, links);
         if result.decision == SamplingDecision::Drop {
-            result.decision = SamplingDecision::RecordOnly;
+            let local_parent = parent_context
+                .filter(|cx| cx.has_active_span() && !cx.span().span_context().is_remote());
+            let record = match local_parent {
+                Some(parent) => parent.span().is_recording(),
+                None => self.budget.take(),
+            };
+            if record {
+                result.decision = SamplingDecision::RecordOnly;
+            }
         }
         result
+    }
+}
+
+/// A rate limit without a lock (GCRA): `take` succeeds at most `rate`
+/// times a second, with a burst of as many.
+#[derive(Debug)]
+struct Budget {
+    /// Nanoseconds between two takes; 0 when none is allowed.
+    interval: u64,
+    /// The theoretical arrival time of the next take, in nanoseconds since
+    /// `epoch`.
+    next: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
+}
+
+impl Budget {
+    fn per_second(rate: u32) -> Budget {
+        Budget {
+            interval: if rate == 0 {
+                0
+            } else {
+                1_000_000_000 / u64::from(rate)
+            },
+            next: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    fn take(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.interval == 0 {
+            return false;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // A burst of up to a second's worth.
+        let burst = 1_000_000_000u64;
+        self.next
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |next| {
+                let start = next.max(now);
+                (start < now + burst).then_some(start + self.interval)
+            })
+            .is_ok()
     }
 }
 

@@ -65,6 +65,11 @@ impl TraceStore {
         }
     }
 
+    /// How long a request must take to be kept as slow.
+    pub fn slow_request(&self) -> Duration {
+        self.slow
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }

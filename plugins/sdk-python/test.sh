@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# test.sh: runs the Python SDK's tests and the Python examples' unit tests
-# (plugins/python-*/test_app.py) under pytest, natively, in the virtual
+# test.sh [PROJECT...]: runs the Python SDK's tests and the Python examples'
+# unit tests (plugins/python-*/test_app.py), or with arguments the
+# test_app.py of each PROJECT directory (a `trellis new --lang python`
+# project), under pytest, natively, in the virtual
 # environment plugins/python-build.sh uses (target/python/venv; made and
 # given pytest here when missing). Exit status 3, with a notice, when this
 # machine has no python3 with venv.
@@ -25,9 +27,12 @@ flock -u 9
 export PYTHONPATH=$root/plugins/sdk-python/src
 export PYTHONDONTWRITEBYTECODE=1
 status=0
-"$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/plugins/sdk-python/tests" || status=1
+if [ $# -eq 0 ]; then
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/plugins/sdk-python/tests" || status=1
+    set -- "$root"/plugins/python-*/
+fi
 # Each example is an `app` module of its own: one pytest run each.
-for example in "$root"/plugins/python-*/; do
+for example in "$@"; do
     if [ -f "$example/test_app.py" ]; then
         (cd "$example" && "$venv/bin/python" -m pytest -q -p no:cacheprovider test_app.py) \
             || status=1

@@ -139,8 +139,9 @@ pub fn guest_cargo(dir: &Path) -> Command {
 }
 
 /// `trellis new --lang python|javascript`: each project builds with its own
-/// `build.sh` (pointed at the tools the examples already fetched) and
-/// serves its two routes, with the greeting from its config.
+/// `build.sh` (pointed at the tools the examples already fetched), its
+/// unit tests pass natively (pytest, `node --test`), and it serves its two
+/// routes, with the greeting from its config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_python_and_javascript_plugins_build_and_serve() {
     use trellis_cli::scaffold::Language;
@@ -176,6 +177,22 @@ async fn new_python_and_javascript_plugins_build_and_serve() {
             .expect("node_modules linked"),
         }
         succeeds(&mut build, "the new plugin builds");
+        // Its unit tests, natively, against the SDK's fake host.
+        let mut unit = match language {
+            Language::Python => {
+                let mut pytest = Command::new("bash");
+                pytest
+                    .arg(root.join("plugins/sdk-python/test.sh"))
+                    .arg(&dir);
+                pytest
+            }
+            _ => {
+                let mut node = Command::new("node");
+                node.current_dir(&dir).args(["--test", "app.test.js"]);
+                node
+            }
+        };
+        succeeds(&mut unit, "the new plugin's unit tests pass");
         toml.push_str(&format!(
             "[plugins.{name}]\npath = {:?}\ngrants = [\"config\"]\n\
              [plugins.{name}.config]\ngreeting = \"Hi\"\n",

@@ -260,9 +260,10 @@ impl LoadedPlugin {
             let handler = match warm.handler.clone() {
                 Some(handler) => handler,
                 None => {
-                    let handler = self
-                        .instantiate_handler(&mut warm.store, span, started, &mut instantiated)
+                    let instance = self
+                        .instantiate(&mut warm.store, span, started, &mut instantiated)
                         .await?;
+                    let handler = self.http_handler(&mut warm.store, &instance)?;
                     warm.handler = Some(handler.clone());
                     handler
                 }
@@ -292,15 +293,15 @@ impl LoadedPlugin {
         }
     }
 
-    /// Instantiates the plugin in `store` and loads its `http-handler`;
-    /// `instantiated` is set to the time from `started` it took.
-    async fn instantiate_handler(
+    /// Instantiates the plugin in `store` under a `plugin.instantiate`
+    /// span; `instantiated` is set to the time from `started` it took.
+    async fn instantiate(
         &self,
         store: &mut Store<HostState>,
         span: &Context,
         started: Instant,
         instantiated: &mut Option<Duration>,
-    ) -> wasmtime::Result<http_handler::Guest> {
+    ) -> wasmtime::Result<wasmtime::component::Instance> {
         let instantiating = child_span(
             &self.context.tracer,
             span,
@@ -311,10 +312,19 @@ impl LoadedPlugin {
         let instance = self.pre.instantiate_async(&mut *store).await?;
         instantiating.span().end();
         *instantiated = Some(started.elapsed());
+        Ok(instance)
+    }
+
+    /// The `http-handler` export of `instance`.
+    fn http_handler(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<http_handler::Guest> {
         let Some(indices) = &self.exports.http else {
             return Err(wasmtime::Error::msg("the plugin exports no http-handler"));
         };
-        indices.load(&mut *store, &instance)
+        indices.load(&mut *store, instance)
     }
 
     /// Instantiates the plugin in `store` and calls the export
@@ -328,22 +338,10 @@ impl LoadedPlugin {
         started: Instant,
         instantiated: &mut Option<Duration>,
     ) -> wasmtime::Result<Answer> {
-        let instantiating = child_span(
-            &self.context.tracer,
-            span,
-            "plugin.instantiate",
-            SpanKind::Internal,
-            Vec::new(),
-        );
-        let instance = self.pre.instantiate_async(&mut *store).await?;
-        instantiating.span().end();
-        *instantiated = Some(started.elapsed());
+        let instance = self.instantiate(store, span, started, instantiated).await?;
         match invocation {
             Invocation::One(request) => {
-                let Some(indices) = &self.exports.http else {
-                    return Err(wasmtime::Error::msg("the plugin exports no http-handler"));
-                };
-                let handler = indices.load(&mut *store, &instance)?;
+                let handler = self.http_handler(store, &instance)?;
                 handler.call_handle(store, request).await.map(Answer::One)
             }
             Invocation::Many(requests) => {

@@ -14,7 +14,8 @@
 #                     connection per request, as wasmtime serve opens
 #   wasmtime-fetch    the same component file under `wasmtime serve -S http`
 #                     (a fresh connection per request)
-# Servers on CPU 0 (the upstream too), the load tool on CPU 1.
+# Two layouts (LAYOUT=pinned|unpinned|both, default both): servers on CPU 0
+# (the upstream too) and the load tool on CPU 1, and nothing pinned.
 #
 # Usage: benches/compare-outbound.sh [ROUNDS=3] [DURATION=10s] [CONNECTIONS=32]
 set -euo pipefail
@@ -53,34 +54,61 @@ allowed_outbound_hosts = ["$upstream"]
 [plugins.fresh.outbound]
 pool_idle_timeout = "0s"
 TOML
-taskset -c 0 "$bin/native-hello" 127.0.0.1:18091 2>/dev/null &
-pids+=($!); upstream_pid=$!
-TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:18090 \
-    TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" taskset -c 0 "$bin/trellis" serve &
-pids+=($!); trellis_pid=$!
-taskset -c 0 "$wasmtime" serve --addr 127.0.0.1:18092 -S cli=y -S http=y \
-    -O pooling-allocator=y -O pooling-pagemap-scan=y \
-    -O pooling-memory-keep-resident=2097152 -O pooling-table-keep-resident=65536 \
-    -O pooling-async-stack-keep-resident=1048576 \
-    "$guests/wasi_hello.wasm" 2>"$work/wasmtime.log" &
-pids+=($!); wasmtime_pid=$!
+layout=${LAYOUT:-both}
 
-wait_for "$upstream/hello"
-wait_for http://127.0.0.1:18090/hello
-wait_for http://127.0.0.1:18090/proxy/hello
-wait_for "http://127.0.0.1:18090/wasi/fetch?url=$encoded"
-wait_for "http://127.0.0.1:18090/fresh/fetch?url=$encoded"
-wait_for "http://127.0.0.1:18092/fetch?url=$encoded"
+# start_servers CPUS: the upstream, Trellis and `wasmtime serve`, pinned to
+# CPUS unless it is empty (each sizes its thread pool from the CPUs it may
+# use, so a layout starts its own processes).
+start_servers() {
+    local pin=()
+    [ -n "$1" ] && pin=(taskset -c "$1")
+    stop_servers
+    pids=()
+    "${pin[@]}" "$bin/native-hello" 127.0.0.1:18091 2>/dev/null &
+    pids+=($!); upstream_pid=$!
+    TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:18090 \
+        TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" "${pin[@]}" "$bin/trellis" serve &
+    pids+=($!); trellis_pid=$!
+    "${pin[@]}" "$wasmtime" serve --addr 127.0.0.1:18092 -S cli=y -S http=y \
+        -O pooling-allocator=y -O pooling-pagemap-scan=y \
+        -O pooling-memory-keep-resident=2097152 -O pooling-table-keep-resident=65536 \
+        -O pooling-async-stack-keep-resident=1048576 \
+        "$guests/wasi_hello.wasm" 2>"$work/wasmtime.log" &
+    pids+=($!); wasmtime_pid=$!
 
-alternate_paths "upstream:18091:$upstream_pid:/hello" "trellis-hello:18090:$trellis_pid:/hello" \
-    "trellis-proxy:18090:$trellis_pid:/proxy/hello" \
-    "trellis-fetch:18090:$trellis_pid:/wasi/fetch?url=$encoded" \
-    "trellis-fresh:18090:$trellis_pid:/fresh/fetch?url=$encoded" \
-    "wasmtime-fetch:18092:$wasmtime_pid:/fetch?url=$encoded"
+    wait_for "$upstream/hello"
+    wait_for http://127.0.0.1:18090/hello 60
+    wait_for http://127.0.0.1:18090/proxy/hello
+    wait_for "http://127.0.0.1:18090/wasi/fetch?url=$encoded"
+    wait_for "http://127.0.0.1:18090/fresh/fetch?url=$encoded"
+    wait_for "http://127.0.0.1:18092/fetch?url=$encoded"
+}
 
-echo "== closed loop, $connections connections, $duration, medians of $rounds"
-echo "   (CPU per request is the serving process's: the upstream's own work is not in Trellis' or wasmtime's figure)"
-python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" \
-    upstream trellis-hello trellis-proxy trellis-fetch trellis-fresh wasmtime-fetch -- \
-    trellis-proxy/trellis-hello trellis-fetch/trellis-hello trellis-fetch/trellis-fresh \
-    trellis-fresh/wasmtime-fetch trellis-fetch/wasmtime-fetch trellis-proxy/wasmtime-fetch
+# run NAME SERVER_CPUS LOAD_CPUS: every target, $rounds rotated rounds,
+# into $work/NAME.jsonl, and the table.
+run() {
+    start_servers "$2"
+    results="$work/$1.jsonl"
+    LOAD_CPUS=$3 alternate_paths "upstream:18091:$upstream_pid:/hello" \
+        "trellis-hello:18090:$trellis_pid:/hello" \
+        "trellis-proxy:18090:$trellis_pid:/proxy/hello" \
+        "trellis-fetch:18090:$trellis_pid:/wasi/fetch?url=$encoded" \
+        "trellis-fresh:18090:$trellis_pid:/fresh/fetch?url=$encoded" \
+        "wasmtime-fetch:18092:$wasmtime_pid:/fetch?url=$encoded"
+    echo "== $1: closed loop, $connections connections, $duration, medians of $rounds"
+    echo "   (CPU per request is the serving process's: the upstream's own work is not in Trellis' or wasmtime's figure)"
+    python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" \
+        upstream trellis-hello trellis-proxy trellis-fetch trellis-fresh wasmtime-fetch -- \
+        trellis-proxy/trellis-hello trellis-fetch/trellis-hello trellis-fetch/trellis-fresh \
+        trellis-fresh/wasmtime-fetch trellis-fetch/wasmtime-fetch trellis-proxy/wasmtime-fetch
+}
+
+case $layout in
+    pinned) run pinned 0 1 ;;
+    unpinned) run unpinned "" "" ;;
+    both)
+        run pinned 0 1
+        run unpinned "" ""
+        ;;
+    *) echo "LAYOUT is pinned, unpinned or both" >&2; exit 2 ;;
+esac

@@ -263,7 +263,6 @@ macro_rules! capabilities {
             }
 
             /// Runs every capability's [`Capability::before_call`].
-
             pub async fn before_call(&self, state: &mut HostState, call: &Call<'_>) {
                 // Disjoint fields: the plugin is read while its instance
                 // state is written, with no clone of the `Arc` per call.

@@ -69,9 +69,7 @@ impl HostState {
             trace,
         }
     }
-}
 
-impl HostState {
     /// Readies a warm instance's state for its next request: what belongs
     /// to one request (its id, trace, deadline, each capability's instance
     /// state) is new; the resource table, the WASI context and the memory

@@ -205,7 +205,6 @@ impl GuestOutput {
         }
     }
 
-    /// The last line written, for stderr.
     /// Forgets the last bytes kept (a warm instance's next request).
     fn forget_tail(&self) {
         if let Ok(mut state) = self.state.lock() {
@@ -213,6 +212,7 @@ impl GuestOutput {
         }
     }
 
+    /// The last line written, for stderr.
     fn last_line(&self) -> Option<String> {
         let state = self.state.lock().ok()?;
         let bytes: Vec<u8> = state.tail.iter().copied().collect();

@@ -16,7 +16,7 @@ use opentelemetry::{Context, KeyValue};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::warm::{Warm, WarmPool};
+use super::warm::Warm;
 use super::{LoadedPlugin, PluginHost};
 use crate::capability::bindings::{GuestRequest, GuestResponse, http_handler};
 use crate::capability::{Call, HostState, PluginContext};
@@ -159,62 +159,20 @@ impl LoadedPlugin {
         })
     }
 
+    /// Runs `invocation` in an instance: a parked one of the plugin's warm
+    /// pool for one request when it has one (see [`super::warm`]), else a
+    /// fresh one; an instance of the pool that answered is parked again.
     async fn call(
         &self,
         invocation: Invocation<'_>,
         span: &Context,
         extensions: &http::Extensions,
     ) -> Result<Answer, ApiError> {
-        if let (Invocation::One(request), Some(pool)) = (invocation, &self.warm) {
-            return self
-                .call_warm(pool, request, span, extensions)
-                .await
-                .map(Answer::One);
-        }
-        let first = match invocation {
-            Invocation::One(request) => Some(request),
-            Invocation::Many(requests) => requests.first(),
+        let (first, pool) = match invocation {
+            Invocation::One(request) => (Some(request), self.warm.as_ref()),
+            Invocation::Many(requests) => (requests.first(), None),
         };
-        let Admitted {
-            permits: _permits,
-            deadline,
-            started,
-            mut store,
-        } = self
-            .admit(
-                first.map(|r| r.request_id.clone()).unwrap_or_default(),
-                span,
-            )
-            .await?;
-        let capabilities = &self.host.capabilities;
-        let setup = Call {
-            request: first,
-            extensions,
-        };
-        capabilities.before_call(store.data_mut(), &setup).await;
-        let mut instantiated = None;
-        let call = self.invoke(&mut store, invocation, span, started, &mut instantiated);
-        let outcome = tokio::time::timeout(deadline, call).await;
-        self.context
-            .stats
-            .guest_call(instantiated, started.elapsed(), store.data().memory.peak);
-        let answered = matches!(outcome, Ok(Ok(_)));
-        capabilities
-            .after_call(store.data_mut(), &setup, answered)
-            .await;
-        self.answer_of(outcome, &store)
-    }
-
-    /// Runs `request` in a parked instance of `pool` (or a fresh one when
-    /// none is parked), and parks the instance again if it answered; see
-    /// [`super::warm`].
-    async fn call_warm(
-        &self,
-        pool: &Arc<WarmPool>,
-        request: &GuestRequest,
-        span: &Context,
-        extensions: &http::Extensions,
-    ) -> Result<GuestResponse, ApiError> {
+        let request_id = first.map(|r| r.request_id.clone()).unwrap_or_default();
         let arrived = Instant::now();
         let _permit = self.plugin_permit().await?;
         let deadline = self
@@ -223,23 +181,19 @@ impl LoadedPlugin {
             .deadline
             .saturating_sub(arrived.elapsed());
         let started = Instant::now();
-        let mut warm = match pool.take() {
+        let mut warm = match pool.and_then(|pool| pool.take()) {
             Some(mut warm) => {
-                warm.renew(
-                    &self.host,
-                    request.request_id.clone(),
-                    span.clone(),
-                    deadline,
-                );
+                warm.renew(&self.host, request_id, span.clone(), deadline);
                 self.context.stats.instance_reused();
                 warm
             }
             None => {
                 let instance = self.host_permit()?;
+                let context = self.context.clone();
                 let store = store_until(
                     &self.host,
-                    self.context.clone(),
-                    request.request_id.clone(),
+                    context,
+                    request_id,
                     span.clone(),
                     deadline,
                     None,
@@ -249,27 +203,14 @@ impl LoadedPlugin {
         };
         let capabilities = &self.host.capabilities;
         let setup = Call {
-            request: Some(request),
+            request: first,
             extensions,
         };
         capabilities
             .before_call(warm.store.data_mut(), &setup)
             .await;
         let mut instantiated = None;
-        let call = async {
-            let handler = match warm.handler.clone() {
-                Some(handler) => handler,
-                None => {
-                    let instance = self
-                        .instantiate(&mut warm.store, span, started, &mut instantiated)
-                        .await?;
-                    let handler = self.http_handler(&mut warm.store, &instance)?;
-                    warm.handler = Some(handler.clone());
-                    handler
-                }
-            };
-            handler.call_handle(&mut warm.store, request).await
-        };
+        let call = self.invoke(&mut warm, invocation, span, started, &mut instantiated);
         let outcome = tokio::time::timeout(deadline, call).await;
         self.context.stats.guest_call(
             instantiated,
@@ -280,17 +221,17 @@ impl LoadedPlugin {
         capabilities
             .after_call(warm.store.data_mut(), &setup, answered)
             .await;
-        let answer = self.answer_of(outcome.map(|r| r.map(Answer::One)), &warm.store);
-        warm.served += 1;
+        let answer = self.answer_of(outcome, &warm.store);
         // A guest stopped by a trap, its deadline or its memory limit may
         // have stopped anywhere: its instance is not used again.
-        if answered && !warm.store.data().memory.exceeded {
+        if let Some(pool) = pool
+            && answered
+            && !warm.store.data().memory.exceeded
+        {
+            warm.served += 1;
             pool.park(warm);
         }
-        match answer? {
-            Answer::One(response) => Ok(response),
-            Answer::Many(_) => Err(ApiError::Internal("one request, many answers".into())),
-        }
+        answer
     }
 
     /// Instantiates the plugin in `store` under a `plugin.instantiate`
@@ -327,24 +268,33 @@ impl LoadedPlugin {
         indices.load(&mut *store, instance)
     }
 
-    /// Instantiates the plugin in `store` and calls the export
-    /// `invocation` needs; `instantiated` is set to the time from `started`
-    /// the instance took.
+    /// Calls the export `invocation` needs in `warm`, instantiating the
+    /// plugin first unless `warm` already is (a parked instance);
+    /// `instantiated` is set to the time from `started` instantiating took.
     async fn invoke(
         &self,
-        store: &mut Store<HostState>,
+        warm: &mut Warm,
         invocation: Invocation<'_>,
         span: &Context,
         started: Instant,
         instantiated: &mut Option<Duration>,
     ) -> wasmtime::Result<Answer> {
-        let instance = self.instantiate(store, span, started, instantiated).await?;
+        let store = &mut warm.store;
         match invocation {
             Invocation::One(request) => {
-                let handler = self.http_handler(store, &instance)?;
+                let handler = match warm.handler.clone() {
+                    Some(handler) => handler,
+                    None => {
+                        let instance = self.instantiate(store, span, started, instantiated).await?;
+                        let handler = self.http_handler(store, &instance)?;
+                        warm.handler = Some(handler.clone());
+                        handler
+                    }
+                };
                 handler.call_handle(store, request).await.map(Answer::One)
             }
             Invocation::Many(requests) => {
+                let instance = self.instantiate(store, span, started, instantiated).await?;
                 let Some(indices) = &self.exports.batch else {
                     return Err(wasmtime::Error::msg("the plugin exports no batch-handler"));
                 };

@@ -70,9 +70,7 @@ start_servers() {
         TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" "${pin[@]}" "$bin/trellis" serve &
     pids+=($!); trellis_pid=$!
     "${pin[@]}" "$wasmtime" serve --addr 127.0.0.1:18092 -S cli=y -S http=y \
-        -O pooling-allocator=y -O pooling-pagemap-scan=y \
-        -O pooling-memory-keep-resident=2097152 -O pooling-table-keep-resident=65536 \
-        -O pooling-async-stack-keep-resident=1048576 \
+        "${wasmtime_serve_options[@]}" \
         "$guests/wasi_hello.wasm" 2>"$work/wasmtime.log" &
     pids+=($!); wasmtime_pid=$!
 

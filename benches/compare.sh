@@ -49,9 +49,7 @@ start_servers() {
     "${pin[@]}" "$bin/native-hello" 127.0.0.1:18081 2>/dev/null &
     pids+=($!); native_pid=$!
     "${pin[@]}" "$wasmtime" serve --addr 127.0.0.1:18082 -S cli=y \
-        -O pooling-allocator=y -O pooling-pagemap-scan=y \
-        -O pooling-memory-keep-resident=2097152 -O pooling-table-keep-resident=65536 \
-        -O pooling-async-stack-keep-resident=1048576 \
+        "${wasmtime_serve_options[@]}" \
         "$component" 2>"$work/wasmtime.log" &
     pids+=($!); wasmtime_pid=$!
     wait_for http://127.0.0.1:18080/hello 60

@@ -17,6 +17,13 @@ setup() {
     trap stop_servers EXIT
 }
 
+# The `wasmtime serve` options the head-to-heads run it with: its best
+# per-request-isolated settings (pooling allocator, the slot reset tuned;
+# docs/performance.md).
+wasmtime_serve_options=(-O pooling-allocator=y -O pooling-pagemap-scan=y
+    -O pooling-memory-keep-resident=2097152 -O pooling-table-keep-resident=65536
+    -O pooling-async-stack-keep-resident=1048576)
+
 # hello_and_wasi_toml: the config tables of our own-world `hello` and the
 # `wasi-hello` component mounted at /wasi, as the head-to-heads serve them.
 hello_and_wasi_toml() {

@@ -1,17 +1,12 @@
 #!/usr/bin/env bash
 # Validates an OpenAPI document (3.0 or 3.1) with openapi-spec-validator from
-# PyPI, installed once into a virtual environment under the target directory.
+# PyPI, installed once into its own virtual environment (tests/scripts/test-venv.sh).
 # Usage: tests/scripts/openapi-validate.sh DOCUMENT.json
 # Exit 0: valid; 3: no Python to run it; anything else: invalid (the reason on stderr).
 set -euo pipefail
 doc=$1
-here=$(cd "$(dirname "$0")/../.." && pwd)
-venv=${TRELLIS_TEST_VENV:-$here/target/test-venv}
-command -v python3 >/dev/null 2>&1 || { echo "no python3" >&2; exit 3; }
-if ! "$venv/bin/python" -c "import openapi_spec_validator" >/dev/null 2>&1; then
-    python3 -m venv "$venv" >&2 || exit 3
-    "$venv/bin/pip" install -q "openapi-spec-validator>=0.7" >&2 || exit 3
-fi
+source "$(dirname "$0")/test-venv.sh"
+test_venv openapi "import openapi_spec_validator" "openapi-spec-validator>=0.7" || exit 3
 "$venv/bin/python" - "$doc" <<'PY'
 import json, sys
 from openapi_spec_validator import validate

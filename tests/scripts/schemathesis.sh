@@ -1,19 +1,14 @@
 #!/usr/bin/env bash
-# Property-based API test: schemathesis (from PyPI, installed once into the
-# test virtual environment under the target directory) generates requests
+# Property-based API test: schemathesis (from PyPI, installed once into its
+# own virtual environment, tests/scripts/test-venv.sh) generates requests
 # from a running server's OpenAPI document and fails on any 5xx.
 # Usage: tests/scripts/schemathesis.sh BASE_URL [EXAMPLES=20]
 # Exit 0: no server error; 3: no Python to run it; anything else: a failure.
 set -euo pipefail
 base=$1
 examples=${2:-20}
-here=$(cd "$(dirname "$0")/../.." && pwd)
-venv=${TRELLIS_TEST_VENV:-$here/target/test-venv}
-command -v python3 >/dev/null 2>&1 || { echo "no python3" >&2; exit 3; }
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2 || exit 3
-if ! [ -x "$venv/bin/schemathesis" ]; then
-    "$venv/bin/pip" install -q "schemathesis>=4,<5" >&2 || exit 3
-fi
+source "$(dirname "$0")/test-venv.sh"
+test_venv schemathesis "import schemathesis" "schemathesis>=4,<5" || exit 3
 case "$base" in
     http://127.0.0.1:*|http://localhost:*|http://\[::1\]:*) ;;
     *) echo "loopback targets only: $base" >&2; exit 1 ;;

@@ -65,13 +65,12 @@ fn ttl(options: &EntryOptions) -> Duration {
 
 impl HostState {
     fn cache_span(&self, op: &'static str, key: &str) -> Option<opentelemetry::Context> {
-        self.host_span(
-            op,
+        self.host_span(op, || {
             vec![
                 KeyValue::new("db.system.name", "trellis.cache"),
                 KeyValue::new("trellis.cache.key", key.to_string()),
-            ],
-        )
+            ]
+        })
     }
 
     fn cache_done<T>(

@@ -91,13 +91,12 @@ impl HostState {
     }
 
     fn keyvalue_span(&self, op: &'static str, bucket: &str) -> Option<opentelemetry::Context> {
-        self.host_span(
-            op,
+        self.host_span(op, || {
             vec![
                 KeyValue::new("db.system.name", "trellis.keyvalue"),
                 KeyValue::new("db.namespace", bucket.to_string()),
-            ],
-        )
+            ]
+        })
     }
 
     /// Runs one store call on bucket `this` under its span, and turns its

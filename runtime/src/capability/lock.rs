@@ -73,11 +73,11 @@ fn kind(err: &LockError) -> &'static str {
 
 impl HostState {
     fn lock_span(&self, op: &'static str, name: Option<&str>) -> Option<opentelemetry::Context> {
-        let mut attributes = Vec::new();
-        if let Some(name) = name {
-            attributes.push(KeyValue::new("trellis.lock.name", name.to_string()));
-        }
-        self.host_span(op, attributes)
+        self.host_span(op, || {
+            name.map(|name| KeyValue::new("trellis.lock.name", name.to_string()))
+                .into_iter()
+                .collect()
+        })
     }
 }
 

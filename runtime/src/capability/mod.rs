@@ -313,23 +313,27 @@ impl Capabilities {
 }
 
 impl HostState {
-    /// A client span for one host call under the guest call's span, inside
-    /// a traced request; `None` outside one (loading, migrations).
+    /// A client span for one host call under the guest call's span, with
+    /// `attributes`, when it is recorded; `None` outside a request (loading,
+    /// migrations) and in one whose spans are not recorded.
     pub(crate) fn host_span(
         &self,
         name: &'static str,
-        mut attributes: Vec<KeyValue>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Option<opentelemetry::Context> {
-        if !self.trace.has_active_span() {
+        if !crate::monitor::records_children(&self.trace) {
             return None;
         }
-        attributes.push(KeyValue::new("trellis.plugin", self.plugin.name.clone()));
         Some(crate::monitor::child_span(
             &self.plugin.tracer,
             &self.trace,
             name,
             SpanKind::Client,
-            attributes,
+            || {
+                let mut attributes = attributes();
+                attributes.push(KeyValue::new("trellis.plugin", self.plugin.name.clone()));
+                attributes
+            },
         ))
     }
 }

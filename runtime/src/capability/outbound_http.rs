@@ -285,23 +285,31 @@ impl Policy {
             .port_u16()
             .or_else(|| default_port(uri.scheme_str().unwrap_or("https")))
             .unwrap_or(0);
-        let span = plugin.as_ref().map(|p| {
-            crate::monitor::child_span(
-                &p.tracer,
-                trace,
-                request.method().as_str().to_string(),
-                SpanKind::Client,
-                vec![
-                    KeyValue::new("http.request.method", request.method().as_str().to_string()),
-                    KeyValue::new("server.address", host.clone()),
-                    KeyValue::new("server.port", i64::from(port)),
-                    KeyValue::new("url.full", uri.to_string()),
-                    KeyValue::new("trellis.plugin", p.name.clone()),
-                ],
-            )
-        });
-        if let Some(span) = &span {
-            crate::monitor::inject_trace(span, request.headers_mut());
+        // The client span when it is recorded; the request carries its
+        // context, else the calling span's.
+        let span = plugin
+            .as_ref()
+            .filter(|_| crate::monitor::records_children(trace))
+            .map(|p| {
+                let method = request.method().as_str();
+                crate::monitor::child_span(
+                    &p.tracer,
+                    trace,
+                    method.to_string(),
+                    SpanKind::Client,
+                    || {
+                        vec![
+                            KeyValue::new("http.request.method", method.to_string()),
+                            KeyValue::new("server.address", host.clone()),
+                            KeyValue::new("server.port", i64::from(port)),
+                            KeyValue::new("url.full", uri.to_string()),
+                            KeyValue::new("trellis.plugin", p.name.clone()),
+                        ]
+                    },
+                )
+            });
+        if plugin.is_some() {
+            crate::monitor::inject_trace(span.as_ref().unwrap_or(trace), request.headers_mut());
         }
         let client = self.client.clone();
         Box::pin(async move {
@@ -487,7 +495,8 @@ impl outbound_http::Host for HostState {
             return Ok(outbound_http::Response {
                 status,
                 headers,
-                body: bytes.to_vec(),
+                // Without a copy when the body is one buffer of its own.
+                body: Vec::from(bytes),
             });
         }
         Err(Wit::Failed(format!("more than {MAX_REDIRECTS} redirects")))

@@ -86,7 +86,7 @@ impl HostSpan for HostState {
             &parent,
             cut(name),
             SpanKind::Internal,
-            Vec::new(),
+            Vec::new,
         );
         Ok(self.table.push(GuestSpan { cx })?)
     }

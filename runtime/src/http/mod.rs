@@ -240,7 +240,7 @@ impl App {
                     (format!("{method} {path}"), attributes)
                 });
         }
-        self.host.tracing().inject(trace, response.headers_mut());
+        crate::monitor::inject_trace(trace, response.headers_mut());
         span.end();
     }
 

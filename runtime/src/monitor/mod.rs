@@ -22,8 +22,8 @@ pub use metrics::{
 };
 pub use process::{Process, sample as process_sample};
 pub use trace::{
-    Tracing, child as child_span, inject as inject_trace, resume as resume_trace, trace_id,
-    traceparent,
+    Tracing, child as child_span, inject as inject_trace, records_children, resume as resume_trace,
+    trace_id, traceparent,
 };
 pub use trace_store::TraceStore;
 pub use window::{Summary, Window};

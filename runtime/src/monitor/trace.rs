@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
-    Link, SpanKind, TraceContextExt, TraceId, Tracer as _, TracerProvider as _,
+    Link, SpanContext, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer as _,
+    TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_http::HeaderExtractor;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -153,11 +154,6 @@ impl Tracing {
         });
     }
 
-    /// Writes `traceparent` (and `tracestate`) of `cx` into `headers`.
-    pub fn inject(&self, cx: &Context, headers: &mut HeaderMap) {
-        inject_with(&self.propagator, cx, headers);
-    }
-
     /// Stops exporting: sends what is queued, within `timeout`.
     pub async fn flush(&self, timeout: Duration) {
         let _ = self.provider.shutdown();
@@ -173,15 +169,31 @@ impl Tracing {
 /// The W3C `traceparent` of `cx`'s span, to store with work that runs
 /// later (a job); `None` outside a trace.
 pub fn traceparent(cx: &Context) -> Option<String> {
-    if !cx.span().span_context().is_valid() {
-        return None;
-    }
-    let mut headers = HeaderMap::new();
-    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(&mut headers));
-    headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    let span = cx.span();
+    let context = span.span_context();
+    context
+        .is_valid()
+        .then(|| String::from_utf8_lossy(&traceparent_bytes(context)).into_owned())
+}
+
+/// The W3C `traceparent` (version 00) of `context`, as
+/// `TraceContextPropagator` writes it, in place: the propagator's
+/// formatting and allocations were a thirtieth of a `hello` request's
+/// instructions, and a request writes it once or twice.
+fn traceparent_bytes(context: &SpanContext) -> [u8; 55] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut value = [b'-'; 55];
+    let mut put = |at: usize, bytes: &[u8]| {
+        for (i, byte) in bytes.iter().enumerate() {
+            value[at + 2 * i] = HEX[usize::from(byte >> 4)];
+            value[at + 2 * i + 1] = HEX[usize::from(byte & 15)];
+        }
+    };
+    put(0, &[0]);
+    put(3, &context.trace_id().to_bytes());
+    put(36, &context.span_id().to_bytes());
+    put(53, &[(context.trace_flags() & TraceFlags::SAMPLED).to_u8()]);
+    value
 }
 
 /// A span continuing the trace of a stored `traceparent` (a root span
@@ -213,24 +225,38 @@ pub fn trace_id(cx: &Context) -> Option<String> {
     context.is_valid().then(|| context.trace_id().to_string())
 }
 
-/// A child span of `parent` named `name`, with `attributes`; no span when
-/// `parent` has none (work outside a request: loading, migrations).
+/// A child span of `parent` named `name`, with `attributes`; `parent`
+/// itself when the child would not be recorded (see [`records_children`]),
+/// so neither the span nor its attributes are built for nothing.
 pub fn child(
     tracer: &SdkTracer,
     parent: &Context,
     name: impl Into<std::borrow::Cow<'static, str>>,
     kind: SpanKind,
-    attributes: Vec<KeyValue>,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
 ) -> Context {
-    if !parent.has_active_span() {
+    if !records_children(parent) {
         return parent.clone();
     }
     let span = tracer
         .span_builder(name)
         .with_kind(kind)
-        .with_attributes(attributes)
+        .with_attributes(attributes())
         .start_with_context(tracer, parent);
     parent.with_span(span)
+}
+
+/// Whether a child span of `parent` is recorded: not outside a request
+/// (loading, migrations: no span), and not under a span of this process
+/// that is not recorded (the sampler drops its children: an unsampled
+/// parent, and no local recording of it). Under a remote parent the
+/// sampler decides.
+pub fn records_children(parent: &Context) -> bool {
+    if !parent.has_active_span() {
+        return false;
+    }
+    let span = parent.span();
+    span.is_recording() || span.span_context().is_remote()
 }
 
 /// The ratio sampler's decision for export; an unsampled span is still
@@ -403,18 +429,76 @@ async fn send(exporter: &opentelemetry_otlp::SpanExporter, batch: &mut Vec<SpanD
 }
 
 /// Writes `traceparent` (and `tracestate` when there is one) of `cx` into
-/// `headers`: a response's, or an outgoing request's.
+/// `headers`: a response's, or an outgoing request's. A `tracestate`
+/// already in `headers` is replaced, or removed when `cx` has none.
 pub fn inject(cx: &Context, headers: &mut HeaderMap) {
-    inject_with(&TraceContextPropagator::new(), cx, headers);
+    let span = cx.span();
+    let context = span.span_context();
+    if !context.is_valid() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&traceparent_bytes(context)) {
+        headers.insert(HeaderName::from_static("traceparent"), value);
+    }
+    let state = context.trace_state();
+    let tracestate = HeaderName::from_static("tracestate");
+    match (*state != TraceState::default())
+        .then(|| HeaderValue::from_str(&state.header()).ok())
+        .flatten()
+    {
+        Some(value) => {
+            headers.insert(tracestate, value);
+        }
+        None => {
+            headers.remove(tracestate);
+        }
+    }
 }
 
-fn inject_with(propagator: &TraceContextPropagator, cx: &Context, headers: &mut HeaderMap) {
-    propagator.inject_context(cx, &mut HeaderInjector(headers));
-    // The propagator writes an empty `tracestate` when there is none.
-    if headers
-        .get("tracestate")
-        .is_some_and(|state| state.is_empty())
-    {
-        headers.remove("tracestate");
+#[cfg(test)]
+mod tests {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry_http::HeaderInjector;
+
+    use super::*;
+
+    /// What the SDK's propagator writes for `context`.
+    fn propagated(context: &Context) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        TraceContextPropagator::new().inject_context(context, &mut HeaderInjector(&mut headers));
+        if headers.get("tracestate").is_some_and(|v| v.is_empty()) {
+            headers.remove("tracestate");
+        }
+        headers
+    }
+
+    #[test]
+    fn inject_writes_what_the_propagator_writes() {
+        let trace_id = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").expect("hex");
+        let span_id = SpanId::from_hex("b7ad6b7169203331").expect("hex");
+        let state =
+            TraceState::from_key_value([("vendor", "x1"), ("other", "y")]).expect("a valid state");
+        for (flags, state) in [
+            (TraceFlags::SAMPLED, TraceState::default()),
+            (TraceFlags::default(), TraceState::default()),
+            (TraceFlags::new(0xff), state),
+        ] {
+            let span = SpanContext::new(trace_id, span_id, flags, true, state);
+            let context = Context::new().with_remote_span_context(span);
+            // A tracestate already there is replaced, or removed.
+            let mut headers = HeaderMap::new();
+            headers.insert("tracestate", HeaderValue::from_static("stale=1"));
+            inject(&context, &mut headers);
+            assert_eq!(headers, propagated(&context));
+            assert_eq!(
+                traceparent(&context).as_deref(),
+                headers.get("traceparent").and_then(|v| v.to_str().ok())
+            );
+        }
+        let mut headers = HeaderMap::new();
+        inject(&Context::new(), &mut headers);
+        assert!(headers.is_empty());
+        assert_eq!(traceparent(&Context::new()), None);
     }
 }

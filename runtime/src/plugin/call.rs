@@ -57,7 +57,7 @@ impl LoadedPlugin {
         trace: &Context,
         extensions: &http::Extensions,
     ) -> Result<GuestResponse, ApiError> {
-        let span = self.call_span(trace, "plugin.call", Vec::new());
+        let span = self.call_span(trace, "plugin.call", Vec::new);
         let result = self
             .call(Invocation::One(request), &span, extensions)
             .await
@@ -77,11 +77,9 @@ impl LoadedPlugin {
         requests: &[GuestRequest],
         trace: &Context,
     ) -> Result<Vec<Result<GuestResponse, ApiError>>, ApiError> {
-        let span = self.call_span(
-            trace,
-            "plugin.batch",
-            vec![KeyValue::new("trellis.batch.size", requests.len() as i64)],
-        );
+        let span = self.call_span(trace, "plugin.batch", || {
+            vec![KeyValue::new("trellis.batch.size", requests.len() as i64)]
+        });
         let result = self
             .call(Invocation::Many(requests), &span, &http::Extensions::new())
             .await;
@@ -107,18 +105,21 @@ impl LoadedPlugin {
         &self,
         trace: &Context,
         name: &'static str,
-        mut attributes: Vec<KeyValue>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Context {
-        attributes.insert(
-            0,
-            KeyValue::new("trellis.plugin", self.context.name.clone()),
-        );
         child_span(
             &self.context.tracer,
             trace,
             name,
             SpanKind::Internal,
-            attributes,
+            || {
+                let mut attributes = attributes();
+                attributes.insert(
+                    0,
+                    KeyValue::new("trellis.plugin", self.context.name.clone()),
+                );
+                attributes
+            },
         )
     }
 
@@ -248,7 +249,7 @@ impl LoadedPlugin {
             span,
             "plugin.instantiate",
             SpanKind::Internal,
-            Vec::new(),
+            Vec::new,
         );
         let instance = self.pre.instantiate_async(&mut *store).await?;
         instantiating.span().end();

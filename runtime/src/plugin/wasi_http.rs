@@ -42,7 +42,7 @@ impl LoadedPlugin {
         trace: &Context,
         request_id: &str,
     ) -> Result<http::Response<WasiBody>, ApiError> {
-        let span = self.call_span(trace, "plugin.call", Vec::new());
+        let span = self.call_span(trace, "plugin.call", Vec::new);
         let result = self.call_wasi_http(request, &span, request_id).await;
         self.call_ended(&span, result)
     }

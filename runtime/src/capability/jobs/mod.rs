@@ -126,10 +126,9 @@ impl HostState {
         payload: Vec<u8>,
         raw: EnqueueOptions,
     ) -> (Option<opentelemetry::Context>, Result<NewJob, EnqueueError>) {
-        let span = self.host_span(
-            "jobs.enqueue",
-            vec![KeyValue::new("trellis.job.kind", kind.to_string())],
-        );
+        let span = self.host_span("jobs.enqueue", || {
+            vec![KeyValue::new("trellis.job.kind", kind.to_string())]
+        });
         let Some(jobs) = &self.plugin.capabilities.jobs else {
             return (
                 span,

@@ -39,10 +39,12 @@ impl HostState {
             } else {
                 "sql.query"
             },
-            vec![
-                KeyValue::new("db.system.name", self.db_system()),
-                KeyValue::new("db.query.text", shape.clone()),
-            ],
+            || {
+                vec![
+                    KeyValue::new("db.system.name", self.db_system()),
+                    KeyValue::new("db.query.text", shape.clone()),
+                ]
+            },
         );
         Watch {
             op,

@@ -33,14 +33,7 @@ guests=$PWD/target/guests/wasm32-wasip2/release
 upstream=http://127.0.0.1:18191
 {
     hello_and_wasi_toml
-    cat <<TOML
-[plugins.proxy]
-path = "$guests/proxy.wasm"
-grants = ["config", "outbound-http"]
-allowed_outbound_hosts = ["$upstream"]
-[plugins.proxy.config]
-upstream = "$upstream"
-TOML
+    proxy_toml "$upstream"
 } >"$work/trellis.toml"
 
 "$bin/native-hello" 127.0.0.1:18191 2>/dev/null &

@@ -28,17 +28,12 @@ upstream=http://127.0.0.1:18091
 encoded=http%3A%2F%2F127.0.0.1%3A18091%2Fhello
 results="$work/results.jsonl"
 
-cat >"$work/trellis.toml" <<TOML
+{
+    proxy_toml "$upstream"
+    cat <<TOML
 [plugins.hello]
 builtin = "hello"
 grants = ["log", "config"]
-
-[plugins.proxy]
-path = "$guests/proxy.wasm"
-grants = ["config", "outbound-http"]
-allowed_outbound_hosts = ["$upstream"]
-[plugins.proxy.config]
-upstream = "$upstream"
 
 [plugins.wasi]
 path = "$guests/wasi_hello.wasm"
@@ -54,6 +49,7 @@ allowed_outbound_hosts = ["$upstream"]
 [plugins.fresh.outbound]
 pool_idle_timeout = "0s"
 TOML
+} >"$work/trellis.toml"
 layout=${LAYOUT:-both}
 
 # start_servers CPUS: the upstream, Trellis and `wasmtime serve`, pinned to

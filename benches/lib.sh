@@ -38,6 +38,19 @@ mount = "/wasi"
 TOML
 }
 
+# proxy_toml UPSTREAM: the config table of the `proxy` example fetching
+# from UPSTREAM (pooled), as the outbound benchmarks serve it.
+proxy_toml() {
+    cat <<TOML
+[plugins.proxy]
+path = "$PWD/target/guests/wasm32-wasip2/release/proxy.wasm"
+grants = ["config", "outbound-http"]
+allowed_outbound_hosts = ["$1"]
+[plugins.proxy.config]
+upstream = "$1"
+TOML
+}
+
 stop_servers() {
     kill "${pids[@]}" 2>/dev/null || true
     wait "${pids[@]}" 2>/dev/null || true

@@ -138,3 +138,37 @@ fn connect_answer<T>(mut response: Response<T>, plugin: &str) -> Result<Response
     }
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, headers: &[(&str, &str)]) -> Result<Response<()>, ApiError> {
+        let mut response = Response::builder().status(status);
+        for (name, value) in headers {
+            response = response.header(*name, *value);
+        }
+        connect_answer(response.body(()).expect("a valid response"), "tunnel")
+    }
+
+    #[test]
+    fn a_2xx_answer_to_connect_carries_no_body() {
+        // A tunnel: an empty length is taken off, nothing else is touched.
+        let open = answer(200, &[("content-length", "0"), ("x-a", "1")]).expect("a tunnel");
+        assert!(!open.headers().contains_key("content-length"));
+        assert_eq!(open.headers()["x-a"], "1");
+        // Not a tunnel: passed on as it is.
+        let refused = answer(407, &[("content-length", "5")]).expect("passed on");
+        assert_eq!(refused.headers()["content-length"], "5");
+        // A body on a tunnel is the component's error.
+        for framing in [("content-length", "5"), ("transfer-encoding", "chunked")] {
+            match answer(200, &[framing]) {
+                Err(ApiError::InvalidResponse { plugin, reason }) => {
+                    assert_eq!(plugin, "tunnel");
+                    assert!(reason.contains("RFC 9110"), "{reason}");
+                }
+                other => panic!("{framing:?}: {other:?}"),
+            }
+        }
+    }
+}

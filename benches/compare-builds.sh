@@ -18,7 +18,6 @@ after=$(realpath "$2")
 shift 2
 source benches/lib.sh
 setup 64 "${1:-5}" "${2:-10s}" "${3:-64}"
-layout=${LAYOUT:-both}
 hello_and_wasi_toml >"$work/trellis.toml"
 
 # serve NAME BIN PORT CPUS: starts BIN on PORT (pinned to CPUS unless
@@ -53,12 +52,4 @@ run() {
         hello-after/hello-before wasi-after/wasi-before
 }
 
-case $layout in
-    pinned) run pinned 0 1 ;;
-    unpinned) run unpinned "" "" ;;
-    both)
-        run pinned 0 1
-        run unpinned "" ""
-        ;;
-    *) echo "LAYOUT is pinned, unpinned or both" >&2; exit 2 ;;
-esac
+by_layout run

@@ -50,7 +50,6 @@ allowed_outbound_hosts = ["$upstream"]
 pool_idle_timeout = "0s"
 TOML
 } >"$work/trellis.toml"
-layout=${LAYOUT:-both}
 
 # start_servers CPUS: the upstream, Trellis and `wasmtime serve`, pinned to
 # CPUS unless it is empty (each sizes its thread pool from the CPUs it may
@@ -62,9 +61,7 @@ start_servers() {
     pids=()
     "${pin[@]}" "$bin/native-hello" 127.0.0.1:18091 2>/dev/null &
     pids+=($!); upstream_pid=$!
-    TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:18090 \
-        TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" "${pin[@]}" "$bin/trellis" serve &
-    pids+=($!); trellis_pid=$!
+    start_trellis 18090 "$1"
     "${pin[@]}" "$wasmtime" serve --addr 127.0.0.1:18092 -S cli=y -S http=y \
         "${wasmtime_serve_options[@]}" \
         "$guests/wasi_hello.wasm" 2>"$work/wasmtime.log" &
@@ -97,12 +94,4 @@ run() {
         trellis-fresh/wasmtime-fetch trellis-fetch/wasmtime-fetch trellis-proxy/wasmtime-fetch
 }
 
-case $layout in
-    pinned) run pinned 0 1 ;;
-    unpinned) run unpinned "" "" ;;
-    both)
-        run pinned 0 1
-        run unpinned "" ""
-        ;;
-    *) echo "LAYOUT is pinned, unpinned or both" >&2; exit 2 ;;
-esac
+by_layout run

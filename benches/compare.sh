@@ -33,7 +33,6 @@ results="$work/results.jsonl"
     hello_and_wasi_toml
     printf '[plugins.notes]\nbuiltin = "notes"\ngrants = ["sql", "cache", "jobs"]\n'
 } >"$work/trellis.toml"
-layout=${LAYOUT:-both}
 
 # start_servers CPUS: Trellis, native hyper and `wasmtime serve`, pinned to
 # CPUS unless it is empty (each sizes its thread pool from the CPUs it may
@@ -43,9 +42,7 @@ start_servers() {
     [ -n "$1" ] && pin=(taskset -c "$1")
     stop_servers
     pids=()
-    TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:18080 \
-        TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" "${pin[@]}" "$bin/trellis" serve &
-    pids+=($!); trellis_pid=$!
+    start_trellis 18080 "$1"
     "${pin[@]}" "$bin/native-hello" 127.0.0.1:18081 2>/dev/null &
     pids+=($!); native_pid=$!
     "${pin[@]}" "$wasmtime" serve --addr 127.0.0.1:18082 -S cli=y \
@@ -95,12 +92,6 @@ pinned() {
     python3 benches/summary.py ${MARKDOWN:+--markdown} "$rate" hello notes-read
 }
 
-case $layout in
-    pinned) pinned ;;
-    unpinned) unpinned ;;
-    both)
-        pinned
-        unpinned
-        ;;
-    *) echo "LAYOUT is pinned, unpinned or both" >&2; exit 2 ;;
-esac
+# run NAME SERVER_CPUS LOAD_CPUS (see by_layout): each layout's own runs.
+run() { "$1"; }
+by_layout run

@@ -51,6 +51,34 @@ upstream = "$1"
 TOML
 }
 
+# by_layout RUN: runs `RUN NAME SERVER_CPUS LOAD_CPUS` for the layouts
+# $LAYOUT names: pinned (`pinned 0 1`: the servers on CPU 0, the load tool
+# on CPU 1), unpinned (`unpinned "" ""`: nothing pinned) or both (the
+# default), in that order.
+by_layout() {
+    case ${LAYOUT:-both} in
+        pinned) "$1" pinned 0 1 ;;
+        unpinned) "$1" unpinned "" "" ;;
+        both)
+            "$1" pinned 0 1
+            "$1" unpinned "" ""
+            ;;
+        *) echo "LAYOUT is pinned, unpinned or both" >&2; exit 2 ;;
+    esac
+}
+
+# start_trellis PORT CPUS: $bin/trellis serving $work/trellis.toml on
+# 127.0.0.1:PORT (data in $work/data), pinned to CPUS unless it is empty;
+# its pid is added to $pids and kept in $trellis_pid.
+start_trellis() {
+    local pin=()
+    [ -n "$2" ] && pin=(taskset -c "$2")
+    TRELLIS_CONFIG="$work/trellis.toml" TRELLIS_SERVER__LISTEN=127.0.0.1:$1 \
+        TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" "${pin[@]}" "$bin/trellis" serve &
+    pids+=($!)
+    trellis_pid=$!
+}
+
 stop_servers() {
     kill "${pids[@]}" 2>/dev/null || true
     wait "${pids[@]}" 2>/dev/null || true

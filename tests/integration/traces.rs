@@ -17,6 +17,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The plugin tables of `misbehave` (to fail on purpose) and `hello`.
+fn misbehave_and_hello() -> String {
+    format!(
+        r#"
+[plugins.misbehave]
+path = {:?}
+grants = ["config", "sql"]
+[plugins.hello]
+path = {:?}
+"#,
+        trellis_tests::guest("misbehave"),
+        trellis_tests::guest("hello"),
+    )
+}
+
 /// A receiver, and a server exporting to it with a sampling ratio of 0 and
 /// a store of 5 traces; `plugins` as given (empty: the examples).
 async fn traced_server(plugins: &str) -> (OtlpReceiver, TestServer) {
@@ -130,18 +145,7 @@ async fn a_request_exports_its_span_tree_under_the_incoming_parent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsampled_requests_are_not_exported_but_errors_are_kept_locally() {
-    let (receiver, server) = traced_server(&format!(
-        r#"
-[plugins.misbehave]
-path = {:?}
-grants = ["config", "sql"]
-[plugins.hello]
-path = {:?}
-"#,
-        trellis_tests::guest("misbehave"),
-        trellis_tests::guest("hello"),
-    ))
-    .await;
+    let (receiver, server) = traced_server(&misbehave_and_hello()).await;
     server
         .get("/misbehave/trap")
         .await
@@ -200,14 +204,8 @@ async fn past_the_recording_budget_a_failure_keeps_its_root_span() {
 [telemetry]
 sampling_ratio = 0.0
 recorded_per_second = 0
-[plugins.misbehave]
-path = {:?}
-grants = ["config", "sql"]
-[plugins.hello]
-path = {:?}
-"#,
-        trellis_tests::guest("misbehave"),
-        trellis_tests::guest("hello"),
+{}"#,
+        misbehave_and_hello()
     ))
     .await;
     for _ in 0..3 {

@@ -552,18 +552,13 @@ fn wit_text(err: &Error) -> String {
 /// second for the node, so a guest that keeps asking cannot flood the log
 /// (every denial is still counted in the metrics).
 fn denials_may_log() -> bool {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static WINDOW: AtomicU64 = AtomicU64::new(0);
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let second = crate::clock::now_ms() / 1000;
-    if WINDOW.swap(second, Ordering::Relaxed) != second {
-        COUNT.store(0, Ordering::Relaxed);
-    }
-    COUNT.fetch_add(1, Ordering::Relaxed) < DENIALS_LOGGED
+    static DENIALS: std::sync::LazyLock<crate::monitor::RateLimit> =
+        std::sync::LazyLock::new(|| crate::monitor::RateLimit::new(DENIALS_LOGGED, DENIALS_LOGGED));
+    DENIALS.take()
 }
 
 /// Denials logged per second at most.
-const DENIALS_LOGGED: u64 = 10;
+const DENIALS_LOGGED: u32 = 10;
 
 /// Ends a client span, with the response's status when there is one.
 fn end(span: Option<opentelemetry::Context>, error: Option<&str>, status: Option<u16>) {

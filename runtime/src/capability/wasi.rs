@@ -11,9 +11,9 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
@@ -24,13 +24,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{Capability, HostState, PluginSetup, Runtime};
 use crate::config::Limits;
+use crate::monitor::RateLimit;
 
 /// Bytes of guest stderr kept per instance (panic messages land there).
 const STDERR_CAPACITY: usize = 16 * 1024;
 /// Lines a plugin's instances may log per second, together.
-pub const LINES_PER_SECOND: f64 = 50.0;
+pub const LINES_PER_SECOND: u32 = 50;
 /// Lines logged at once before the rate applies.
-pub const BURST: f64 = 200.0;
+pub const BURST: u32 = 200;
 /// A line longer than this is logged in pieces.
 const MAX_LINE: usize = 4096;
 
@@ -44,7 +45,7 @@ pub struct Wasi;
 pub struct WasiPlugin {
     name: Arc<str>,
     env: Vec<(String, String)>,
-    budget: Arc<Mutex<Budget>>,
+    budget: Arc<Budget>,
 }
 
 /// One instance's WASI context and its captured stderr.
@@ -81,11 +82,10 @@ impl Capability for Wasi {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            budget: Arc::new(Mutex::new(Budget {
-                tokens: BURST,
-                at: Instant::now(),
-                dropped: 0,
-            })),
+            budget: Arc::new(Budget {
+                lines: RateLimit::new(LINES_PER_SECOND, BURST),
+                dropped: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -110,29 +110,24 @@ impl Capability for Wasi {
     }
 }
 
-/// A plugin's token bucket for output lines.
+/// A plugin's rate limit for output lines, and what it refused.
 #[derive(Debug)]
 struct Budget {
-    tokens: f64,
-    at: Instant,
+    lines: RateLimit,
     /// Lines refused since the last one logged.
-    dropped: u64,
+    dropped: AtomicU64,
 }
 
 impl Budget {
-    /// Takes a token for one line; `Some(dropped before it)` when the line
-    /// may be logged.
-    fn take(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * LINES_PER_SECOND;
-        self.tokens = (self.tokens + refill).min(BURST);
-        self.at = now;
-        if self.tokens < 1.0 {
-            self.dropped += 1;
-            return None;
+    /// Takes one line; `Some(dropped before it)` when the line may be
+    /// logged.
+    fn take(&self) -> Option<u64> {
+        if self.lines.take() {
+            Some(self.dropped.swap(0, Ordering::Relaxed))
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            None
         }
-        self.tokens -= 1.0;
-        Some(std::mem::take(&mut self.dropped))
     }
 }
 
@@ -142,7 +137,7 @@ impl Budget {
 struct GuestOutput {
     plugin: Arc<str>,
     stream: &'static str,
-    budget: Arc<Mutex<Budget>>,
+    budget: Arc<Budget>,
     state: Arc<Mutex<Output>>,
 }
 
@@ -195,7 +190,7 @@ impl GuestOutput {
     fn log(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
-        let Some(dropped) = self.budget.lock().ok().and_then(|mut b| b.take()) else {
+        let Some(dropped) = self.budget.take() else {
             return;
         };
         if dropped > 0 {
@@ -290,5 +285,24 @@ impl WasiView for HostState {
             ctx: &mut self.instance.wasi.ctx,
             table: &mut self.table,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_lines_is_cut_and_what_it_lost_is_counted() {
+        let budget = Budget {
+            lines: RateLimit::new(LINES_PER_SECOND, BURST),
+            dropped: AtomicU64::new(0),
+        };
+        let logged = (0..BURST + 10).filter(|_| budget.take().is_some()).count();
+        let burst = BURST as usize;
+        assert!((burst..=burst + 1).contains(&logged), "{logged}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let dropped = budget.take().expect("a line after a pause");
+        assert!((9..=10).contains(&dropped), "{dropped}");
     }
 }

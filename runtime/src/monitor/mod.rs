@@ -9,6 +9,7 @@ mod errors;
 mod metrics;
 pub mod otlp_metrics;
 mod process;
+mod rate;
 mod trace;
 mod trace_store;
 mod window;
@@ -21,6 +22,7 @@ pub use metrics::{
     RouteSummary,
 };
 pub use process::{Process, sample as process_sample};
+pub use rate::RateLimit;
 pub use trace::{
     Tracing, child as child_span, inject as inject_trace, records_children, resume as resume_trace,
     trace_id, traceparent,

@@ -33,6 +33,7 @@ use opentelemetry_sdk::trace::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::rate::RateLimit;
 use super::trace_store::TraceStore;
 use crate::config::TelemetryConfig;
 
@@ -73,7 +74,10 @@ impl Tracing {
             export: Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
                 config.sampling_ratio,
             ))),
-            budget: Arc::new(Budget::per_second(config.recorded_per_second)),
+            budget: Arc::new(RateLimit::new(
+                config.recorded_per_second,
+                config.recorded_per_second,
+            )),
         };
         let provider = SdkTracerProvider::builder()
             .with_sampler(sampler)
@@ -265,7 +269,7 @@ pub fn records_children(parent: &Context) -> bool {
 #[derive(Debug, Clone)]
 struct RecordLocally {
     export: Sampler,
-    budget: Arc<Budget>,
+    budget: Arc<RateLimit>,
 }
 
 impl ShouldSample for RecordLocally {
@@ -293,48 +297,6 @@ impl ShouldSample for RecordLocally {
             }
         }
         result
-    }
-}
-
-/// A rate limit without a lock (GCRA): `take` succeeds at most `rate`
-/// times a second, with a burst of as many.
-#[derive(Debug)]
-struct Budget {
-    /// Nanoseconds between two takes; 0 when none is allowed.
-    interval: u64,
-    /// The theoretical arrival time of the next take, in nanoseconds since
-    /// `epoch`.
-    next: std::sync::atomic::AtomicU64,
-    epoch: std::time::Instant,
-}
-
-impl Budget {
-    fn per_second(rate: u32) -> Budget {
-        Budget {
-            interval: if rate == 0 {
-                0
-            } else {
-                1_000_000_000 / u64::from(rate)
-            },
-            next: std::sync::atomic::AtomicU64::new(0),
-            epoch: std::time::Instant::now(),
-        }
-    }
-
-    fn take(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        if self.interval == 0 {
-            return false;
-        }
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        // A burst of up to a second's worth.
-        let burst = 1_000_000_000u64;
-        self.next
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |next| {
-                let start = next.max(now);
-                (start < now + burst).then_some(start + self.interval)
-            })
-            .is_ok()
     }
 }
 

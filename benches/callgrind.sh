@@ -36,8 +36,7 @@ upstream=http://127.0.0.1:18191
     proxy_toml "$upstream"
 } >"$work/trellis.toml"
 
-"$bin/native-hello" 127.0.0.1:18191 2>/dev/null &
-pids+=($!)
+start_native 18191 ""
 wait_for "$upstream/hello"
 # One plain start first fills the compile cache, so the start under
 # callgrind loads compiled components instead of compiling them. (`exec`:

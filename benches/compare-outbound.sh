@@ -55,17 +55,12 @@ TOML
 # CPUS unless it is empty (each sizes its thread pool from the CPUs it may
 # use, so a layout starts its own processes).
 start_servers() {
-    local pin=()
-    [ -n "$1" ] && pin=(taskset -c "$1")
     stop_servers
     pids=()
-    "${pin[@]}" "$bin/native-hello" 127.0.0.1:18091 2>/dev/null &
-    pids+=($!); upstream_pid=$!
+    start_native 18091 "$1"
+    upstream_pid=$native_pid
     start_trellis 18090 "$1"
-    "${pin[@]}" "$wasmtime" serve --addr 127.0.0.1:18092 -S cli=y -S http=y \
-        "${wasmtime_serve_options[@]}" \
-        "$guests/wasi_hello.wasm" 2>"$work/wasmtime.log" &
-    pids+=($!); wasmtime_pid=$!
+    start_wasmtime 18092 "$1" "$guests/wasi_hello.wasm" -S http=y
 
     wait_for "$upstream/hello"
     wait_for http://127.0.0.1:18090/hello 60

@@ -38,17 +38,11 @@ results="$work/results.jsonl"
 # CPUS unless it is empty (each sizes its thread pool from the CPUs it may
 # use, so a layout starts its own processes).
 start_servers() {
-    local pin=()
-    [ -n "$1" ] && pin=(taskset -c "$1")
     stop_servers
     pids=()
     start_trellis 18080 "$1"
-    "${pin[@]}" "$bin/native-hello" 127.0.0.1:18081 2>/dev/null &
-    pids+=($!); native_pid=$!
-    "${pin[@]}" "$wasmtime" serve --addr 127.0.0.1:18082 -S cli=y \
-        "${wasmtime_serve_options[@]}" \
-        "$component" 2>"$work/wasmtime.log" &
-    pids+=($!); wasmtime_pid=$!
+    start_native 18081 "$1"
+    start_wasmtime 18082 "$1" "$component"
     wait_for http://127.0.0.1:18080/hello 60
     wait_for http://127.0.0.1:18080/wasi 60
     wait_for http://127.0.0.1:18081/hello

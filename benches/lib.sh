@@ -79,6 +79,30 @@ start_trellis() {
     trellis_pid=$!
 }
 
+# start_native PORT CPUS: the native hyper hello server on 127.0.0.1:PORT,
+# pinned to CPUS unless it is empty; its pid in $pids and $native_pid.
+start_native() {
+    local pin=()
+    [ -n "$2" ] && pin=(taskset -c "$2")
+    "${pin[@]}" "$bin/native-hello" "127.0.0.1:$1" 2>/dev/null &
+    pids+=($!)
+    native_pid=$!
+}
+
+# start_wasmtime PORT CPUS COMPONENT [OPTION...]: `wasmtime serve` (from
+# $wasmtime) with -S cli, the head-to-heads' options and OPTIONs, serving
+# COMPONENT on 127.0.0.1:PORT, pinned to CPUS unless it is empty; its log in
+# $work/wasmtime.log, its pid in $pids and $wasmtime_pid.
+start_wasmtime() {
+    local port=$1 cpus=$2 component=$3 pin=()
+    shift 3
+    [ -n "$cpus" ] && pin=(taskset -c "$cpus")
+    "${pin[@]}" "$wasmtime" serve --addr "127.0.0.1:$port" -S cli=y "$@" \
+        "${wasmtime_serve_options[@]}" "$component" 2>"$work/wasmtime.log" &
+    pids+=($!)
+    wasmtime_pid=$!
+}
+
 stop_servers() {
     kill "${pids[@]}" 2>/dev/null || true
     wait "${pids[@]}" 2>/dev/null || true

@@ -1,6 +1,10 @@
 //! One integration-test binary, a module per area. Every test starts a real
 //! server on an ephemeral loopback port and talks HTTP to it.
 
+/// The `trellis` binary's allocator (runtime/cli/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod alerts;
 mod batch;
 mod cache;

@@ -73,6 +73,12 @@ enum Command {
     },
 }
 
+/// mimalloc rather than glibc's malloc: a request allocates on one worker
+/// thread and frees on another, and instantiation allocates per request;
+/// `docs/performance.md` has the measurement.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match trellis::server::runtime(None) {

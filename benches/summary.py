@@ -3,7 +3,7 @@
 Usage: python3 benches/summary.py [--markdown] RESULTS.jsonl LABEL... -- A/B...
 Prints one row per LABEL (median req/s, p50, p95, p99, server CPU per request,
 errors summed) and, for each A/B, A's req/s and CPU per request relative to
-B's, e.g. "trellis/native: 0.25x req/s (+75.0 % fewer), 4.80x CPU per request".
+B's, e.g. "trellis/native: 0.25x req/s (75.0 % fewer), 4.80x CPU per request".
 """
 import json
 import statistics
@@ -40,7 +40,7 @@ for pair in pairs:
     a, b = (rows[x] for x in pair.split("/"))
     print(
         f"{pair}: {a['rps'] / b['rps']:.2f}x req/s "
-        f"({(1 - a['rps'] / b['rps']) * 100:+.1f} % fewer), "
+        f"({abs(1 - a['rps'] / b['rps']) * 100:.1f} % {'fewer' if a['rps'] < b['rps'] else 'more'}), "
         f"{a['cpu'] / max(b['cpu'], 1e-9):.2f}x CPU per request, "
         f"p99 {a['p99']:.2f} vs {b['p99']:.2f} ms"
     )

@@ -74,8 +74,9 @@ fuzz seconds="600" *targets="":
 # p2_cli_serve_*) served by Trellis and checked as wasmtime's tests check
 # them. WASMTIME_SRC=<a wasmtime checkout>, else it clones the release
 # matching ours. Needs Redis on 6379. Not in CI: it needs GitHub.
-conformance:
-    tests/scripts/conformance.sh
+# `just conformance wasmtime` runs the same checks against `wasmtime serve`.
+conformance server="trellis":
+    tests/scripts/conformance.sh {{server}}
 
 # Overload and the scenario smoke (also part of `just test`).
 stress:

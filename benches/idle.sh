@@ -9,6 +9,8 @@
 # Trellis). Both servers on CPU 0, the load tool on CPU 1; the CPU figures
 # are the server's own time, so other work on CPU 1 does not count.
 #
+# TRELLIS_BIN picks another Trellis binary (an earlier build, for an A/B).
+#
 # Usage: benches/idle.sh [ROUNDS=3] [DURATION=10s] [IDLE=30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +20,7 @@ idle_seconds=${3:-30}
 results="$work/results.jsonl"
 
 TRELLIS_SERVER__LISTEN=127.0.0.1:18090 TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" \
-    taskset -c 0 "$bin/trellis" serve &
+    taskset -c 0 "${TRELLIS_BIN:-$bin/trellis}" serve &
 pids+=($!); trellis_pid=$!
 taskset -c 0 "$bin/native-hello" 127.0.0.1:18091 2>/dev/null &
 pids+=($!); native_pid=$!

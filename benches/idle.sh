@@ -22,8 +22,7 @@ results="$work/results.jsonl"
 TRELLIS_SERVER__LISTEN=127.0.0.1:18090 TRELLIS_LOG__LEVEL=warn TRELLIS_DATA_DIR="$work/data" \
     taskset -c 0 "${TRELLIS_BIN:-$bin/trellis}" serve &
 pids+=($!); trellis_pid=$!
-taskset -c 0 "$bin/native-hello" 127.0.0.1:18091 2>/dev/null &
-pids+=($!); native_pid=$!
+start_native 18091 0
 wait_for http://127.0.0.1:18090/hello
 wait_for http://127.0.0.1:18091/hello
 # Past start-up work (migrations, the first compile), then measure.

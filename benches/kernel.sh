@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 wasmtime=$(benches/install-wasmtime.sh)
 setup 64 "${1:-2}" "${2:-6s}" 64
-for tool in perf strace wrk; do
+need_wrk
+for tool in perf strace; do
     command -v "$tool" >/dev/null || {
         echo "$tool is needed (Debian's package)" >&2
         exit 1

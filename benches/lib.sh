@@ -170,6 +170,13 @@ alternate_paths() {
     done
 }
 
+# need_wrk: installs wrk (Debian's package) when it is missing.
+need_wrk() {
+    if ! command -v wrk >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+    fi
+}
+
 # wrk_run LABEL URL PID [PIN...]: one wrk run (a thread, $connections
 # connections, $duration, after a 2 s warm-up run), printed as one JSON line
 # in trellis-load's shape, with the server PID's CPU (user + system, from
@@ -178,9 +185,7 @@ alternate_paths() {
 wrk_run() {
     local label=$1 url=$2 pid=$3
     shift 3
-    if ! command -v wrk >/dev/null 2>&1; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-    fi
+    need_wrk
     "$@" wrk -t1 -c"$connections" -d2s "$url" >/dev/null
     local ticks_before ticks_after json
     ticks_before=$(awk '{print $14 + $15}' "/proc/$pid/stat")

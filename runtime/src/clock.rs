@@ -1,11 +1,10 @@
 //! Wall-clock time as the runtime stores it: milliseconds since the Unix
-//! epoch; and [`Activity`], which lets a periodic thread sleep while there
-//! is nothing for it to time. A leaf: it imports nothing from the crate.
+//! epoch; and [`Activity`], which tells a periodic thread whether there is
+//! anything for it to time. A leaf: it imports nothing from the crate.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, now (0 before 1970).
 pub fn now_ms() -> u64 {
@@ -15,13 +14,14 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Work a periodic thread serves (the epoch ticker: guests running). The
-/// thread calls [`Activity::idle_wait`] between its periods and is parked
-/// while no [`Busy`] guard exists; the first guard wakes it.
+/// Work a periodic thread serves (the epoch ticker: guests running),
+/// counted so the thread can look whether there is any. Beginning work is
+/// one atomic add: the thread is not woken for it (a wake-up per request
+/// was a system call on the request path and two context switches of the
+/// thread; `docs/performance.md`), it looks on its own.
 #[derive(Debug, Default)]
 pub struct Activity {
     running: AtomicUsize,
-    waiter: OnceLock<Thread>,
 }
 
 /// One piece of work in progress, for as long as it lives.
@@ -29,31 +29,15 @@ pub struct Activity {
 pub struct Busy(Arc<Activity>);
 
 impl Activity {
-    /// Work begins: the serving thread is woken if it sleeps.
+    /// Work begins; it ends when the guard is dropped.
     pub fn begin(self: &Arc<Self>) -> Busy {
-        if self.running.fetch_add(1, Ordering::AcqRel) == 0
-            && let Some(waiter) = self.waiter.get()
-        {
-            waiter.unpark();
-        }
+        self.running.fetch_add(1, Ordering::AcqRel);
         Busy(self.clone())
     }
 
     /// Whether any work is in progress.
     pub fn is_busy(&self) -> bool {
         self.running.load(Ordering::Acquire) > 0
-    }
-
-    /// Called by the serving thread (always the same one): returns at once
-    /// while there is work, else parks until some begins or `at_most`
-    /// passes (so the thread can notice it should end).
-    pub fn idle_wait(&self, at_most: Duration) {
-        let _ = self.waiter.set(std::thread::current());
-        if !self.is_busy() {
-            // A `begin` between the check and the park leaves its unpark
-            // token, so the park returns at once.
-            std::thread::park_timeout(at_most);
-        }
     }
 }
 
@@ -68,25 +52,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_waiter_sleeps_while_idle_and_wakes_for_work() {
+    fn work_is_counted_while_its_guards_live() {
         let activity = Arc::new(Activity::default());
-        let waiter = activity.clone();
-        let woke = std::thread::spawn(move || {
-            let started = std::time::Instant::now();
-            waiter.idle_wait(Duration::from_secs(10));
-            started.elapsed()
-        });
-        std::thread::sleep(Duration::from_millis(50));
-        let busy = activity.begin();
-        assert!(activity.is_busy());
-        let slept = woke.join().expect("the waiter ends");
-        assert!(
-            slept < Duration::from_secs(5),
-            "woken by the work, not the timeout"
-        );
-        // While busy, the wait returns at once.
-        activity.idle_wait(Duration::from_secs(10));
-        drop(busy);
+        assert!(!activity.is_busy());
+        let first = activity.begin();
+        let second = activity.begin();
+        drop(first);
+        assert!(activity.is_busy(), "one guard is still alive");
+        drop(second);
         assert!(!activity.is_busy());
     }
 }

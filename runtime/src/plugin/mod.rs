@@ -57,7 +57,7 @@ pub struct PluginHost {
     tracing: Arc<Tracing>,
     /// Failures grouped by fingerprint.
     errors: Arc<ErrorGroups>,
-    /// Guests running (stores alive): the epoch ticker sleeps without one.
+    /// Guests running (stores alive): the epoch ticker ticks while there is one.
     activity: Arc<crate::clock::Activity>,
 }
 

@@ -66,13 +66,20 @@ fn pooling(instances: u32, max_memory: u64) -> PoolingAllocationConfig {
 /// its last look.
 const IDLE_LOOK: Duration = Duration::from_millis(20);
 
+/// Looks with no guest begun since the one before, after which the ticker
+/// sleeps until one begins.
+const LOOKS_BEFORE_SLEEP: u32 = 50;
+
 /// Advances the engine's epoch every `tick` while a guest runs (a store
 /// exists: `activity` is busy), until the engine is dropped. A running
 /// guest yields (and has its deadline checked) at each tick. With no guest
 /// the thread looks every 20 ms whether one began, rather than being woken
 /// by each: at low load that wake-up was a system call in every request
-/// and two context switches of this thread. So a guest that begins on an
-/// idle node first yields within 20 ms and a tick, and every tick after.
+/// and two context switches of this thread. So a guest that begins while
+/// none runs first yields within 20 ms and a tick, and every tick after.
+/// After a second in which no guest began the thread sleeps until one begins
+/// (that guest wakes it), so a node at rest does not wake 50 times a
+/// second either.
 pub fn start_epoch_ticker(
     engine: &Engine,
     tick: Duration,
@@ -84,6 +91,8 @@ pub fn start_epoch_ticker(
         .name("trellis-epoch".into())
         .spawn(move || {
             let mut ticking = false;
+            let mut idle_looks = 0;
+            let mut last_begun = activity.begun();
             loop {
                 std::thread::sleep(if ticking { tick } else { idle_look });
                 let Some(engine) = weak.upgrade() else { break };
@@ -92,7 +101,20 @@ pub fn start_epoch_ticker(
                 if ticking && busy {
                     engine.increment_epoch();
                 }
+                drop(engine);
                 ticking = busy;
+                let begun = activity.begun();
+                idle_looks = if busy || begun != last_begun {
+                    0
+                } else {
+                    idle_looks + 1
+                };
+                last_begun = begun;
+                // Woken by a guest, the thread looks for a second again
+                // before the next sleep; by the timeout, it sleeps on.
+                if idle_looks >= LOOKS_BEFORE_SLEEP {
+                    activity.sleep_until_work(Duration::from_secs(1));
+                }
             }
         })
         .map(drop)

@@ -8,8 +8,9 @@
 # and the ratio of the two per-request figures (goal: within 3× for
 # Trellis); then, for Trellis, where the CPU goes by thread (at rest, per
 # second; at 1,000 req/s, per request) with each thread's sleeps (voluntary
-# context switches), from /proc/<pid>/task/*/schedstat and status. Both servers on CPU 0, the load tool on CPU 1; the CPU figures
-# are the server's own time, so other work on CPU 1 does not count.
+# context switches), from /proc/<pid>/task/*/schedstat and status. Both
+# servers on CPU 0, the load tool on CPU 1; the CPU figures are the
+# server's own time, so other work on CPU 1 does not count.
 #
 # TRELLIS_BIN picks another Trellis binary (an earlier build, for an A/B).
 #
@@ -84,8 +85,7 @@ python3 benches/summary.py ${MARKDOWN:+--markdown} "$results" \
     rate-trellis/saturated-trellis rate-native/saturated-native rate-trellis/rate-native
 
 # One more run at 1,000 req/s, Trellis alone, by thread.
-pin=()
-[ -n "${LOAD_CPUS-1}" ] && pin=(taskset -c "${LOAD_CPUS-1}")
+load_pin
 threads_before=$(thread_snapshot "$trellis_pid")
 "${pin[@]}" "$bin/trellis-load" http://127.0.0.1:18090/hello --connections 16 \
     --duration "$duration" --warmup 0s --rate 1000 --label by-thread >"$work/by-thread.json"

@@ -115,6 +115,13 @@ wait_for() {
     exit 1
 }
 
+# load_pin: sets the array `pin` to the command prefix that runs the load
+# tool on CPU 1, or where $LOAD_CPUS says (empty: unpinned).
+load_pin() {
+    pin=()
+    if [ -n "${LOAD_CPUS-1}" ]; then pin=(taskset -c "${LOAD_CPUS-1}"); fi
+}
+
 # alternate LABEL_PREFIX PATH TRELLIS_PORT TRELLIS_PID NATIVE_PORT NATIVE_PID:
 # Trellis against native (see alternate_many).
 alternate() {
@@ -131,9 +138,8 @@ alternate_many() {
     local prefix=$1 path=$2
     shift 2
     local targets=("$@") n=$#
-    # The load tool on CPU 1, or where $LOAD_CPUS says (empty: unpinned).
-    local pin=()
-    [ -n "${LOAD_CPUS-1}" ] && pin=(taskset -c "${LOAD_CPUS-1}")
+    local pin
+    load_pin
     for round in $(seq 1 "$rounds"); do
         for i in $(seq 0 $((n - 1))); do
             target=${targets[$(((round - 1 + i) % n))]}
@@ -153,8 +159,8 @@ alternate_many() {
 # LOAD_TOOL=wrk, wrk loads instead of trellis-load (see wrk_run).
 alternate_paths() {
     local targets=("$@") n=$#
-    local pin=()
-    [ -n "${LOAD_CPUS-1}" ] && pin=(taskset -c "${LOAD_CPUS-1}")
+    local pin
+    load_pin
     for round in $(seq 1 "$rounds"); do
         for i in $(seq 0 $((n - 1))); do
             IFS=: read -r label port pid path <<<"${targets[$(((round - 1 + i) % n))]}"

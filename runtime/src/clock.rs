@@ -115,6 +115,7 @@ mod tests {
         });
         std::thread::sleep(Duration::from_millis(50));
         let busy = activity.begin();
+        assert!(activity.is_busy());
         let slept = woke.join().expect("the waiter ends");
         assert!(
             slept < Duration::from_secs(5),
@@ -123,5 +124,6 @@ mod tests {
         // While busy, the sleep returns at once.
         activity.sleep_until_work(Duration::from_secs(10));
         drop(busy);
+        assert!(!activity.is_busy());
     }
 }
